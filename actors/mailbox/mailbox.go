@@ -1,0 +1,334 @@
+// Package mailbox is Switchyard's bounded, drop-policy mailbox for
+// protoactor-go actors. protoactor's own Bounded mailbox spins the sender on
+// runtime.Gosched when full and BoundedDropping miscounts after a drop and
+// spins forever (DESIGN.md §7); neither reports drops. This one:
+//
+//  1. PostUserMessage: a *packet.Batch (or an envelope holding one) is
+//     queued if there is room; when the mailbox holds Capacity batches the
+//     policy picks the victim — drop_newest drops the arriving batch,
+//     drop_oldest drops the head — and the victim's buffers go back to the
+//     pool, counted as mailbox_full on the actor's stats. Other user messages
+//     (control commands) are never dropped; they wait in a small queue of
+//     their own, delivered before batches.
+//  2. PostSystemMessage: always queued, never dropped, delivered before any
+//     user message.
+//  3. Delivery runs on the dispatcher only while messages wait; an idle or
+//     full mailbox costs no CPU (no spinning, no polling).
+//  4. Close (on the actor's final stop) drops what is queued and everything
+//     posted later, counted as stopped: nothing is lost silently.
+//
+// Accounting, on the stats.Actor the mailbox is given: every batch posted is
+// counted In; it then leaves as delivered to the actor, dropped (with a
+// reason), or is still queued (depth). The actor counts what it does with the
+// delivered ones.
+package mailbox
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"switchyard/actors/stats"
+	"switchyard/packet"
+)
+
+// Policy chooses which batch is dropped when the mailbox is full.
+type Policy uint8
+
+const (
+	// DropNewest is tail drop: the arriving batch is dropped.
+	DropNewest Policy = iota
+	// DropOldest is head drop: the batch that waited longest is dropped.
+	DropOldest
+)
+
+func (p Policy) String() string {
+	if p == DropOldest {
+		return "drop_oldest"
+	}
+	return "drop_newest"
+}
+
+// ParsePolicy converts a config string to a Policy.
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "drop_newest", "":
+		return DropNewest, nil
+	case "drop_oldest":
+		return DropOldest, nil
+	}
+	return 0, fmt.Errorf("mailbox policy must be drop_newest or drop_oldest, got %q", s)
+}
+
+const (
+	idle int32 = iota
+	running
+)
+
+// Mailbox implements actor.Mailbox with a bound in batches and a drop
+// policy. Create one per actor with New and hand it to protoactor with
+// actor.WithMailbox(m.Producer()).
+type Mailbox struct {
+	capacity int
+	policy   Policy
+	stats    *stats.Actor
+
+	mu      sync.Mutex
+	ring    []any // batches (or envelopes holding one), capacity entries
+	head    int
+	n       int
+	control []any // non-batch user messages, never dropped
+	system  []any // system messages, never dropped
+	closed  bool
+
+	pending   atomic.Int32 // user messages waiting (batches + control)
+	sysCount  atomic.Int32
+	status    atomic.Int32
+	suspended atomic.Bool
+
+	invoker    actor.MessageInvoker
+	dispatcher actor.Dispatcher
+	processFn  func() // m.process, made once: a method value allocates
+}
+
+// New returns a mailbox that holds at most capacity batches (capacity ≥ 1)
+// and counts on s.
+func New(capacity int, policy Policy, s *stats.Actor) *Mailbox {
+	if capacity < 1 {
+		capacity = 1
+	}
+	s.SetMailbox(capacity, policy.String())
+	m := &Mailbox{
+		capacity: capacity,
+		policy:   policy,
+		stats:    s,
+		ring:     make([]any, capacity),
+	}
+	m.processFn = m.process
+	return m
+}
+
+// Producer returns a MailboxProducer that always yields this mailbox: one
+// mailbox per actor, which survives the actor's restarts.
+func (m *Mailbox) Producer() actor.MailboxProducer {
+	return func() actor.Mailbox { return m }
+}
+
+// batchOf returns the batch carried by a user message, or nil.
+func batchOf(msg any) *packet.Batch {
+	switch v := msg.(type) {
+	case *packet.Batch:
+		return v
+	case *actor.MessageEnvelope:
+		if b, ok := v.Message.(*packet.Batch); ok {
+			return b
+		}
+	}
+	return nil
+}
+
+// PostUserMessage takes ownership of message. A batch is queued or dropped
+// by the policy; anything else is queued unconditionally.
+func (m *Mailbox) PostUserMessage(message any) {
+	b := batchOf(message)
+	if b == nil {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return
+		}
+		m.control = append(m.control, message)
+		m.mu.Unlock()
+		m.pending.Add(1)
+		m.schedule()
+		return
+	}
+
+	packets, bytes := b.Len(), b.Bytes()
+	m.stats.In(packets, bytes)
+
+	var victim *packet.Batch
+	reason := stats.MailboxFull
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		victim, reason = b, stats.Stopped
+	case m.n < m.capacity:
+		m.ring[(m.head+m.n)%m.capacity] = message
+		m.n++
+	case m.policy == DropNewest:
+		victim = b
+	default: // DropOldest: replace the head, the new batch goes to the tail
+		victim = batchOf(m.ring[m.head])
+		m.ring[m.head] = nil
+		m.head = (m.head + 1) % m.capacity
+		m.ring[(m.head+m.n-1)%m.capacity] = message
+	}
+	m.mu.Unlock()
+
+	switch {
+	case victim == nil:
+		m.stats.Queued(1, packets)
+		m.pending.Add(1)
+		m.schedule()
+	case victim == b:
+		m.stats.Drop(reason, packets)
+		victim.Release()
+	default:
+		// The head left and the new batch took its place: depth in batches
+		// is unchanged, in packets it moves by the difference.
+		m.stats.Queued(0, packets-victim.Len())
+		m.stats.Drop(reason, victim.Len())
+		victim.Release()
+	}
+}
+
+// PostSystemMessage queues a system message; they are never dropped.
+func (m *Mailbox) PostSystemMessage(message any) {
+	m.mu.Lock()
+	m.system = append(m.system, message)
+	m.mu.Unlock()
+	m.sysCount.Add(1)
+	m.schedule()
+}
+
+// RegisterHandlers is called by protoactor when the actor is spawned.
+func (m *Mailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker = invoker
+	m.dispatcher = dispatcher
+}
+
+// Start is called by protoactor after RegisterHandlers.
+func (m *Mailbox) Start() {}
+
+// UserMessageCount reports the user messages waiting.
+func (m *Mailbox) UserMessageCount() int { return int(m.pending.Load()) }
+
+// Depth reports the batches waiting.
+func (m *Mailbox) Depth() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+// Close is called by the actor when it stops for good: queued batches are
+// released and counted as stopped, and so is every batch posted afterwards.
+func (m *Mailbox) Close() {
+	m.mu.Lock()
+	m.closed = true
+	dropped := make([]*packet.Batch, 0, m.n)
+	for m.n > 0 {
+		dropped = append(dropped, batchOf(m.ring[m.head]))
+		m.ring[m.head] = nil
+		m.head = (m.head + 1) % m.capacity
+		m.n--
+	}
+	m.pending.Add(-int32(len(m.control)))
+	m.control = nil
+	m.mu.Unlock()
+	for _, b := range dropped {
+		m.pending.Add(-1)
+		m.stats.Queued(-1, -b.Len())
+		m.stats.Drop(stats.Stopped, b.Len())
+		b.Release()
+	}
+}
+
+func (m *Mailbox) schedule() {
+	if m.status.CompareAndSwap(idle, running) {
+		m.dispatcher.Schedule(m.processFn)
+	}
+}
+
+func (m *Mailbox) process() {
+	for {
+		m.run()
+		m.status.Store(idle)
+		// Messages posted after run saw an empty queue: take them too.
+		if m.sysCount.Load() == 0 && (m.suspended.Load() || m.pending.Load() == 0) {
+			return
+		}
+		if !m.status.CompareAndSwap(idle, running) {
+			return // another post scheduled us already
+		}
+	}
+}
+
+func (m *Mailbox) popSystem() any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.system) == 0 {
+		return nil
+	}
+	msg := m.system[0]
+	m.system[0] = nil
+	m.system = m.system[1:]
+	if len(m.system) == 0 {
+		m.system = m.system[:0:0]
+	}
+	return msg
+}
+
+// popUser returns the next control message or, if none, the next batch.
+func (m *Mailbox) popUser() (msg any, b *packet.Batch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.control) > 0 {
+		msg = m.control[0]
+		m.control[0] = nil
+		m.control = m.control[1:]
+		return msg, nil
+	}
+	if m.n == 0 || m.closed {
+		return nil, nil
+	}
+	msg = m.ring[m.head]
+	m.ring[m.head] = nil
+	m.head = (m.head + 1) % m.capacity
+	m.n--
+	return msg, batchOf(msg)
+}
+
+func (m *Mailbox) run() {
+	var msg any
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+
+	throughput := m.dispatcher.Throughput()
+	for i := 0; ; i++ {
+		if i > throughput {
+			i = 0
+			runtime.Gosched()
+		}
+		if msg = m.popSystem(); msg != nil {
+			m.sysCount.Add(-1)
+			switch msg.(type) {
+			case *actor.SuspendMailbox:
+				m.suspended.Store(true)
+			case *actor.ResumeMailbox:
+				m.suspended.Store(false)
+			default:
+				m.invoker.InvokeSystemMessage(msg)
+			}
+			continue
+		}
+		if m.suspended.Load() {
+			return
+		}
+		var b *packet.Batch
+		if msg, b = m.popUser(); msg == nil {
+			return
+		}
+		m.pending.Add(-1)
+		if b != nil {
+			m.stats.Queued(-1, -b.Len())
+		}
+		m.invoker.InvokeUserMessage(msg)
+	}
+}

@@ -1,0 +1,387 @@
+// Package node assembles a Switchyard node from its config: the TUN device
+// (addresses and kernel routes through netlink), the buffer pool, the actor
+// system, and the data-path actors — capture → router → protocols → network,
+// and protocols → injector → TUN — each with its drop-policy mailbox.
+//
+// Lifecycle, in the manner of Caddy's modules: New validates everything and
+// touches nothing; Start creates the device and spawns the actors; Stop
+// closes the device (ending capture), stops the actors from the source
+// outwards so every queued batch is counted, and shuts the system down.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"switchyard/actors"
+	"switchyard/actors/mailbox"
+	"switchyard/actors/stats"
+	"switchyard/config"
+	"switchyard/packet"
+	"switchyard/protocols"
+	"switchyard/router"
+)
+
+// Options adjust how a node is built.
+type Options struct {
+	// Device, if set, is used instead of creating the TUN named in the
+	// config (tests and benchmarks pass an in-memory device). The node takes
+	// ownership and closes it on Stop.
+	Device tun.Device
+	// Log receives every log line; nil means zap.NewNop().
+	Log *zap.Logger
+}
+
+// Node is one running Switchyard data plane.
+type Node struct {
+	cfg       *config.Config
+	log       *zap.Logger
+	opts      Options
+	protocols []parsedProtocol
+
+	pool     *packet.Pool
+	dev      tun.Device
+	system   *actor.ActorSystem
+	registry stats.Registry
+	routing  atomic.Pointer[actors.Routing]
+	started  time.Time
+
+	capture, router, injector, supervisor *actor.PID
+	captureDone                           chan struct{}
+	deadLetters                           *stats.Actor
+}
+
+type parsedProtocol struct {
+	cfg      config.Protocol
+	info     protocols.Info
+	settings any
+}
+
+// Check validates cfg fully, including every protocol's settings, without
+// touching the system. Errors are config.Errors with file:line:col.
+func Check(cfg *config.Config) error {
+	_, err := parse(cfg)
+	return err
+}
+
+func parse(cfg *config.Config) ([]parsedProtocol, error) {
+	var errs config.Errors
+	out := make([]parsedProtocol, 0, len(cfg.Protocols))
+	for i, p := range cfg.Protocols {
+		info, ok := protocols.Lookup(p.Type)
+		if !ok {
+			errs = append(errs, cfg.Errorf(p.TypePos, fmt.Sprintf("protocols[%d].type", i),
+				"unknown protocol type %q (known: %v)", p.Type, protocols.Names()))
+			continue
+		}
+		settings, err := info.Parse(p.Settings)
+		if err != nil {
+			var ce config.Errors
+			var one *config.Error
+			switch {
+			case errors.As(err, &ce):
+				errs = append(errs, ce...)
+			case errors.As(err, &one):
+				errs = append(errs, one)
+			default:
+				errs = append(errs, cfg.Errorf(p.Settings.Pos(), p.Settings.Path(), "%v", err))
+			}
+			continue
+		}
+		out = append(out, parsedProtocol{cfg: p, info: info, settings: settings})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// New validates cfg and returns a node that has not started.
+func New(cfg *config.Config, opts Options) (*Node, error) {
+	ps, err := parse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	return &Node{cfg: cfg, log: opts.Log, opts: opts, protocols: ps}, nil
+}
+
+// Pool returns the node's buffer pool (tests check it for leaks).
+func (n *Node) Pool() *packet.Pool { return n.pool }
+
+// Config returns the config the node runs.
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Start opens the device and spawns the actors. On error everything that
+// was made is undone.
+func (n *Node) Start() (err error) {
+	cfg := n.cfg
+	n.pool = packet.NewPool(cfg.Batch.PoolBuffers)
+	n.started = time.Now()
+
+	n.dev = n.opts.Device
+	if n.dev == nil {
+		n.dev, err = openTUN(cfg.TUN, cfg.Routes)
+		if err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+
+	n.system = actor.NewActorSystemWithConfig(actor.Configure(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(zapslog.NewHandler(n.log.Core(), zapslog.WithName("protoactor")))
+		}),
+	))
+	n.deadLetters = n.registry.Actor("dead_letters", "dead_letters")
+	n.system.EventStream.Subscribe(n.onDeadLetter)
+	root := n.system.Root
+
+	// Injector first: everything else sends to it.
+	injStats := n.registry.Actor("injector", "injector")
+	injMB, err := n.mailbox(cfg.Mailbox, injStats)
+	if err != nil {
+		return err
+	}
+	injector := actors.NewInjector(n.dev, injStats, injMB, n.log.Named("injector"))
+	if n.injector, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return injector },
+		actor.WithMailbox(injMB.Producer())), "injector"); err != nil {
+		return fmt.Errorf("spawn injector: %w", err)
+	}
+
+	// Protocols, under their supervisor.
+	budget := actors.Budget{
+		MaxRestarts: cfg.Supervision.MaxRestarts,
+		Within:      time.Duration(cfg.Supervision.Within),
+		Backoff:     time.Duration(cfg.Supervision.Backoff),
+	}
+	sup := actors.NewProtocolSupervisor(budget, n.log.Named("supervisor"))
+	if n.supervisor, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
+		return fmt.Errorf("spawn protocol supervisor: %w", err)
+	}
+	targets := make([]*actors.Target, 0, len(n.protocols))
+	for _, p := range n.protocols {
+		t, err := n.spawnProtocol(p)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, t)
+	}
+
+	// The route table, then the router.
+	routing, err := buildRouting(cfg.Routes, targets)
+	if err != nil {
+		return err
+	}
+	n.routing.Store(routing)
+	rtStats := n.registry.Actor("router", "router")
+	rtMB, err := n.mailbox(cfg.Mailbox, rtStats)
+	if err != nil {
+		return err
+	}
+	// ICMP errors are sourced from the rejected destination itself (the
+	// zero Addr tells router.Unreachable so): the kernel discards an error
+	// whose source is one of its own addresses, such as the TUN's.
+	rt := actors.NewRouter(&n.routing, n.injector, n.pool, rtStats, rtMB, netip.Addr{}, netip.Addr{})
+	if n.router, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return rt },
+		actor.WithMailbox(rtMB.Producer())), "router"); err != nil {
+		return fmt.Errorf("spawn router: %w", err)
+	}
+
+	// Capture last: traffic starts flowing now.
+	capStats := n.registry.Actor("capture", "capture")
+	n.captureDone = make(chan struct{})
+	capture := actors.NewCapture(n.dev, n.router, n.pool, capStats, cfg.Batch.MaxPackets, n.log.Named("capture"), n.captureDone)
+	if n.capture, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return capture }), "capture"); err != nil {
+		return fmt.Errorf("spawn capture: %w", err)
+	}
+	n.log.Info("node started",
+		zap.String("node", cfg.Node.Name),
+		zap.String("tun", cfg.TUN.Name),
+		zap.Int("protocols", len(targets)),
+		zap.Int("routes", len(cfg.Routes)),
+		zap.Int("pool_buffers", n.pool.Limit()))
+	return nil
+}
+
+func (n *Node) mailbox(mc config.Mailbox, st *stats.Actor) (*mailbox.Mailbox, error) {
+	policy, err := mailbox.ParsePolicy(mc.Policy)
+	if err != nil {
+		return nil, err
+	}
+	return mailbox.New(mc.Capacity, policy, st), nil
+}
+
+func (n *Node) spawnProtocol(p parsedProtocol) (*actors.Target, error) {
+	st := n.registry.Actor(p.cfg.Name, p.cfg.Type)
+	recv := n.registry.Actor(p.cfg.Name+".recv", p.cfg.Type)
+	mb, err := n.mailbox(p.cfg.Mailbox, st)
+	if err != nil {
+		return nil, err
+	}
+	inst := protocols.Instance{
+		Name:     p.cfg.Name,
+		Settings: p.settings,
+		Env: protocols.Env{
+			System:    n.system,
+			Injector:  n.injector,
+			Pool:      n.pool,
+			Stats:     st,
+			RecvStats: recv,
+			MaxBatch:  n.cfg.Batch.MaxPackets,
+			Log:       n.log.Named("protocol").With(zap.String("protocol", p.cfg.Name)),
+		},
+	}
+	t := &actors.Target{Name: p.cfg.Name, Stats: st}
+	reply := make(chan *actor.PID, 1)
+	n.system.Root.Send(n.supervisor, &actors.SpawnProtocol{
+		Name:     p.cfg.Name,
+		Producer: func() actor.Actor { return p.info.New(inst) },
+		Mailbox:  mb,
+		Target:   t,
+		Reply:    reply,
+	})
+	select {
+	case pid := <-reply:
+		if pid == nil {
+			return nil, fmt.Errorf("spawn protocol %q failed", p.cfg.Name)
+		}
+		t.PID = pid
+	case <-time.After(actors.SpawnTimeout):
+		return nil, fmt.Errorf("spawn protocol %q: no answer within %v", p.cfg.Name, actors.SpawnTimeout)
+	}
+	return t, nil
+}
+
+func buildRouting(routes []config.Route, targets []*actors.Target) (*actors.Routing, error) {
+	index := make(map[string]int, len(targets))
+	for i, t := range targets {
+		index[t.Name] = i
+	}
+	rs := make([]router.Route, 0, len(routes))
+	for _, r := range routes {
+		rr := router.Route{Prefix: r.Prefix}
+		switch r.Action {
+		case "drop":
+			rr.Action = router.Drop
+		case "reject":
+			rr.Action = router.Reject
+		default:
+			i, ok := index[r.To]
+			if !ok {
+				return nil, fmt.Errorf("%s: route to unknown protocol %q", r.Pos, r.To)
+			}
+			rr.Action, rr.Target = router.Forward, i
+		}
+		rs = append(rs, rr)
+	}
+	table, err := router.NewTable(rs)
+	if err != nil {
+		return nil, fmt.Errorf("build route table: %w", err)
+	}
+	return &actors.Routing{Table: table, Targets: targets}, nil
+}
+
+// onDeadLetter releases batches sent to actors that no longer exist, so they
+// are counted instead of leaking.
+func (n *Node) onDeadLetter(evt any) {
+	dl, ok := evt.(*actor.DeadLetterEvent)
+	if !ok {
+		return
+	}
+	if b, ok := dl.Message.(*packet.Batch); ok {
+		n.deadLetters.In(b.Len(), b.Bytes())
+		n.deadLetters.Drop(stats.DeadLetter, b.Len())
+		b.Release()
+	}
+}
+
+// Stop shuts the node down: capture ends first (the device closes), then the
+// router, the protocols and the injector stop in turn, each dropping and
+// counting what was still queued. It logs the final counters.
+func (n *Node) Stop() {
+	if n.dev != nil {
+		if err := n.dev.Close(); err != nil {
+			n.log.Warn("close tun", zap.Error(err))
+		}
+		n.dev = nil
+	}
+	if n.captureDone != nil {
+		select {
+		case <-n.captureDone:
+		case <-time.After(actors.SpawnTimeout):
+			n.log.Error("capture reader did not exit after the device closed")
+		}
+	}
+	if n.system != nil {
+		for _, pid := range []*actor.PID{n.capture, n.router, n.supervisor, n.injector} {
+			if pid != nil {
+				_ = n.system.Root.StopFuture(pid).Wait()
+			}
+		}
+		n.system.Shutdown()
+		n.system = nil
+	}
+	if n.pool != nil {
+		snap := n.Stats()
+		for _, a := range snap.Actors {
+			n.log.Info("final counters",
+				zap.String("actor", a.Name),
+				zap.Uint64("in_packets", a.InPackets),
+				zap.Uint64("out_packets", a.OutPackets),
+				zap.Uint64("dropped", a.DroppedTotal()),
+				zap.Any("drops", a.Drops),
+				zap.Uint64("restarts", a.Restarts))
+		}
+		if out := n.pool.Outstanding(); out != 0 {
+			n.log.Warn("buffers still outstanding at stop", zap.Int("buffers", out))
+		}
+	}
+	n.log.Info("node stopped", zap.String("node", n.cfg.Node.Name))
+}
+
+// Snapshot is the node's state as served by GET /stats.
+type Snapshot struct {
+	Node    string                `json:"node"`
+	Time    time.Time             `json:"time"`
+	Uptime  float64               `json:"uptime_seconds"`
+	Pool    PoolSnapshot          `json:"pool"`
+	Actors  []stats.ActorSnapshot `json:"actors"`
+	Version string                `json:"version,omitempty"`
+}
+
+// PoolSnapshot describes the buffer pool.
+type PoolSnapshot struct {
+	LimitBuffers       int `json:"limit_buffers"`
+	OutstandingBuffers int `json:"outstanding_buffers"`
+	BufferBytes        int `json:"buffer_bytes"`
+}
+
+// Stats returns a snapshot of every actor's counters.
+func (n *Node) Stats() Snapshot {
+	s := Snapshot{
+		Node:   n.cfg.Node.Name,
+		Time:   time.Now(),
+		Uptime: time.Since(n.started).Seconds(),
+		Actors: n.registry.Snapshot(),
+	}
+	if n.pool != nil {
+		s.Pool = PoolSnapshot{n.pool.Limit(), n.pool.Outstanding(), packet.BufferBytes}
+	}
+	return s
+}

@@ -1,0 +1,54 @@
+// Command switchyard is the one Switchyard binary: the daemon (run), the
+// config checker (check), the stats client (stats), the two-namespace demo
+// (demo) and version.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	// The protocols this binary carries; each registers itself in init.
+	_ "switchyard/protocols/udp"
+)
+
+const usage = `switchyard — an actor-model packet router for VPN data planes
+
+usage:
+  switchyard run     [-c FILE]                 run the daemon in the foreground
+  switchyard check   -c FILE                   validate a config; prints ok or every error
+  switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
+  switchyard demo                              two daemons in two network namespaces (root)
+  switchyard version                           print the version
+`
+
+func main() {
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+func dispatch(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runDaemon(rest)
+	case "check":
+		return runCheck(rest)
+	case "stats":
+		return runStats(rest)
+	case "demo":
+		return runDemo(rest)
+	case "lab":
+		return runLab(rest)
+	case "version", "--version", "-v":
+		fmt.Println(versionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "switchyard: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}

@@ -1,0 +1,116 @@
+// Package protocols is the registry of protocol implementations. Each
+// protocol lives in its own folder (protocols/udp, protocols/wireguard, …),
+// registers itself in init with Register, and is chosen by the `type` of a
+// `protocols:` entry in the config.
+//
+// A protocol instance is a protoactor actor. Its contract:
+//
+//  1. It receives *packet.Batch messages from the router and takes ownership
+//     of each: it sends the packets on its transport and releases the batch
+//     (or drops and counts them, then releases). Env.Stats counts them out.
+//  2. On *actor.Started it opens its transport and starts its reader
+//     goroutines; readers receive datagrams in batches into pooled buffers,
+//     turn them into IP packets and Send a *packet.Batch to Env.Injector
+//     (ownership passes), counting on Env.RecvStats.
+//  3. On *actor.Stopping and *actor.Restarting it closes the transport and
+//     waits for its readers to exit, so a restart never leaks a socket or a
+//     goroutine.
+//
+// Construction (Info.New) has no side effects: nothing is opened until the
+// actor starts, so a config can be checked without touching the system.
+package protocols
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"switchyard/actors/stats"
+	"switchyard/config"
+	"switchyard/packet"
+)
+
+// Info describes one protocol implementation.
+type Info struct {
+	// Name is the protocol's type name in the config (`type: udp`).
+	Name string
+	// Parse decodes and validates an instance's settings block. It is pure
+	// and fast; errors carry the config path and file:line:col (use
+	// config.Settings.Decode and config.Settings.Errorf).
+	Parse func(s config.Settings) (any, error)
+	// New returns the actor for one instance, given the value Parse
+	// returned. It must not open anything: that happens on *actor.Started.
+	New func(inst Instance) actor.Actor
+}
+
+// Instance is what a protocol actor is given when it is created.
+type Instance struct {
+	Name     string // the instance name from the config ("peer-b")
+	Settings any    // what Info.Parse returned
+	Env      Env
+}
+
+// Env connects a protocol instance to the rest of the node.
+type Env struct {
+	// System is the actor system; reader goroutines send with System.Root.
+	System *actor.ActorSystem
+	// Injector receives inbound batches; sending one passes its ownership.
+	Injector *actor.PID
+	// Pool supplies buffers and batch headers.
+	Pool *packet.Pool
+	// Stats counts the outbound stage (router → network). The actor's
+	// mailbox counts In and mailbox drops on the same counters; the
+	// protocol counts Out and its own drops.
+	Stats *stats.Actor
+	// RecvStats counts the inbound stage (network → injector): In for what
+	// the transport received, Out for what went to the injector, and drops.
+	RecvStats *stats.Actor
+	// MaxBatch is the most packets per batch the node is configured for
+	// (batch.max_packets, ≤ packet.MaxBatch).
+	MaxBatch int
+	// Log is the instance's logger. Per-packet problems must be
+	// rate-limited or counted, never logged one line per packet.
+	Log *zap.Logger
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Info{}
+)
+
+// Register adds a protocol. It is called from init and panics on a
+// duplicate or incomplete Info, which is a programming error.
+func Register(info Info) {
+	if info.Name == "" || info.Parse == nil || info.New == nil {
+		panic(fmt.Sprintf("protocols: incomplete registration %+v", info))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[info.Name]; dup {
+		panic(fmt.Sprintf("protocols: %q registered twice", info.Name))
+	}
+	registry[info.Name] = info
+}
+
+// Lookup returns the protocol registered under name.
+func Lookup(name string) (Info, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	info, ok := registry[name]
+	return info, ok
+}
+
+// Names lists the registered protocol names, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
