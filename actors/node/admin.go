@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,6 +39,11 @@ func (n *Node) ServeAdmin(addr string, version string) (*Admin, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s)
 	})
+	// Profiling for operators: the endpoint is loopback unless configured
+	// otherwise.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	a := &Admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: AdminReadTimeout}, ln: ln}
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -34,7 +34,7 @@ func loopConfig(t *testing.T, port int) *config.Config {
 node: {name: loop}
 tun: {name: sytest0, mtu: 1420, addresses: [10.90.0.1/24, "fd90::1/64"], install_routes: false}
 batch: {max_packets: 128, pool_buffers: 1024}
-mailbox: {capacity: 64, policy: drop_newest}
+mailbox: {capacity: 1024, policy: drop_newest}
 supervision: {max_restarts: 3, within: 10s, backoff: 10ms}
 routes:
   - {prefix: 10.90.0.0/24, to: self}
@@ -106,7 +106,7 @@ func TestNodeLoopsPacketsThroughUDP(t *testing.T) {
 		t.Errorf("ICMP errors written = %d, want 1", icmp)
 	}
 	if len(looped) != count {
-		t.Fatalf("packets back through the loop = %d, want %d", len(looped), count)
+		t.Fatalf("packets back through the loop = %d, want %d; stats: %+v", len(looped), count, n.Stats().Actors)
 	}
 	for i := range sent {
 		if looped[i] != sent[i] {

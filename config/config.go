@@ -1,0 +1,239 @@
+// Package config holds Switchyard's config types and turns a YAML file into
+// a validated Config: strict decoding (unknown keys are errors), defaults
+// for absent keys, and validation. Every error reads
+// "file:line:col: path: message", and Parse reports all of them at once.
+//
+// Protocol settings are kept raw (Settings) and decoded by the protocol that
+// owns them, with the same strictness and error format.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is a node's whole configuration.
+type Config struct {
+	// File is the path the config was loaded from; "<default>" for the
+	// embedded default.
+	File string
+	// Node is `node:`, this process's identity.
+	Node Node
+	// Log is `log:`.
+	Log Log
+	// Admin is `admin:`, the loopback HTTP endpoint.
+	Admin Admin
+	// TUN is `tun:`, the TUN device packets enter and leave by.
+	TUN TUN
+	// Batch is `batch:`, how packets are grouped on the data path.
+	Batch Batch
+	// Mailbox is `mailbox:`, the default mailbox of every data-path actor.
+	Mailbox Mailbox
+	// Supervision is `supervision:`, how failed actors are restarted.
+	Supervision Supervision
+	// Routes is `routes:`, in file order.
+	Routes []Route
+	// Protocols is `protocols:`, the protocol instances, in file order.
+	Protocols []Protocol
+}
+
+// Node is the `node:` section.
+type Node struct {
+	// Name is `name:`; it defaults to the host name, or "switchyard" when
+	// the host name is not a valid node name ([A-Za-z0-9][A-Za-z0-9._-]*,
+	// at most MaxNodeName bytes).
+	Name string
+}
+
+// Log is the `log:` section.
+type Log struct {
+	// Level is `level:`: debug, info (the default), warn or error.
+	Level string
+}
+
+// Admin is the `admin:` section.
+type Admin struct {
+	// Listen is `listen:`, an ip:port; default 127.0.0.1:9190. Port 0 picks
+	// a free port (for tests).
+	Listen netip.AddrPort
+}
+
+// TUN is the `tun:` section.
+type TUN struct {
+	// Name is `name:`, the interface name; default "sy0". At most
+	// MaxIfName bytes, not "." or "..", without '/', ':' or white space.
+	Name string
+	// MTU is `mtu:` in bytes; default 1420. MinMTU..MaxMTU, and at least
+	// MinMTUIPv6 when an address is IPv6.
+	MTU int
+	// Addresses is `addresses:`, the interface addresses with their prefix
+	// length ("10.90.0.1/24"); host bits are kept. Default none.
+	Addresses []netip.Prefix
+	// InstallRoutes is `install_routes:`: add a kernel route into the TUN
+	// for every route prefix. Default true.
+	InstallRoutes bool
+}
+
+// Batch is the `batch:` section.
+type Batch struct {
+	// MaxPackets is `max_packets:`, the most packets per batch;
+	// 1..MaxBatchPackets, default 128.
+	MaxPackets int
+	// PoolBuffers is `pool_buffers:`, the packet buffers of the node's pool;
+	// MinPoolBuffers..MaxPoolBuffers, default 4096.
+	PoolBuffers int
+}
+
+// Mailbox policies: which batch a full mailbox drops.
+const (
+	PolicyDropNewest = "drop_newest" // refuse the arriving batch
+	PolicyDropOldest = "drop_oldest" // evict the oldest queued batch
+)
+
+// Mailbox is a `mailbox:` section (top level, or a protocol's override).
+type Mailbox struct {
+	// Capacity is `capacity:` in batches; 1..MaxMailboxCapacity, default 256.
+	Capacity int
+	// Policy is `policy:`, PolicyDropNewest (default) or PolicyDropOldest.
+	Policy string
+}
+
+// Supervision is the `supervision:` section.
+type Supervision struct {
+	// MaxRestarts is `max_restarts:`, how many restarts within Within an
+	// actor gets before its supervisor gives up; ≥ 0, default 10.
+	MaxRestarts int
+	// Within is `within:`, the restart-counting window; > 0, default 10s.
+	Within Duration
+	// Backoff is `backoff:`, the wait before a restart; ≥ 0, default 100ms.
+	Backoff Duration
+}
+
+// Route actions besides forwarding to a protocol (the empty action).
+const (
+	ActionDrop   = "drop"   // discard silently
+	ActionReject = "reject" // discard and answer with ICMP unreachable
+)
+
+// Route is one `routes:` entry.
+type Route struct {
+	// Prefix is `prefix:`, masked: "10.90.0.1/24" becomes 10.90.0.0/24.
+	Prefix netip.Prefix
+	// To is `to:`, the name of the protocol instance that gets the packets.
+	To string
+	// Action is `action:`: "" (forward to To), ActionDrop or ActionReject.
+	// Exactly one of To and Action is set.
+	Action string
+	// Pos is where the entry is in the file.
+	Pos Position
+}
+
+// Protocol is one `protocols:` entry: an instance of a protocol.
+type Protocol struct {
+	// Name is `name:`, unique, [a-z0-9][a-z0-9._-]*, at most
+	// MaxProtocolName bytes. Routes name it in `to:`.
+	Name string
+	// Type is `type:`, the protocol ("udp", "wireguard"). The protocols
+	// registry knows which exist; config only requires one.
+	Type string
+	// TypePos is where the type value is, for "unknown protocol type".
+	TypePos Position
+	// Host is `host:`, where the instance runs; "" is in this process.
+	Host string
+	// Mailbox is the effective mailbox: the entry's `mailbox:` keys over the
+	// top-level mailbox, key by key.
+	Mailbox Mailbox
+	// Settings is `settings:`, decoded by the protocol. It may be empty.
+	Settings Settings
+	// Pos is where the entry is in the file.
+	Pos Position
+}
+
+// Duration is a time.Duration written as a Go duration string with a unit
+// ("10s", "100ms", "1m30s"). A bare number is an error (except 0), and so
+// is a negative duration.
+type Duration time.Duration
+
+// ParseDuration parses a config duration.
+func ParseDuration(s string) (Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if strings.Trim(s, "+-0123456789._") == "" && s != "" {
+			return 0, fmt.Errorf("must have a unit, e.g. 10s")
+		}
+		return 0, fmt.Errorf("invalid duration %s, want e.g. 10s, 100ms or 1m30s", quoteShort(s))
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("must not be negative, got %s", s)
+	}
+	return Duration(d), nil
+}
+
+// String formats d like time.Duration ("1m30s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseDuration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default config (a copy).
+func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
+
+// DefaultFile is the File of the embedded default config.
+const DefaultFile = "<default>"
+
+// Default returns the embedded default config. It panics if the embedded
+// file does not parse, which a test rules out.
+func Default() *Config {
+	c, err := Parse(DefaultFile, defaultYAML)
+	if err != nil {
+		panic(fmt.Sprintf("config: embedded default does not parse: %v", err))
+	}
+	return c
+}
+
+// Load reads the config file at path and parses it.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %q: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %q: %w", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("read config %q: larger than %d bytes", path, MaxFileBytes)
+	}
+	return Parse(path, data)
+}
+
+// Errorf returns an error at pos about the value at path, for packages
+// that check a config further (unknown protocol types, placement).
+func (c *Config) Errorf(pos Position, path, format string, args ...any) *Error {
+	if pos.File == "" {
+		pos.File = c.File
+	}
+	return &Error{Pos: pos, Path: path, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,77 @@
+package config
+
+// Limits of the config. Every number has its unit and its reason.
+const (
+	// MaxFileBytes (128 MiB) is the largest config file Load reads. A
+	// million routes in block style take about 50 bytes each; twice that
+	// leaves room for comments and protocol settings, and anything larger is
+	// not a config file.
+	MaxFileBytes = 128 << 20
+
+	// MaxRoutes (1,000,000 routes) bounds the route table a config may
+	// declare: a full IPv4 plus IPv6 internet table is about 1.2 million
+	// prefixes, and a VPN gateway routes far fewer.
+	MaxRoutes = 1_000_000
+
+	// MaxProtocols (4096 instances) bounds the protocol instances of one
+	// node. Each is an actor with its own mailbox, sockets and reader
+	// goroutines; peers of one protocol belong inside its settings.
+	MaxProtocols = 4096
+
+	// MaxProtocolName (32 bytes) is the longest protocol instance name. It
+	// appears in actor names, metric labels and log lines.
+	MaxProtocolName = 32
+
+	// MaxNodeName (253 bytes) is the longest node name: a fully qualified
+	// DNS name, so that a host name can be used as is.
+	MaxNodeName = 253
+
+	// MaxIfName (15 bytes) is the longest Linux interface name: IFNAMSIZ
+	// (16) less the terminating NUL.
+	MaxIfName = 15
+
+	// MinMTU (576 bytes) is the smallest datagram every IPv4 host must
+	// accept (RFC 791); a smaller TUN MTU breaks ordinary IPv4 traffic.
+	MinMTU = 576
+
+	// MinMTUIPv6 (1280 bytes) is the IPv6 minimum link MTU (RFC 8200); the
+	// kernel removes IPv6 from an interface whose MTU is below it.
+	MinMTUIPv6 = 1280
+
+	// MaxMTU (65535 bytes) is the largest IP packet (the IPv4 total length
+	// field); packet buffers are sized for it.
+	MaxMTU = 65535
+
+	// MaxBatchPackets (128 packets) is the most packets per batch: the TUN
+	// and UDP batch size of golang.zx2c4.com/wireguard on Linux. It equals
+	// packet.MaxBatch (config imports nothing of ours, so it is repeated).
+	MaxBatchPackets = 128
+
+	// MinPoolBuffers (128 buffers) is the smallest buffer pool: one full
+	// batch, so a reader can always fill a batch.
+	MinPoolBuffers = 128
+
+	// MaxPoolBuffers (1<<20 buffers) bounds the buffer pool. A buffer holds
+	// a full 64 KiB packet, so even the default 4096 buffers take 256 MiB;
+	// beyond a million buffers the number is a typo.
+	MaxPoolBuffers = 1 << 20
+
+	// MaxMailboxCapacity (65536 batches) bounds an actor's mailbox. Each
+	// queued batch pins up to MaxBatchPackets buffers, so a deeper queue
+	// only adds latency (bufferbloat) and starves the pool.
+	MaxMailboxCapacity = 65536
+
+	// MaxErrors (200 errors) is the most errors Parse reports; after that
+	// one line says how many more there are. A config with a mistake in
+	// every one of a million routes should not print a million lines.
+	MaxErrors = 200
+
+	// MaxDepth (100 levels) bounds the nesting of YAML values that decoding
+	// follows, so hostile input cannot exhaust the stack.
+	MaxDepth = 100
+
+	// MaxAliasValues (100,000 values) bounds how many values decoding
+	// visits through YAML aliases, so an alias bomb ("billion laughs")
+	// cannot exhaust memory.
+	MaxAliasValues = 100_000
+)

@@ -1,0 +1,27 @@
+package udp
+
+import "time"
+
+// Limits of the udp protocol. Every number has its unit and its reason.
+const (
+	// maxIPv4Payload (65 507 bytes) is the largest UDP payload an IPv4
+	// datagram carries: 65 535 minus the 20-byte IPv4 and 8-byte UDP headers.
+	// Larger packets are dropped as malformed before the send (the kernel
+	// would refuse the whole sendmmsg with EMSGSIZE).
+	maxIPv4Payload = 65535 - 20 - 8
+
+	// maxIPv6Payload (65 527 bytes) is the largest UDP payload of an IPv6
+	// datagram without jumbograms: the payload length field excludes the
+	// IPv6 header, so only the 8-byte UDP header counts.
+	maxIPv6Payload = 65535 - 8
+
+	// logInterval (1 s) is the shortest time between two log lines of one
+	// kind (send errors, receive errors, pool exhaustion) per instance; the
+	// events in between are counted and reported in the next line.
+	logInterval = time.Second
+
+	// recvErrorPause (10 ms) is how long a reader sleeps after a second
+	// receive error in a row, so a persistent socket error cannot spin a
+	// core. A single transient error is retried at once.
+	recvErrorPause = 10 * time.Millisecond
+)

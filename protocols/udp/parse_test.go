@@ -1,0 +1,138 @@
+package udp
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"switchyard/config"
+	"switchyard/protocols"
+)
+
+func TestRegistered(t *testing.T) {
+	if _, ok := protocols.Lookup("udp"); !ok {
+		t.Fatal(`protocols.Lookup("udp") = false`)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    Settings
+		wantErr []string // substrings of the error, all required
+	}{
+		{
+			name: "ipv4",
+			yaml: "listen: 10.91.0.1:7000\npeer: 10.91.0.2:7001\n",
+			want: Settings{Listen: netip.MustParseAddrPort("10.91.0.1:7000"), Peer: netip.MustParseAddrPort("10.91.0.2:7001")},
+		},
+		{
+			name: "ipv6",
+			yaml: "listen: '[fd00::1]:7000'\npeer: '[fd00::2]:7000'\n",
+			want: Settings{Listen: netip.MustParseAddrPort("[fd00::1]:7000"), Peer: netip.MustParseAddrPort("[fd00::2]:7000")},
+		},
+		{
+			name: "unspecified listen",
+			yaml: "listen: 0.0.0.0:7000\npeer: 192.0.2.1:7000\n",
+			want: Settings{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), Peer: netip.MustParseAddrPort("192.0.2.1:7000")},
+		},
+		{
+			name: "ipv4-mapped is unmapped",
+			yaml: "listen: '[::ffff:10.0.0.1]:7000'\npeer: 10.0.0.2:7000\n",
+			want: Settings{Listen: netip.MustParseAddrPort("10.0.0.1:7000"), Peer: netip.MustParseAddrPort("10.0.0.2:7000")},
+		},
+		{
+			name:    "missing both",
+			yaml:    "{}\n",
+			wantErr: []string{"protocols[0].settings.listen: is required", "protocols[0].settings.peer: is required"},
+		},
+		{
+			name:    "missing peer",
+			yaml:    "listen: 10.0.0.1:7000\n",
+			wantErr: []string{"protocols[0].settings.peer: is required"},
+		},
+		{
+			name:    "no port",
+			yaml:    "listen: 10.0.0.1\npeer: 10.0.0.2:7000\n",
+			wantErr: []string{`protocols[0].settings.listen: must be ip:port, got "10.0.0.1"`},
+		},
+		{
+			name:    "host name",
+			yaml:    "listen: 10.0.0.1:7000\npeer: peer.example:7000\n",
+			wantErr: []string{`protocols[0].settings.peer: must be ip:port, got "peer.example:7000"`},
+		},
+		{
+			name:    "port 0",
+			yaml:    "listen: 10.0.0.1:0\npeer: 10.0.0.2:7000\n",
+			wantErr: []string{"protocols[0].settings.listen: port must be 1-65535, got 0"},
+		},
+		{
+			name:    "port too big",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:70000\n",
+			wantErr: []string{"protocols[0].settings.peer: port must be 1-65535, got 70000"},
+		},
+		{
+			name:    "family mismatch",
+			yaml:    "listen: 10.0.0.1:7000\npeer: '[fd00::2]:7000'\n",
+			wantErr: []string{"protocols[0].settings.peer: must be the same address family as listen (IPv4)"},
+		},
+		{
+			name:    "unspecified peer",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 0.0.0.0:7000\n",
+			wantErr: []string{`protocols[0].settings.peer: must be a unicast address, got "0.0.0.0:7000"`},
+		},
+		{
+			name:    "multicast peer",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 239.1.1.1:7000\n",
+			wantErr: []string{"protocols[0].settings.peer: must be a unicast address"},
+		},
+		{
+			name:    "multicast listen",
+			yaml:    "listen: '[ff02::1]:7000'\npeer: '[fd00::2]:7000'\n",
+			wantErr: []string{"protocols[0].settings.listen: must be a unicast or unspecified address"},
+		},
+		{
+			name:    "zone",
+			yaml:    "listen: '[fe80::1%eth0]:7000'\npeer: '[fe80::2]:7000'\n",
+			wantErr: []string{"protocols[0].settings.listen: IPv6 zones are not supported"},
+		},
+		{
+			name:    "unknown key",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nmtu: 1400\n",
+			wantErr: []string{"protocols[0].settings.mtu: unknown key"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := config.NewSettings("test.yaml", "protocols[0].settings", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("NewSettings: %v", err)
+			}
+			got, err := parse(s)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("parse() error = %v", err)
+				}
+				if got != tt.want {
+					t.Fatalf("parse() = %+v, want %+v", got, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("parse() = %+v, want error containing %q", got, tt.wantErr)
+			}
+			if got != nil {
+				t.Errorf("parse() returned %+v with an error", got)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("parse() error = %q, want it to contain %q", err, want)
+				}
+			}
+			if !strings.Contains(err.Error(), "test.yaml:") {
+				t.Errorf("parse() error = %q, want a file:line:col position", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,177 @@
+package udp
+
+// Inbound flow (network → injector), in one reader goroutine per receive
+// function of the bind (one for IPv4, one for IPv6):
+//
+//  1. The reader owns packet.MaxBatch pool buffers and hands all of them to
+//     the receive function on every call (recvmmsg; with UDP GRO the kernel
+//     fills the last slots and the bind splits the super-datagrams forward).
+//  2. Each datagram is checked: from the peer (else unknown_peer), then a
+//     valid IP header (else malformed).
+//  3. The good buffers move into batches of at most Env.MaxBatch packets and
+//     their slots are refilled from the pool in one call; when the pool
+//     cannot refill them the good packets are dropped (no_buffers) and the
+//     buffers kept.
+//  4. Each batch goes to Env.Injector (ownership passes).
+//  5. Closing the bind makes the receive function return net.ErrClosed: the
+//     reader returns its buffers to the pool and exits.
+//
+// RecvStats: In counts every datagram received, Out what went to the
+// injector, and drops the rest, so In = Out + drops exactly.
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"switchyard/actors/stats"
+	"switchyard/packet"
+)
+
+// reader receives datagrams from one receive function of the bind.
+type reader struct {
+	a      *udpActor // read-only fields, closing, recvLog and poolLog only
+	recv   conn.ReceiveFunc
+	family string // "v4" or "v6", for logs
+
+	peer netip.AddrPort
+
+	bufs  [][]byte // the pool buffers owned, full length
+	pkts  [][]byte // bufs[i][Headroom:], what the receive function fills
+	sizes []int
+	eps   []conn.Endpoint
+	good  []int    // indexes of the datagrams that pass the checks
+	fresh [][]byte // replacements for the buffers moved into batches
+}
+
+// newReader takes packet.MaxBatch buffers from the pool for a reader of recv.
+// It reports false when the pool cannot supply them.
+func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
+	r := &reader{
+		a:      a,
+		recv:   recv,
+		family: recv.PrettyName(),
+		peer:   a.set.Peer,
+		bufs:   make([][]byte, packet.MaxBatch),
+		pkts:   make([][]byte, packet.MaxBatch),
+		sizes:  make([]int, packet.MaxBatch),
+		eps:    make([]conn.Endpoint, packet.MaxBatch),
+		good:   make([]int, 0, packet.MaxBatch),
+		fresh:  make([][]byte, packet.MaxBatch),
+	}
+	if !a.env.Pool.GetBufs(r.bufs) {
+		return nil, false
+	}
+	for i, buf := range r.bufs {
+		r.pkts[i] = buf[packet.Headroom:]
+	}
+	return r, true
+}
+
+// run receives until the bind is closed.
+func (r *reader) run() {
+	defer r.a.readers.Done()
+	defer r.release()
+	failures := 0 // receive errors in a row
+	for {
+		n, err := r.recv(r.pkts, r.sizes, r.eps)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || r.a.closing.Load() {
+				return
+			}
+			r.a.recvLog.event(r.a.env.Log, "udp receive failed ("+r.family+")", r.a.name, 1, err)
+			failures++
+			if failures > 1 {
+				time.Sleep(recvErrorPause)
+			}
+			continue
+		}
+		failures = 0
+		r.deliver(n)
+	}
+}
+
+// deliver checks the n datagrams just received and sends the good ones to
+// the injector in batches.
+func (r *reader) deliver(n int) {
+	if n == 0 {
+		return // a read that yielded nothing (see README.md: empty datagrams)
+	}
+	env := &r.a.env
+	good := r.good[:0]
+	inBytes, unknown, malformed := 0, 0, 0
+	for i := 0; i < n; i++ {
+		size := r.sizes[i]
+		inBytes += size
+		if size == 0 {
+			// An empty datagram (the bind reports no source for it).
+			malformed++
+			continue
+		}
+		if !r.fromPeer(r.eps[i]) {
+			unknown++
+			continue
+		}
+		if packet.Check(r.pkts[i][:size]) != nil {
+			malformed++
+			continue
+		}
+		good = append(good, i)
+	}
+	clear(r.eps[:n]) // the endpoints are garbage now; do not pin them
+	r.good = good[:0]
+	env.RecvStats.In(n, inBytes)
+	env.RecvStats.Drop(stats.UnknownPeer, unknown)
+	env.RecvStats.Drop(stats.Malformed, malformed)
+	if len(good) == 0 {
+		return
+	}
+
+	fresh := r.fresh[:len(good)]
+	if !env.Pool.GetBufs(fresh) {
+		env.RecvStats.Drop(stats.NoBuffers, len(good))
+		r.a.poolLog.event(env.Log, "udp receive: buffer pool exhausted, packets dropped", r.a.name, len(good), nil)
+		return
+	}
+	var b *packet.Batch
+	outBytes := 0
+	for j, i := range good {
+		if b == nil {
+			b = env.Pool.GetBatch()
+		}
+		b.Append(r.bufs[i], r.sizes[i])
+		outBytes += r.sizes[i]
+		r.bufs[i], r.pkts[i] = fresh[j], fresh[j][packet.Headroom:]
+		fresh[j] = nil
+		if b.Len() == r.a.maxBatch {
+			r.emit(b, outBytes)
+			b, outBytes = nil, 0
+		}
+	}
+	if b != nil {
+		r.emit(b, outBytes)
+	}
+}
+
+// fromPeer reports whether ep is the peer's address. (The datagram's local
+// destination cannot be checked: with UDP GRO the bind loses the packet-info
+// of all but the last datagram of a read. See README.md.)
+func (r *reader) fromPeer(ep conn.Endpoint) bool {
+	sep, ok := ep.(*conn.StdNetEndpoint)
+	return ok && sep.Port() == r.peer.Port() && sep.Addr().Unmap() == r.peer.Addr()
+}
+
+// emit counts b out and passes it to the injector (ownership passes).
+func (r *reader) emit(b *packet.Batch, bytes int) {
+	r.a.env.RecvStats.Out(b.Len(), bytes)
+	r.a.env.System.Root.Send(r.a.env.Injector, b)
+}
+
+// release returns the reader's buffers to the pool.
+func (r *reader) release() {
+	r.a.env.Pool.PutBufs(r.bufs)
+	clear(r.pkts)
+}
