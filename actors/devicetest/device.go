@@ -189,4 +189,5 @@ func IPv4(src, dst [4]byte, size int, payload []byte) []byte {
 	copy(p[28:], payload)
 	return p
 }
+
 var _ tun.Device = (*Device)(nil)

@@ -114,6 +114,19 @@ type Actor struct {
 	depthBatches     atomic.Int64
 	depthPackets     atomic.Int64
 	highWaterBatches atomic.Int64
+
+	info atomic.Pointer[func() any] // protocol-specific details (e.g. WireGuard peers)
+}
+
+// SetInfo registers a function whose result is served as the actor's "info"
+// in snapshots (for example per-peer handshake times). It is called on every
+// snapshot, off the data path, and must be safe for concurrent use.
+func (a *Actor) SetInfo(f func() any) {
+	if f == nil {
+		a.info.Store(nil)
+		return
+	}
+	a.info.Store(&f)
 }
 
 // In counts one batch of packets (bytes of payload) arriving at the actor.
@@ -183,6 +196,7 @@ type ActorSnapshot struct {
 	Drops      map[string]uint64 `json:"drops"`
 	Restarts   uint64            `json:"restarts"`
 	Mailbox    *MailboxSnapshot  `json:"mailbox,omitempty"`
+	Info       any               `json:"info,omitempty"`
 }
 
 // MailboxSnapshot describes an actor's mailbox.
@@ -230,6 +244,9 @@ func (a *Actor) Snapshot() ActorSnapshot {
 		if n := a.drops[r].Load(); n > 0 {
 			s.Drops[r.String()] = n
 		}
+	}
+	if f := a.info.Load(); f != nil {
+		s.Info = (*f)()
 	}
 	if c := a.mailboxCapacity.Load(); c > 0 {
 		policy, _ := a.mailboxPolicy.Load().(string)
