@@ -34,6 +34,11 @@ const (
 	// ICMPv6 error; a longer chain is not answered (RFC 7112 asks for the
 	// whole chain in the first fragment and real chains have a few headers).
 	MaxIPv6ExtHeaders = 8
+
+	// MaxTargets (1<<20 targets) bounds a forward route's target index so it
+	// packs into the table's 8-byte entries; configs allow far fewer
+	// protocol instances.
+	MaxTargets = 1 << 20
 )
 
 // icmpErrorInterval is the cost of one ICMP error in bucket credit.

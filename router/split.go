@@ -12,7 +12,11 @@
 //     non-empty target batches are returned to the caller, who owns them.
 package router
 
-import "switchyard/packet"
+import (
+	"net/netip"
+
+	"switchyard/packet"
+)
 
 // TargetBatch is the part of a split batch bound for one target.
 type TargetBatch struct {
@@ -76,9 +80,22 @@ func (s *Splitter) Split(t *Table, in *packet.Batch, onReject func(pkt []byte)) 
 	bufs := in.Bufs
 	kept := 0
 	firstTarget := -1 // the target that keeps in; -1 until one is seen
+	// A batch is mostly one flow (the segments of one TCP super-packet): a
+	// packet whose destination repeats the previous one's reuses its verdict
+	// once its header has been checked.
+	var lastDst netip.Addr
+	var last Verdict
 	for _, buf := range bufs {
 		pkt := buf[packet.Headroom:]
-		v := t.Classify(pkt)
+		var v Verdict
+		if dst, ok := packet.Destination(pkt); ok && dst == lastDst && packet.Check(pkt) == nil {
+			v = last
+		} else {
+			v = t.Classify(pkt)
+			if v.Reason != Malformed {
+				lastDst, last = dst, v
+			}
+		}
 		if v.Action == Forward {
 			if firstTarget < 0 {
 				firstTarget = v.Target

@@ -260,3 +260,25 @@ func TestSplitAllocs(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSplitRepeatedDestinationStillChecked guards the verdict reuse for a
+// repeated destination: every packet's header is still checked.
+func TestSplitRepeatedDestinationStillChecked(t *testing.T) {
+	pool := packet.NewPool(packet.MaxBatch)
+	tab := mustTable(t, Route{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Target: 0})
+	good := ip4("192.0.2.1", "10.1.1.1", 17, udp(8))
+	bad := append([]byte(nil), good...)
+	bad[3]++ // total length no longer matches
+	s := NewSplitter(pool)
+	res := s.Split(tab, batchOf(t, pool, good, bad, good), nil)
+	if got, want := res.Drops[Malformed], 1; got != want {
+		t.Fatalf("malformed drops = %d, want %d", got, want)
+	}
+	if got, want := res.Out[0].Batch.Len(), 2; got != want {
+		t.Fatalf("forwarded = %d, want %d", got, want)
+	}
+	res.Out[0].Batch.Release()
+	if err := pool.CheckLeaks(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -109,19 +109,24 @@ type Route struct {
 // the wire (RFC 4291 §2.5.5.2); a config that wants them gone routes
 // ::ffff:0:0/96 to drop.
 type Table struct {
-	lpm      bart.Fast[int32] // prefix -> index into routes and verdicts
-	routes   []Route          // for Lookup
-	verdicts []Verdict        // verdicts[i] is routes[i]'s, precomputed for Classify
+	lpm    bart.Fast[entry] // prefix -> the route's index and its verdict, packed
+	routes []Route          // for Lookup
+}
+
+// entry is what the LPM table stores per prefix: 8 bytes, so the data path's
+// verdict comes out of the lookup itself without a second cache miss.
+type entry struct {
+	index  int32 // into Table.routes
+	target int32 // Verdict.Target
+	action Action
+	reason DropReason
 }
 
 // NewTable builds a Table from routes. Prefixes are masked (10.1.2.3/8 is
 // 10.0.0.0/8); an invalid prefix, a duplicate prefix (after masking), an
 // unknown action or a negative forward target is an error. It borrows routes.
 func NewTable(routes []Route) (*Table, error) {
-	t := &Table{
-		routes:   make([]Route, 0, len(routes)),
-		verdicts: make([]Verdict, 0, len(routes)),
-	}
+	t := &Table{routes: make([]Route, 0, len(routes))}
 	for i, r := range routes {
 		if !r.Prefix.IsValid() {
 			return nil, fmt.Errorf("route %d: invalid prefix %v", i, r.Prefix)
@@ -129,16 +134,16 @@ func NewTable(routes []Route) (*Table, error) {
 		if r.Action > Reject {
 			return nil, fmt.Errorf("route %d (%v): unknown action %d", i, r.Prefix, uint8(r.Action))
 		}
-		if r.Action == Forward && r.Target < 0 {
-			return nil, fmt.Errorf("route %d (%v): forward target must be ≥ 0, got %d", i, r.Prefix, r.Target)
+		if r.Action == Forward && (r.Target < 0 || r.Target > MaxTargets) {
+			return nil, fmt.Errorf("route %d (%v): forward target must be 0-%d, got %d", i, r.Prefix, MaxTargets, r.Target)
 		}
 		r.Prefix = r.Prefix.Masked()
-		if j, dup := t.lpm.Get(r.Prefix); dup {
-			return nil, fmt.Errorf("route %d: duplicate prefix %v (also route %d)", i, r.Prefix, j)
+		if e, dup := t.lpm.Get(r.Prefix); dup {
+			return nil, fmt.Errorf("route %d: duplicate prefix %v (also route %d)", i, r.Prefix, e.index)
 		}
-		t.lpm.Insert(r.Prefix, int32(len(t.routes)))
+		v := verdictOf(r)
+		t.lpm.Insert(r.Prefix, entry{index: int32(len(t.routes)), target: int32(v.Target), action: v.Action, reason: v.Reason})
 		t.routes = append(t.routes, r)
-		t.verdicts = append(t.verdicts, verdictOf(r))
 	}
 	return t, nil
 }
@@ -153,11 +158,11 @@ func (t *Table) Routes() []Route { return append([]Route(nil), t.routes...) }
 // Lookup returns the route with the longest prefix containing dst. It does
 // not allocate. An IPv6 zone is ignored.
 func (t *Table) Lookup(dst netip.Addr) (Route, bool) {
-	i, ok := t.lpm.Lookup(dst)
+	e, ok := t.lpm.Lookup(dst)
 	if !ok {
 		return Route{}, false
 	}
-	return t.routes[i], true
+	return t.routes[e.index], true
 }
 
 // Verdict is the decision for one packet.
@@ -179,11 +184,11 @@ func (t *Table) Classify(pkt []byte) Verdict {
 	if !ok {
 		return Verdict{Action: Drop, Target: -1, Reason: Malformed}
 	}
-	i, ok := t.lpm.Lookup(dst)
+	e, ok := t.lpm.Lookup(dst)
 	if !ok {
 		return Verdict{Action: Drop, Target: -1, Reason: NoRoute}
 	}
-	return t.verdicts[i]
+	return Verdict{Action: e.action, Target: int(e.target), Reason: e.reason}
 }
 
 // verdictOf returns the verdict for packets matching r.
