@@ -265,7 +265,7 @@ func TestSplitAllocs(t *testing.T) {
 // repeated destination: every packet's header is still checked.
 func TestSplitRepeatedDestinationStillChecked(t *testing.T) {
 	pool := packet.NewPool(packet.MaxBatch)
-	tab := mustTable(t, Route{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Target: 0})
+	tab := mustTable(t, Route{Prefix: mustPrefix("10.0.0.0/8"), Target: 0})
 	good := ip4("192.0.2.1", "10.1.1.1", 17, udp(8))
 	bad := append([]byte(nil), good...)
 	bad[3]++ // total length no longer matches
