@@ -159,6 +159,9 @@ func (m *Mailbox) PostUserMessage(message any) {
 	case m.n < m.capacity:
 		m.ring[(m.head+m.n)%m.capacity] = message
 		m.n++
+		// Depth changes under the lock, so the gauges never read past
+		// the capacity.
+		m.stats.Queued(1, packets)
 	case m.policy == DropNewest:
 		victim = b
 	default: // DropOldest: replace the head, the new batch goes to the tail
@@ -166,21 +169,20 @@ func (m *Mailbox) PostUserMessage(message any) {
 		m.ring[m.head] = nil
 		m.head = (m.head + 1) % m.capacity
 		m.ring[(m.head+m.n-1)%m.capacity] = message
+		// Depth in batches is unchanged; in packets it moves by the
+		// difference.
+		m.stats.Queued(0, packets-victim.Len())
 	}
 	m.mu.Unlock()
 
 	switch {
 	case victim == nil:
-		m.stats.Queued(1, packets)
 		m.pending.Add(1)
 		m.schedule()
 	case victim == b:
 		m.stats.Drop(reason, packets)
 		victim.Release()
 	default:
-		// The head left and the new batch took its place: depth in batches
-		// is unchanged, in packets it moves by the difference.
-		m.stats.Queued(0, packets-victim.Len())
 		m.stats.Drop(reason, victim.Len())
 		victim.Release()
 	}
@@ -221,7 +223,9 @@ func (m *Mailbox) Close() {
 	m.closed = true
 	dropped := make([]*packet.Batch, 0, m.n)
 	for m.n > 0 {
-		dropped = append(dropped, batchOf(m.ring[m.head]))
+		b := batchOf(m.ring[m.head])
+		m.stats.Queued(-1, -b.Len())
+		dropped = append(dropped, b)
 		m.ring[m.head] = nil
 		m.head = (m.head + 1) % m.capacity
 		m.n--
@@ -231,7 +235,6 @@ func (m *Mailbox) Close() {
 	m.mu.Unlock()
 	for _, b := range dropped {
 		m.pending.Add(-1)
-		m.stats.Queued(-1, -b.Len())
 		m.stats.Drop(stats.Stopped, b.Len())
 		b.Release()
 	}
@@ -289,7 +292,10 @@ func (m *Mailbox) popUser() (msg any, b *packet.Batch) {
 	m.ring[m.head] = nil
 	m.head = (m.head + 1) % m.capacity
 	m.n--
-	return msg, batchOf(msg)
+	if b = batchOf(msg); b != nil {
+		m.stats.Queued(-1, -b.Len())
+	}
+	return msg, b
 }
 
 func (m *Mailbox) run() {
@@ -321,14 +327,10 @@ func (m *Mailbox) run() {
 		if m.suspended.Load() {
 			return
 		}
-		var b *packet.Batch
-		if msg, b = m.popUser(); msg == nil {
+		if msg, _ = m.popUser(); msg == nil {
 			return
 		}
 		m.pending.Add(-1)
-		if b != nil {
-			m.stats.Queued(-1, -b.Len())
-		}
 		m.invoker.InvokeUserMessage(msg)
 	}
 }
