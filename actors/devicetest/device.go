@@ -28,6 +28,9 @@ type Device struct {
 
 	gen      []byte // template packet for endless reads; nil for queued reads
 	genLeft  atomic.Int64
+	// Gate, if set, is called before each generated read and may block:
+	// a benchmark uses it to keep a bounded number of packets in flight.
+	Gate func()
 	events   chan tun.Event
 	Reads    atomic.Uint64 // packets handed out by Read
 	Writes   atomic.Uint64 // packets accepted by Write
@@ -98,6 +101,9 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 func (d *Device) readGen(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if d.Gate != nil {
+		d.Gate()
+	}
 	n := min(len(bufs), d.batch)
 	left := d.genLeft.Add(-int64(n))
 	if left < 0 {

@@ -38,6 +38,7 @@ type udpActor struct {
 	maxBatch   int // packets per inbound batch, ≤ packet.MaxBatch
 	maxPayload int // largest packet one datagram to the peer carries
 
+	newBind func() conn.Bind // conn.NewStdNetBind, or a benchmark's sink
 	bind    conn.Bind
 	peer    conn.Endpoint
 	closing atomic.Bool // set before the bind is closed; readers exit on it
@@ -70,7 +71,18 @@ func newUDPActor(name string, set Settings, env protocols.Env) *udpActor {
 		maxBatch:   maxBatch,
 		maxPayload: maxPayload,
 		scratch:    make([][]byte, 0, packet.MaxBatch),
+		newBind:    conn.NewStdNetBind,
 	}
+}
+
+// NewWithBind returns a udp protocol actor for inst (whose Settings came
+// from the udp Parse) that uses newBind for its transport instead of
+// conn.NewStdNetBind. Benchmarks pass an in-memory sink to measure the
+// actor pipeline without the kernel's share.
+func NewWithBind(inst protocols.Instance, newBind func() conn.Bind) actor.Actor {
+	a := newUDPActor(inst.Name, inst.Settings.(Settings), inst.Env)
+	a.newBind = newBind
+	return a
 }
 
 // Receive implements actor.Actor.
@@ -90,7 +102,7 @@ func (a *udpActor) Receive(ctx actor.Context) {
 // start opens the bind and starts the readers. A failure panics, so the
 // supervisor logs it, counts a restart and retries after its backoff.
 func (a *udpActor) start() {
-	bind := conn.NewStdNetBind()
+	bind := a.newBind()
 	peer, err := bind.ParseEndpoint(a.set.Peer.String())
 	if err != nil {
 		panic(fmt.Errorf("udp %s: peer %s: %w", a.name, a.set.Peer, err))
