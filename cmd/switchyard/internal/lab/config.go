@@ -1,0 +1,145 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Config is a daemon config for one side of the lab, written as the YAML of
+// the config reference. Zero values leave a key out, so the daemon's
+// defaults apply.
+type Config struct {
+	Node        string // node.name; default "gw-" + side label
+	LogLevel    string // log.level
+	PoolBuffers int    // batch.pool_buffers
+	Mailbox     Mailbox
+	Supervision Supervision
+	Protocols   []Protocol
+	Rejects     []netip.Prefix // routes with action: reject
+}
+
+// Mailbox is a `mailbox:` block.
+type Mailbox struct {
+	Capacity int    // batches
+	Policy   string // drop_newest | drop_oldest
+}
+
+// Supervision is the `supervision:` block; durations as the config writes
+// them ("10s", "100ms").
+type Supervision struct {
+	MaxRestarts *int
+	Within      string
+	Backoff     string
+}
+
+// Protocol is one protocol instance, with the routes that lead to it.
+type Protocol struct {
+	Name     string
+	Type     string // "udp", or a test protocol
+	Port     int    // listen and peer port; default DefaultUDPPort
+	Mailbox  Mailbox
+	Settings []string // extra settings lines, "delay: 2ms"
+	Routes   []netip.Prefix
+}
+
+// TunnelPrefixes are the TUN subnets, routed to the peer by default.
+var TunnelPrefixes = []netip.Prefix{tun4[0].Masked(), tun6[0].Masked()}
+
+// DefaultConfig is the demo's config for side: one udp instance `peer`
+// carrying both TUN subnets over the veth, and on side a the reject
+// prefixes Reject4 and Reject6.
+func (l *Lab) DefaultConfig(side *Side) Config {
+	c := Config{Protocols: []Protocol{{Name: "peer", Type: "udp", Routes: TunnelPrefixes}}}
+	if side == l.A {
+		c.Rejects = []netip.Prefix{Reject4, Reject6}
+	}
+	return c
+}
+
+// Peer returns the other side.
+func (l *Lab) Peer(side *Side) *Side {
+	if side == l.A {
+		return l.B
+	}
+	return l.A
+}
+
+// YAML renders c as the config file of side's daemon.
+func (l *Lab) YAML(side *Side, c Config) string {
+	peer := l.Peer(side)
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	node := c.Node
+	if node == "" {
+		node = "gw-" + side.Label
+	}
+	w("# written by the switchyard lab for namespace %s", side.NS)
+	w("node:\n  name: %s", node)
+	if c.LogLevel != "" {
+		w("log:\n  level: %s", c.LogLevel)
+	}
+	w("admin:\n  listen: %s", side.Admin)
+	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",
+		side.TUNDev, side.TUN4, side.TUN6)
+	w("batch:\n  max_packets: 128")
+	if c.PoolBuffers > 0 {
+		w("  pool_buffers: %d", c.PoolBuffers)
+	}
+	if m := mailboxYAML(c.Mailbox); m != "" {
+		w("mailbox: %s", m)
+	}
+	if s := c.Supervision; s.MaxRestarts != nil || s.Within != "" || s.Backoff != "" {
+		w("supervision:")
+		if s.MaxRestarts != nil {
+			w("  max_restarts: %d", *s.MaxRestarts)
+		}
+		if s.Within != "" {
+			w("  within: %s", s.Within)
+		}
+		if s.Backoff != "" {
+			w("  backoff: %s", s.Backoff)
+		}
+	}
+	w("routes:")
+	for _, p := range c.Protocols {
+		for _, r := range p.Routes {
+			w("  - prefix: %q\n    to: %s", r, p.Name)
+		}
+	}
+	for _, r := range c.Rejects {
+		w("  - prefix: %q\n    action: reject", r)
+	}
+	w("protocols:")
+	for _, p := range c.Protocols {
+		port := p.Port
+		if port == 0 {
+			port = DefaultUDPPort
+		}
+		w("  - name: %s\n    type: %s", p.Name, p.Type)
+		if m := mailboxYAML(p.Mailbox); m != "" {
+			w("    mailbox: %s", m)
+		}
+		w("    settings:")
+		w("      listen: %s", netip.AddrPortFrom(side.Veth4, uint16(port)))
+		w("      peer: %s", netip.AddrPortFrom(peer.Veth4, uint16(port)))
+		for _, s := range p.Settings {
+			w("      %s", s)
+		}
+	}
+	return b.String()
+}
+
+func mailboxYAML(m Mailbox) string {
+	var parts []string
+	if m.Capacity > 0 {
+		parts = append(parts, fmt.Sprintf("capacity: %d", m.Capacity))
+	}
+	if m.Policy != "" {
+		parts = append(parts, "policy: "+m.Policy)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
