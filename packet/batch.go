@@ -107,5 +107,5 @@ func (b *Batch) Release() {
 	b.released = true
 	b.pool.PutBufs(b.Bufs)
 	b.Bufs = b.Bufs[:0]
-	b.pool.batches.Put(b)
+	b.pool.putBatch(b)
 }

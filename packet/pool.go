@@ -23,7 +23,12 @@ type Pool struct {
 
 	outstanding atomic.Int64 // buffers handed out and not yet returned
 
-	batches sync.Pool // *Batch headers; a header holds no buffers while pooled
+	// Batch headers, reused forever. Unlike a sync.Pool, the garbage
+	// collector never empties this list, so steady state allocates nothing.
+	// Live headers are bounded by the buffers (each holds at least one while
+	// in flight).
+	batchMu sync.Mutex
+	batches []*Batch
 }
 
 // NewPool returns a pool that holds at most limit buffers (limit ≥ MaxBatch).
@@ -31,11 +36,7 @@ func NewPool(limit int) *Pool {
 	if limit < MaxBatch {
 		limit = MaxBatch
 	}
-	p := &Pool{limit: limit}
-	p.batches.New = func() any {
-		return &Batch{Bufs: make([][]byte, 0, MaxBatch), pool: p}
-	}
-	return p
+	return &Pool{limit: limit}
 }
 
 // Limit reports the most buffers the pool will ever hand out at once.
@@ -99,9 +100,24 @@ func (p *Pool) PutBufs(bufs [][]byte) {
 
 // GetBatch returns an empty Batch header owned by the caller.
 func (p *Pool) GetBatch() *Batch {
-	b := p.batches.Get().(*Batch)
-	b.released = false
-	return b
+	p.batchMu.Lock()
+	if n := len(p.batches); n > 0 {
+		b := p.batches[n-1]
+		p.batches[n-1] = nil
+		p.batches = p.batches[:n-1]
+		p.batchMu.Unlock()
+		b.released = false
+		return b
+	}
+	p.batchMu.Unlock()
+	return &Batch{Bufs: make([][]byte, 0, MaxBatch), pool: p}
+}
+
+// putBatch recycles an empty batch header.
+func (p *Pool) putBatch(b *Batch) {
+	p.batchMu.Lock()
+	p.batches = append(p.batches, b)
+	p.batchMu.Unlock()
 }
 
 // CheckLeaks returns an error when buffers are outstanding. Tests call it

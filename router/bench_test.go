@@ -109,6 +109,33 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
+// BenchmarkLookupVerdict is the data path's lookup: destination address to
+// verdict (what Classify calls after the header check).
+func BenchmarkLookupVerdict(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			for _, fam := range []struct {
+				name string
+				v6   bool
+			}{{"v4", false}, {"v6", true}} {
+				b.Run(fam.name, func(b *testing.B) {
+					routes := benchRoutes(n, fam.v6, uint64(n))
+					tab := mustTable(b, routes...)
+					addrs := benchAddrs(routes, 1<<12, fam.v6, uint64(n))
+					mask := len(addrs) - 1
+					b.ReportAllocs()
+					b.ResetTimer()
+					sum := 0
+					for i := 0; b.Loop(); i++ {
+						sum += tab.LookupVerdict(addrs[i&mask]).Target
+					}
+					sink = sum
+				})
+			}
+		})
+	}
+}
+
 // BenchmarkClassify is BenchmarkLookup for the data path's call: header
 // check, destination, lookup, verdict.
 func BenchmarkClassify(b *testing.B) {

@@ -184,6 +184,13 @@ func (t *Table) Classify(pkt []byte) Verdict {
 	if !ok {
 		return Verdict{Action: Drop, Target: -1, Reason: Malformed}
 	}
+	return t.LookupVerdict(dst)
+}
+
+// LookupVerdict is the data path's lookup: the verdict of the longest prefix
+// containing dst (Drop with reason NoRoute when none does), straight from the
+// LPM table's 8-byte entry. It does not allocate.
+func (t *Table) LookupVerdict(dst netip.Addr) Verdict {
 	e, ok := t.lpm.Lookup(dst)
 	if !ok {
 		return Verdict{Action: Drop, Target: -1, Reason: NoRoute}

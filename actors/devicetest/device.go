@@ -26,11 +26,11 @@ type Device struct {
 	written [][]byte
 	record  bool
 
-	gen      []byte // template packet for endless reads; nil for queued reads
-	genLeft  atomic.Int64
+	gen     []byte // template packet for endless reads; nil for queued reads
+	genLeft atomic.Int64
 	// Gate, if set, is called before each generated read and may block:
 	// a benchmark uses it to keep a bounded number of packets in flight.
-	Gate func()
+	Gate     func()
 	events   chan tun.Event
 	Reads    atomic.Uint64 // packets handed out by Read
 	Writes   atomic.Uint64 // packets accepted by Write
