@@ -9,7 +9,6 @@ import (
 
 	// The protocols this binary carries; each registers itself in init.
 	_ "switchyard/protocols/udp"
-	_ "switchyard/protocols/wireguard"
 )
 
 const usage = `switchyard — an actor-model packet router for VPN data planes
@@ -20,8 +19,6 @@ usage:
   switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
   switchyard demo                              two daemons in two network namespaces (root)
   switchyard bench   micro [FILE]              summarise go test -bench output (make bench)
-  switchyard genkey                            print a new WireGuard private key (base64)
-  switchyard pubkey                            read a private key on stdin, print its public key
   switchyard version                           print the version
 `
 
@@ -46,10 +43,6 @@ func dispatch(args []string) int {
 		return runDemo(rest)
 	case "lab":
 		return runLab(rest)
-	case "genkey":
-		return runGenkey(rest)
-	case "pubkey":
-		return runPubkey(rest)
 	case "bench":
 		return runBench(rest)
 	case "version", "--version", "-v":
