@@ -403,6 +403,7 @@ func TestOverload(t *testing.T) {
 			if !strings.Contains(text, "mailbox_full") {
 				t.Errorf("switchyard stats output lacks mailbox_full:\n%s", text)
 			}
+			t.Logf("switchyard stats after the flood:\n%s", text)
 
 			mem, err := da.Memory()
 			if err != nil {
