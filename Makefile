@@ -9,6 +9,10 @@ LDFLAGS := -X main.version=$(VERSION)
 COUNT   ?= 5
 RESULTS := bench/results
 
+# A failing benchmark must fail the run even when its output goes through tee.
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
 .PHONY: build test demo bench vet clean
 
 build:
