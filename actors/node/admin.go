@@ -25,7 +25,8 @@ type Admin struct {
 }
 
 // ServeAdmin listens on addr and serves the admin endpoint until Close.
-func (n *Node) ServeAdmin(addr string, version string) (*Admin, error) {
+// extra registers more handlers (the daemon adds POST /reload).
+func (n *Node) ServeAdmin(addr string, version string, extra ...func(mux *http.ServeMux)) (*Admin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
@@ -44,6 +45,9 @@ func (n *Node) ServeAdmin(addr string, version string) (*Admin, error) {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	for _, register := range extra {
+		register(mux)
+	}
 	a := &Admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: AdminReadTimeout}, ln: ln}
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
