@@ -9,6 +9,7 @@ import (
 
 	// The protocols this binary carries; each registers itself in init.
 	_ "switchyard/protocols/udp"
+	_ "switchyard/protocols/wireguard"
 )
 
 const usage = `switchyard — an actor-model packet router for VPN data planes
@@ -17,8 +18,11 @@ usage:
   switchyard run     [-c FILE]                 run the daemon in the foreground
   switchyard check   -c FILE                   validate a config; prints ok or every error
   switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
+  switchyard reload  [--admin ADDR]            re-read the daemon's config file and apply it
   switchyard demo                              two daemons in two network namespaces (root)
   switchyard bench   micro [FILE]              summarise go test -bench output (make bench)
+  switchyard genkey                            print a new WireGuard private key (base64)
+  switchyard pubkey                            read a private key on stdin, print its public key
   switchyard version                           print the version
 `
 
@@ -39,10 +43,16 @@ func dispatch(args []string) int {
 		return runCheck(rest)
 	case "stats":
 		return runStats(rest)
+	case "reload":
+		return runReload(rest)
 	case "demo":
 		return runDemo(rest)
 	case "lab":
 		return runLab(rest)
+	case "genkey":
+		return runGenkey(rest)
+	case "pubkey":
+		return runPubkey(rest)
 	case "bench":
 		return runBench(rest)
 	case "version", "--version", "-v":

@@ -1,0 +1,397 @@
+package wireguard
+
+// Outbound flow (router → peer), in the actor's Receive:
+//
+//  1. *actor.Started creates the actor-fed TUN (tun.go), the filtering bind
+//     (bind.go) and a device.Device on them, configures it through UAPI
+//     (IpcSet), brings it up and reports EventUp.
+//  2. The router sends a *packet.Batch; the actor takes ownership.
+//  3. Packets that are not IP (malformed), too large for the device's
+//     buffers (malformed) or whose destination no peer's allowed IPs cover
+//     (no_peer) are dropped and counted — the device would drop them without
+//     a word.
+//  4. The rest go to the feed; the device's TUN reader copies them out
+//     (counted out there), encrypts them and sends them to their peers.
+//  5. *actor.Stopping and *actor.Restarting close the device, which closes
+//     the TUN and the bind and waits for the device's goroutines; what was
+//     still in the feed is counted as stopped.
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gaissmai/bart"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"switchyard/actors/stats"
+	"switchyard/packet"
+	"switchyard/protocols"
+)
+
+// wgActor is one wireguard protocol instance.
+type wgActor struct {
+	name     string
+	set      Settings
+	env      protocols.Env
+	maxBatch int
+
+	allowed *bart.Lite // the union of every peer's allowed IPs
+
+	newBind func() conn.Bind // conn.NewStdNetBind, or a test's
+	dev     atomic.Pointer[device.Device]
+	tun     *feedTUN
+}
+
+func newWGActor(name string, set Settings, env protocols.Env) *wgActor {
+	if env.Log == nil {
+		env.Log = zap.NewNop()
+	}
+	maxBatch := env.MaxBatch
+	if maxBatch <= 0 || maxBatch > packet.MaxBatch {
+		maxBatch = packet.MaxBatch
+	}
+	allowed := new(bart.Lite)
+	for _, p := range set.Peers {
+		for _, pfx := range p.AllowedIPs {
+			allowed.Insert(pfx)
+		}
+	}
+	return &wgActor{
+		name:     name,
+		set:      set,
+		env:      env,
+		maxBatch: maxBatch,
+		allowed:  allowed,
+		newBind:  conn.NewStdNetBind,
+	}
+}
+
+// Receive implements actor.Actor.
+func (a *wgActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *packet.Batch:
+		a.send(msg)
+	case *actor.Started:
+		a.start()
+	case *actor.Stopping:
+		a.stop()
+		a.env.Stats.SetInfo(nil)
+	case *actor.Restarting:
+		a.stop()
+	}
+}
+
+// start creates, configures and brings up the device. A failure panics, so
+// the supervisor logs it, counts a restart and retries after its backoff.
+func (a *wgActor) start() {
+	t := newFeedTUN(a.name, &a.env, a.maxBatch)
+	bind := &filterBind{Bind: a.newBind(), stats: a.env.RecvStats}
+	dev := device.NewDevice(t, bind, newDeviceLogger(a.env.Log))
+	if err := dev.IpcSet(a.uapi()); err != nil {
+		dev.Close()
+		panic(fmt.Errorf("wireguard %s: configure: %w", a.name, err))
+	}
+	if err := dev.Up(); err != nil {
+		dev.Close()
+		panic(fmt.Errorf("wireguard %s: up (listen_port %d): %w", a.name, a.set.ListenPort, err))
+	}
+	t.up()
+	a.tun = t
+	a.dev.Store(dev)
+	a.env.Stats.SetInfo(a.info)
+	a.env.Log.Info("wireguard up", zap.String("instance", a.name),
+		zap.Stringer("public_key", PublicKey(a.set.PrivateKey)),
+		zap.Int("listen_port", int(a.listenPort(dev))),
+		zap.Int("peers", len(a.set.Peers)))
+}
+
+// uapi renders the settings as a wireguard-go UAPI set operation.
+func (a *wgActor) uapi() string {
+	var b strings.Builder
+	line := func(k, v string) { b.WriteString(k); b.WriteByte('='); b.WriteString(v); b.WriteByte('\n') }
+	line("private_key", hex.EncodeToString(a.set.PrivateKey[:]))
+	if a.set.ListenPort != 0 {
+		line("listen_port", strconv.Itoa(int(a.set.ListenPort)))
+	}
+	line("replace_peers", "true")
+	for _, p := range a.set.Peers {
+		line("public_key", hex.EncodeToString(p.PublicKey[:]))
+		if !p.PresharedKey.IsZero() {
+			line("preshared_key", hex.EncodeToString(p.PresharedKey[:]))
+		}
+		if p.Endpoint.IsValid() {
+			line("endpoint", p.Endpoint.String())
+		}
+		line("persistent_keepalive_interval", strconv.Itoa(int(p.PersistentKeepalive/time.Second)))
+		line("replace_allowed_ips", "true")
+		for _, pfx := range p.AllowedIPs {
+			line("allowed_ip", pfx.String())
+		}
+	}
+	return b.String()
+}
+
+// listenPort reads the port the device bound (the kernel's choice when the
+// settings leave it out).
+func (a *wgActor) listenPort(dev *device.Device) uint16 {
+	text, err := dev.IpcGet()
+	if err != nil {
+		return a.set.ListenPort
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, "listen_port="); ok {
+			p, _ := strconv.Atoi(v)
+			return uint16(p)
+		}
+	}
+	return a.set.ListenPort
+}
+
+// send takes ownership of b: it drops what the device could not send and
+// queues the rest for the device's TUN reader.
+func (a *wgActor) send(b *packet.Batch) {
+	if a.tun == nil {
+		// Not started (the last start failed): nothing can be sent.
+		a.env.Stats.Drop(stats.SendError, b.Len())
+		b.Release()
+		return
+	}
+	noPeer, malformed := 0, 0
+	b.Filter(func(pkt []byte) bool {
+		dst, ok := destination(pkt)
+		switch {
+		case !ok || len(pkt) > maxPacket:
+			malformed++
+			return false
+		case !a.allowed.Contains(dst):
+			noPeer++
+			return false
+		}
+		return true
+	})
+	a.env.Stats.Drop(stats.Malformed, malformed)
+	a.env.Stats.Drop(stats.NoPeer, noPeer)
+	if b.Len() == 0 {
+		b.Release()
+		return
+	}
+	a.tun.push(b)
+}
+
+// destination returns the destination address of an IPv4 or IPv6 packet.
+func destination(pkt []byte) (netip.Addr, bool) {
+	if len(pkt) == 0 {
+		return netip.Addr{}, false
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < packet.IPv4HeaderBytes {
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom4([4]byte(pkt[16:20])), true
+	case 6:
+		if len(pkt) < packet.IPv6HeaderBytes {
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom16([16]byte(pkt[24:40])), true
+	}
+	return netip.Addr{}, false
+}
+
+// stop closes the device (which closes the TUN and the bind and waits for
+// its goroutines) and counts what was left in the feed. Calling it twice is
+// harmless.
+func (a *wgActor) stop() {
+	dev := a.dev.Swap(nil)
+	if dev != nil {
+		dev.Close()
+	}
+	if a.tun != nil {
+		a.tun.Close()
+		a.tun.drain()
+		a.tun = nil
+	}
+}
+
+// PeerInfo is one peer's state as `switchyard stats --json` shows it.
+type PeerInfo struct {
+	PublicKey     string     `json:"public_key"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	LastHandshake *time.Time `json:"last_handshake"` // null: never
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+}
+
+// Info is the instance's state in stats.
+type Info struct {
+	PublicKey  string     `json:"public_key"`
+	ListenPort int        `json:"listen_port"`
+	Peers      []PeerInfo `json:"peers"`
+}
+
+// info reads the device's peers through UAPI. It runs off the data path,
+// on every stats snapshot, and is safe for concurrent use.
+func (a *wgActor) info() any {
+	dev := a.dev.Load()
+	if dev == nil {
+		return nil
+	}
+	text, err := dev.IpcGet()
+	if err != nil {
+		return nil
+	}
+	return parseIpcGet(text)
+}
+
+// parseIpcGet turns the text of a UAPI get operation into Info. The
+// private key in it is skipped.
+func parseIpcGet(text string) Info {
+	var in Info
+	var p *PeerInfo
+	var hsSec, hsNsec int64
+	flush := func() {
+		if p == nil {
+			return
+		}
+		if hsSec != 0 || hsNsec != 0 {
+			t := time.Unix(hsSec, hsNsec).UTC()
+			p.LastHandshake = &t
+		}
+		in.Peers = append(in.Peers, *p)
+		p, hsSec, hsNsec = nil, 0, 0
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "private_key":
+			var key Key
+			if b, err := hex.DecodeString(v); err == nil && len(b) == len(key) {
+				copy(key[:], b)
+				in.PublicKey = PublicKey(key).String()
+			}
+		case "listen_port":
+			in.ListenPort, _ = strconv.Atoi(v)
+		case "public_key":
+			flush()
+			p = &PeerInfo{}
+			if b, err := hex.DecodeString(v); err == nil {
+				var key Key
+				copy(key[:], b)
+				p.PublicKey = key.String()
+			}
+		}
+		if p == nil {
+			continue
+		}
+		switch k {
+		case "endpoint":
+			p.Endpoint = v
+		case "last_handshake_time_sec":
+			hsSec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			hsNsec, _ = strconv.ParseInt(v, 10, 64)
+		case "rx_bytes":
+			p.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+		case "tx_bytes":
+			p.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	flush()
+	if in.Peers == nil {
+		in.Peers = []PeerInfo{}
+	}
+	return in
+}
+
+// newDeviceLogger routes wireguard-go's log through zap: errors as warnings
+// and verbose lines at debug, at most deviceLogBurst lines per logInterval
+// (the device logs some events per packet).
+func newDeviceLogger(log *zap.Logger) *device.Logger {
+	lim := &lineLimiter{}
+	l := &device.Logger{
+		Verbosef: device.DiscardLogf,
+		Errorf: func(format string, args ...any) {
+			if lim.allow(log) {
+				log.Warn("wireguard-go: " + fmt.Sprintf(format, args...))
+			}
+		},
+	}
+	if log.Core().Enabled(zapcore.DebugLevel) {
+		l.Verbosef = func(format string, args ...any) {
+			if lim.allow(log) {
+				log.Debug("wireguard-go: " + fmt.Sprintf(format, args...))
+			}
+		}
+	}
+	return l
+}
+
+// lineLimiter allows deviceLogBurst lines per logInterval and reports how
+// many it suppressed. Safe for concurrent use.
+type lineLimiter struct {
+	mu         sync.Mutex
+	start      time.Time
+	lines      int
+	suppressed int
+}
+
+func (l *lineLimiter) allow(log *zap.Logger) bool {
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.start) >= logInterval {
+		suppressed := l.suppressed
+		l.start, l.lines, l.suppressed = now, 0, 0
+		l.mu.Unlock()
+		if suppressed > 0 {
+			log.Warn("wireguard-go: log lines suppressed", zap.Int("count", suppressed))
+		}
+		l.mu.Lock()
+	}
+	ok := l.lines < deviceLogBurst
+	if ok {
+		l.lines++
+	} else {
+		l.suppressed++
+	}
+	l.mu.Unlock()
+	return ok
+}
+
+// rateLog writes at most one log line per logInterval for one kind of event,
+// reporting how many events it stands for. Safe for concurrent use.
+type rateLog struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int // events since the last line
+}
+
+// event records n events and logs msg with err when the interval since the
+// last line has passed.
+func (l *rateLog) event(log *zap.Logger, msg, instance string, n int, err error) {
+	l.mu.Lock()
+	l.count += n
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
+		l.mu.Unlock()
+		return
+	}
+	count := l.count
+	l.count, l.last = 0, now
+	l.mu.Unlock()
+	log.Warn(msg, zap.String("instance", instance), zap.Int("count", count), zap.Error(err))
+}
