@@ -12,6 +12,9 @@ package actors
 //     window: then the child is stopped for good, its queued batches are
 //     dropped as stopped, and the router drops its traffic as protocol_down.
 //  4. The router and the other protocols never notice.
+//  5. A config reload spawns and stops single children (SpawnProtocol,
+//     StopProtocol) and may replace the budget (SetBudget); the children it
+//     does not name keep running untouched.
 
 import (
 	"fmt"
@@ -78,10 +81,19 @@ type SpawnProtocol struct {
 	Reply    chan<- *actor.PID
 }
 
-// StopProtocol asks the supervisor to stop a protocol child for good.
+// StopProtocol asks the supervisor to stop a protocol child for good. Done
+// is closed once the supervisor has seen the child terminate: from then on
+// a new child may be spawned under the same name.
 type StopProtocol struct {
 	PID  *actor.PID
 	Done chan<- struct{}
+}
+
+// SetBudget replaces the supervisor's restart budget (a config reload). It
+// applies to failures from then on; restart statistics already gathered
+// are kept.
+type SetBudget struct {
+	Budget Budget
 }
 
 // ProtocolSupervisor is the parent of every protocol actor and their
@@ -90,15 +102,16 @@ type StopProtocol struct {
 type ProtocolSupervisor struct {
 	budget   Budget
 	log      *zap.Logger
-	children map[string]*Target // by PID.Id
+	children map[string]*Target           // by PID.Id
+	stopping map[string][]chan<- struct{} // StopProtocol.Done by PID.Id, closed on Terminated
 }
 
 // NewProtocolSupervisor returns the supervisor actor.
 func NewProtocolSupervisor(b Budget, log *zap.Logger) *ProtocolSupervisor {
-	return &ProtocolSupervisor{budget: b, log: log, children: map[string]*Target{}}
+	return &ProtocolSupervisor{budget: b, log: log, children: map[string]*Target{}, stopping: map[string][]chan<- struct{}{}}
 }
 
-// Receive spawns and stops children on request.
+// Receive spawns and stops children, and replaces the budget, on request.
 func (s *ProtocolSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *SpawnProtocol:
@@ -117,14 +130,51 @@ func (s *ProtocolSupervisor) Receive(ctx actor.Context) {
 		st.SetState(stats.Running)
 		m.Reply <- pid
 	case *StopProtocol:
+		// Done closes when this actor has seen the child's Terminated, not
+		// when a stop future completes: protoactor forgets the child only
+		// then, and a successor spawned under the same name before that
+		// would be forgotten in its place (and never stopped).
 		delete(s.children, m.PID.Id)
-		f := ctx.StopFuture(m.PID)
-		go func() { _ = f.Wait(); close(m.Done) }()
+		if !hasChild(ctx, m.PID) {
+			close(m.Done) // already gone (stopped after its restart budget)
+			return
+		}
+		s.stopping[m.PID.Id] = append(s.stopping[m.PID.Id], m.Done)
+		ctx.Stop(m.PID)
+	case *actor.Terminated:
+		for _, done := range s.stopping[m.Who.Id] {
+			close(done)
+		}
+		delete(s.stopping, m.Who.Id)
+	case *restartChild:
+		sup, ok := ctx.(actor.Supervisor)
+		if !ok || s.children[m.pid.Id] != m.target {
+			return // stopped by a reload (or Stop) during its backoff
+		}
+		sup.RestartChildren(m.pid)
+		m.target.Stats.SetState(stats.Running)
+	case *SetBudget:
+		// HandleFailure runs in this actor's turn too (protoactor invokes
+		// it while handling the child's failure message), so no lock.
+		s.budget = m.Budget
+		s.log.Info("restart budget changed",
+			zap.Int("max_restarts", m.Budget.MaxRestarts),
+			zap.Duration("within", m.Budget.Within),
+			zap.Duration("backoff", m.Budget.Backoff))
 	}
 }
 
+func hasChild(ctx actor.Context, pid *actor.PID) bool {
+	for _, c := range ctx.Children() {
+		if c.Equal(pid) {
+			return true
+		}
+	}
+	return false
+}
+
 // HandleFailure implements actor.SupervisorStrategy for the children.
-func (s *ProtocolSupervisor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+func (s *ProtocolSupervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
 	t, ok := s.children[child.Id]
 	if !ok {
 		sup.StopChildren(child)
@@ -152,13 +202,29 @@ func (s *ProtocolSupervisor) HandleFailure(_ *actor.ActorSystem, sup actor.Super
 		zap.String("error", fmt.Sprint(reason)),
 		zap.Int("failures_in_window", failures),
 		zap.Duration("backoff", s.budget.Backoff))
-	restart := func() {
+	if s.budget.Backoff <= 0 {
 		sup.RestartChildren(child)
 		t.Stats.SetState(stats.Running)
-	}
-	if s.budget.Backoff <= 0 {
-		restart()
 		return
 	}
-	time.AfterFunc(s.budget.Backoff, restart)
+	// After the backoff the restart comes back through this actor's
+	// mailbox, so it runs in the actor's turn and can check that the child
+	// is still the one that failed: a reload may have stopped it meanwhile,
+	// and its successor has the same PID.
+	if self, ok := sup.(actor.Context); ok {
+		msg := &restartChild{pid: child, target: t}
+		time.AfterFunc(s.budget.Backoff, func() { system.Root.Send(self.Self(), msg) })
+		return
+	}
+	time.AfterFunc(s.budget.Backoff, func() {
+		sup.RestartChildren(child)
+		t.Stats.SetState(stats.Running)
+	})
+}
+
+// restartChild is the supervisor's own message: restart pid after its
+// backoff, if it is still target's instance.
+type restartChild struct {
+	pid    *actor.PID
+	target *Target
 }

@@ -59,9 +59,23 @@ type Log struct {
 // Admin is the `admin:` section.
 type Admin struct {
 	// Listen is `listen:`, an ip:port; default 127.0.0.1:9190. Port 0 picks
-	// a free port (for tests).
+	// a free port (for tests). An address that is not loopback requires
+	// TokenFile.
 	Listen netip.AddrPort
+	// TokenFile is `token_file:`, a file holding the bearer token every
+	// admin request must then carry (`Authorization: Bearer <token>`).
+	// Relative paths are relative to the config file's directory. The file
+	// must not be accessible to group or others (mode 0600 or 0400), like a
+	// private key. Default none: no token, and loopback only.
+	TokenFile string
+	// Token is the content of TokenFile, trimmed; Parse reads it. Never
+	// logged or served.
+	Token string
 }
+
+// IsLoopback reports whether the admin endpoint listens on a loopback
+// address (127.0.0.0/8 or ::1), where only this host can reach it.
+func (a Admin) IsLoopback() bool { return a.Listen.Addr().Unmap().IsLoopback() }
 
 // TUN is the `tun:` section.
 type TUN struct {

@@ -75,3 +75,15 @@ const (
 	// cannot exhaust memory.
 	MaxAliasValues = 100_000
 )
+
+// Admin token limits.
+const (
+	// MinTokenBytes (16 characters) is the shortest admin bearer token
+	// accepted: 16 hex digits are 64 bits, the least that resists guessing
+	// over the network. `openssl rand -hex 32` gives 64.
+	MinTokenBytes = 16
+
+	// MaxTokenFileBytes (4 KiB) is the largest admin token file read: a
+	// token is one header value, and HTTP servers cap headers near that.
+	MaxTokenFileBytes = 4096
+)

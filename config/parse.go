@@ -7,6 +7,8 @@ package config
 //  3. build: defaults for absent keys, routes masked, protocol mailboxes
 //     merged over the top-level mailbox, positions recorded.
 //  4. validate: ranges, names, cross references, duplicates.
+//  5. secrets: the admin token file is read (a missing or world-readable
+//     file is what `switchyard check` must catch).
 //
 // Errors from every step are collected, sorted by position and returned
 // together.
@@ -27,7 +29,8 @@ type rawConfig struct {
 		Level *string `yaml:"level"`
 	} `yaml:"log"`
 	Admin struct {
-		Listen *netip.AddrPort `yaml:"listen"`
+		Listen    *netip.AddrPort `yaml:"listen"`
+		TokenFile *string         `yaml:"token_file"`
 	} `yaml:"admin"`
 	TUN struct {
 		Name          *string        `yaml:"name"`
@@ -85,6 +88,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	c := build(doc, &raw)
 	p := &positions{doc: doc, failed: d.failed}
 	errs = append(d.errs, c.validate(p)...)
+	errs = append(errs, c.readSecrets(p)...)
 	if len(errs) > 0 {
 		return nil, errs.sorted()
 	}
@@ -118,6 +122,7 @@ func build(doc *document, raw *rawConfig) *Config {
 		},
 	}
 	c.Admin.Listen = or(raw.Admin.Listen, netip.MustParseAddrPort(DefaultAdminListen))
+	c.Admin.TokenFile = or(raw.Admin.TokenFile, "")
 	for i, r := range raw.Routes {
 		path := indexPath("routes", i)
 		n, _ := lookup(doc, doc.root, path)

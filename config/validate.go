@@ -52,6 +52,10 @@ func (c *Config) validate(p *positions) Errors {
 	}
 	if !c.Admin.Listen.IsValid() {
 		k.errorf("admin.listen", none, "must be ip:port, got %q", c.Admin.Listen.String())
+	} else if !c.Admin.IsLoopback() && c.Admin.TokenFile == "" {
+		k.errorf("admin.listen", none, "%s is not a loopback address: anyone who reaches it could read "+
+			"the stats and profiles, so it needs admin.token_file (a bearer token); or listen on 127.0.0.1",
+			c.Admin.Listen.Addr())
 	}
 	c.validateTUN(k)
 

@@ -16,6 +16,9 @@
 //     full mailbox costs no CPU (no spinning, no polling).
 //  4. Close (on the actor's final stop) drops what is queued and everything
 //     posted later, counted as stopped: nothing is lost silently.
+//  5. Resize (a config reload) changes the bound and the policy in place,
+//     while the actor runs; shrinking below the depth drops the excess by
+//     the new policy, counted as mailbox_full.
 //
 // Accounting, on the stats.Actor the mailbox is given: every batch posted is
 // counted In; it then leaves as delivered to the actor, dropped (with a
@@ -238,6 +241,58 @@ func (m *Mailbox) Close() {
 		m.stats.Drop(stats.Stopped, b.Len())
 		b.Release()
 	}
+}
+
+// Resize changes the mailbox's bound and policy in place (a config reload),
+// without touching the actor. The ring is reallocated under the lock; the
+// queued batches keep their order. If more than capacity batches are
+// queued, the excess is dropped by the new policy — drop_oldest drops from
+// the head, drop_newest from the tail — released to the pool and counted as
+// mailbox_full, so in = delivered + dropped + queued still holds exactly.
+// It returns the number of batches dropped.
+func (m *Mailbox) Resize(capacity int, policy Policy) int {
+	if capacity < 1 {
+		capacity = 1
+	}
+	m.mu.Lock()
+	var victims []*packet.Batch
+	if excess := m.n - capacity; excess > 0 && !m.closed {
+		victims = make([]*packet.Batch, 0, excess)
+		for ; excess > 0; excess-- {
+			var i int
+			if policy == DropOldest {
+				i = m.head
+				m.head = (m.head + 1) % m.capacity
+			} else {
+				i = (m.head + m.n - 1) % m.capacity
+			}
+			b := batchOf(m.ring[i])
+			m.ring[i] = nil
+			m.n--
+			m.stats.Queued(-1, -b.Len())
+			victims = append(victims, b)
+		}
+	}
+	ring := make([]any, capacity)
+	for i := 0; i < m.n; i++ {
+		ring[i] = m.ring[(m.head+i)%m.capacity]
+	}
+	m.ring, m.head, m.capacity, m.policy = ring, 0, capacity, policy
+	m.stats.SetMailbox(capacity, policy.String())
+	m.mu.Unlock()
+	for _, b := range victims {
+		m.pending.Add(-1)
+		m.stats.Drop(stats.MailboxFull, b.Len())
+		b.Release()
+	}
+	return len(victims)
+}
+
+// Capacity reports the bound, in batches, and the policy.
+func (m *Mailbox) Capacity() (int, Policy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.capacity, m.policy
 }
 
 func (m *Mailbox) schedule() {

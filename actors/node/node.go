@@ -4,8 +4,9 @@
 // and protocols → injector → TUN — each with its drop-policy mailbox.
 //
 // Lifecycle, in the manner of Caddy's modules: New validates everything and
-// touches nothing; Start creates the device and spawns the actors; Stop
-// closes the device (ending capture), stops the actors from the source
+// touches nothing; Start creates the device and spawns the actors; Reload
+// (reload.go) validates a new config fully and swaps in only what changed;
+// Stop closes the device (ending capture), stops the actors from the source
 // outwards so every queued batch is counted, and shuts the system down.
 package node
 
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,14 +41,28 @@ type Options struct {
 	Device tun.Device
 	// Log receives every log line; nil means zap.NewNop().
 	Log *zap.Logger
+	// Level, if set, is Log's level: Reload applies a changed log.level to
+	// it. Without it a log.level change is reported but not applied.
+	Level *zap.AtomicLevel
 }
 
 // Node is one running Switchyard data plane.
 type Node struct {
-	cfg       *config.Config
+	cfg       *config.Config // the config Start ran; only its reload-immutable parts are read after Start
+	current   atomic.Pointer[config.Config]
 	log       *zap.Logger
 	opts      Options
 	protocols []parsedProtocol
+
+	// mu serializes Reload and Stop; live is true between a successful
+	// Start and Stop. The fields below it change only under mu after Start.
+	mu           sync.Mutex
+	live         bool
+	running      map[string]*runningProtocol // by instance name
+	routerMB     *mailbox.Mailbox
+	injectorMB   *mailbox.Mailbox
+	ownTUN       bool           // the node created the TUN (netlink applies to it)
+	kernelRoutes []netip.Prefix // kernel routes the node installed into the TUN
 
 	pool     *packet.Pool
 	dev      tun.Device
@@ -114,14 +130,16 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	return &Node{cfg: cfg, log: opts.Log, opts: opts, protocols: ps}, nil
+	n := &Node{cfg: cfg, log: opts.Log, opts: opts, protocols: ps}
+	n.current.Store(cfg)
+	return n, nil
 }
 
 // Pool returns the node's buffer pool (tests check it for leaks).
 func (n *Node) Pool() *packet.Pool { return n.pool }
 
-// Config returns the config the node runs.
-func (n *Node) Config() *config.Config { return n.cfg }
+// Config returns the config the node runs: the last one Reload applied.
+func (n *Node) Config() *config.Config { return n.current.Load() }
 
 // Start opens the device and spawns the actors. On error everything that
 // was made is undone.
@@ -132,10 +150,11 @@ func (n *Node) Start() (err error) {
 
 	n.dev = n.opts.Device
 	if n.dev == nil {
-		n.dev, err = openTUN(cfg.TUN, cfg.Routes)
+		n.dev, n.kernelRoutes, err = openTUN(cfg.TUN, cfg.Routes)
 		if err != nil {
 			return err
 		}
+		n.ownTUN = true
 	}
 	defer func() {
 		if err != nil {
@@ -158,6 +177,7 @@ func (n *Node) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	n.injectorMB = injMB
 	injector := actors.NewInjector(n.dev, injStats, injMB, n.log.Named("injector"))
 	if n.injector, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return injector },
 		actor.WithMailbox(injMB.Producer())), "injector"); err != nil {
@@ -174,13 +194,15 @@ func (n *Node) Start() (err error) {
 	if n.supervisor, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
 		return fmt.Errorf("spawn protocol supervisor: %w", err)
 	}
+	n.running = make(map[string]*runningProtocol, len(n.protocols))
 	targets := make([]*actors.Target, 0, len(n.protocols))
 	for _, p := range n.protocols {
-		t, err := n.spawnProtocol(p)
+		rp, err := n.spawnProtocol(p)
 		if err != nil {
 			return err
 		}
-		targets = append(targets, t)
+		n.running[p.cfg.Name] = rp
+		targets = append(targets, rp.target)
 	}
 
 	// The route table, then the router.
@@ -194,6 +216,7 @@ func (n *Node) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	n.routerMB = rtMB
 	// ICMP errors are sourced from the rejected destination itself (the
 	// zero Addr tells router.Unreachable so): the kernel discards an error
 	// whose source is one of its own addresses, such as the TUN's.
@@ -210,6 +233,9 @@ func (n *Node) Start() (err error) {
 	if n.capture, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return capture }), "capture"); err != nil {
 		return fmt.Errorf("spawn capture: %w", err)
 	}
+	n.mu.Lock()
+	n.live = true
+	n.mu.Unlock()
 	n.log.Info("node started",
 		zap.String("node", cfg.Node.Name),
 		zap.String("tun", cfg.TUN.Name),
@@ -227,7 +253,14 @@ func (n *Node) mailbox(mc config.Mailbox, st *stats.Actor) (*mailbox.Mailbox, er
 	return mailbox.New(mc.Capacity, policy, st), nil
 }
 
-func (n *Node) spawnProtocol(p parsedProtocol) (*actors.Target, error) {
+// runningProtocol is a protocol instance the node has spawned.
+type runningProtocol struct {
+	parsed  parsedProtocol
+	target  *actors.Target
+	mailbox *mailbox.Mailbox
+}
+
+func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 	st := n.registry.Actor(p.cfg.Name, p.cfg.Type)
 	recv := n.registry.Actor(p.cfg.Name+".recv", p.cfg.Type)
 	mb, err := n.mailbox(p.cfg.Mailbox, st)
@@ -265,7 +298,7 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*actors.Target, error) {
 	case <-time.After(actors.SpawnTimeout):
 		return nil, fmt.Errorf("spawn protocol %q: no answer within %v", p.cfg.Name, actors.SpawnTimeout)
 	}
-	return t, nil
+	return &runningProtocol{parsed: p, target: t, mailbox: mb}, nil
 }
 
 func buildRouting(routes []config.Route, targets []*actors.Target) (*actors.Routing, error) {
@@ -273,6 +306,16 @@ func buildRouting(routes []config.Route, targets []*actors.Target) (*actors.Rout
 	for i, t := range targets {
 		index[t.Name] = i
 	}
+	table, err := buildTable(routes, index)
+	if err != nil {
+		return nil, err
+	}
+	return &actors.Routing{Table: table, Targets: targets}, nil
+}
+
+// buildTable builds the route table; index gives each protocol instance's
+// position in the targets the table will be paired with.
+func buildTable(routes []config.Route, index map[string]int) (*router.Table, error) {
 	rs := make([]router.Route, 0, len(routes))
 	for _, r := range routes {
 		rr := router.Route{Prefix: r.Prefix}
@@ -294,7 +337,7 @@ func buildRouting(routes []config.Route, targets []*actors.Target) (*actors.Rout
 	if err != nil {
 		return nil, fmt.Errorf("build route table: %w", err)
 	}
-	return &actors.Routing{Table: table, Targets: targets}, nil
+	return table, nil
 }
 
 // onDeadLetter releases batches sent to actors that no longer exist, so they
@@ -313,8 +356,12 @@ func (n *Node) onDeadLetter(evt any) {
 
 // Stop shuts the node down: capture ends first (the device closes), then the
 // router, the protocols and the injector stop in turn, each dropping and
-// counting what was still queued. It logs the final counters.
+// counting what was still queued. It logs the final counters. A reload in
+// progress finishes first; reloads after Stop are refused.
 func (n *Node) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.live = false
 	if n.dev != nil {
 		if err := n.dev.Close(); err != nil {
 			n.log.Warn("close tun", zap.Error(err))

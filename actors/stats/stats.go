@@ -9,6 +9,7 @@
 package stats
 
 import (
+	"math/bits"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -115,7 +116,33 @@ type Actor struct {
 	depthPackets     atomic.Int64
 	highWaterBatches atomic.Int64
 
+	// batchSizes counts arriving batches by size: bucket i holds the
+	// batches of 2^(i-1)+1 … 2^i packets (bucket 0: 0 or 1 packet), the
+	// last bucket those above BatchSizeBuckets' last bound.
+	batchSizes [numBatchBuckets]atomic.Uint64
+
 	info atomic.Pointer[func() any] // protocol-specific details (e.g. WireGuard peers)
+}
+
+// BatchSizeBuckets are the upper bounds, in packets, of the batch-size
+// histogram: powers of two up to the TUN batch size (128).
+var BatchSizeBuckets = [...]float64{1, 2, 4, 8, 16, 32, 64, 128}
+
+// numBatchBuckets is the histogram's buckets: one per bound and one for
+// batches above the last (there should be none).
+const numBatchBuckets = len(BatchSizeBuckets) + 1
+
+// batchBucket is the histogram bucket of a batch of n packets: the least i
+// with n ≤ 2^i, without a loop or a branch per bound.
+func batchBucket(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	i := bits.Len(uint(n - 1))
+	if i >= numBatchBuckets {
+		return numBatchBuckets - 1
+	}
+	return i
 }
 
 // SetInfo registers a function whose result is served as the actor's "info"
@@ -129,11 +156,13 @@ func (a *Actor) SetInfo(f func() any) {
 	a.info.Store(&f)
 }
 
-// In counts one batch of packets (bytes of payload) arriving at the actor.
+// In counts one batch of packets (bytes of payload) arriving at the actor,
+// and its size in the batch-size histogram.
 func (a *Actor) In(packets, bytes int) {
 	a.inBatches.Add(1)
 	a.inPackets.Add(uint64(packets))
 	a.inBytes.Add(uint64(bytes))
+	a.batchSizes[batchBucket(packets)].Add(1)
 }
 
 // Out counts one batch of packets leaving the actor for the next hop.
@@ -181,6 +210,34 @@ func (a *Actor) Queued(batches, packets int) {
 	}
 }
 
+// BatchSizes copies the batch-size histogram of the batches that arrived
+// (In): counts[i] is the batches of at most BatchSizeBuckets[i] packets
+// and more than the bound before (not cumulative); the last entry counts
+// the batches above every bound.
+func (a *Actor) BatchSizes() (counts [numBatchBuckets]uint64) {
+	for i := range counts {
+		counts[i] = a.batchSizes[i].Load()
+	}
+	return counts
+}
+
+// Gauge is one protocol-specific metric sample, such as a WireGuard peer's
+// last handshake. The admin endpoint serves it as
+// switchyard_<Name>{actor="<instance>", <Labels>} Value.
+type Gauge struct {
+	Name   string            // metric name without the switchyard_ prefix: [a-zA-Z_][a-zA-Z0-9_]*
+	Help   string            // one line; the same for every sample of a Name
+	Labels map[string]string // besides "actor"; the same keys for every sample of a Name
+	Value  float64
+}
+
+// MetricsInfo is implemented by an actor's info (see SetInfo) that has
+// metrics of its own: GET /metrics serves its Gauges next to the actor's
+// counters. Gauges runs at scrape time, off the data path.
+type MetricsInfo interface {
+	Gauges() []Gauge
+}
+
 // ActorSnapshot is a point-in-time copy of an Actor's counters, as served by
 // GET /stats.
 type ActorSnapshot struct {
@@ -225,8 +282,25 @@ func (s ActorSnapshot) Queued() uint64 {
 	return uint64(s.Mailbox.DepthPackets)
 }
 
-// Snapshot copies the counters. Drops lists only reasons with drops.
+// Snapshot copies the counters and the info. Drops lists only reasons with
+// drops.
 func (a *Actor) Snapshot() ActorSnapshot {
+	s := a.Counters()
+	s.Info = a.Info()
+	return s
+}
+
+// Info returns the actor's info (see SetInfo), nil if it has none.
+func (a *Actor) Info() any {
+	if f := a.info.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
+}
+
+// Counters is Snapshot without the info: atomic loads only, never a call
+// into the protocol.
+func (a *Actor) Counters() ActorSnapshot {
 	s := ActorSnapshot{
 		Name:       a.Name,
 		Kind:       a.Kind,
@@ -244,9 +318,6 @@ func (a *Actor) Snapshot() ActorSnapshot {
 		if n := a.drops[r].Load(); n > 0 {
 			s.Drops[r.String()] = n
 		}
-	}
-	if f := a.info.Load(); f != nil {
-		s.Info = (*f)()
 	}
 	if c := a.mailboxCapacity.Load(); c > 0 {
 		policy, _ := a.mailboxPolicy.Load().(string)
@@ -292,6 +363,13 @@ func (r *Registry) Remove(name string) {
 			return
 		}
 	}
+}
+
+// Actors returns the registered actors, in registration order.
+func (r *Registry) Actors() []*Actor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Actor(nil), r.actors...)
 }
 
 // Snapshot copies every actor's counters, in registration order.

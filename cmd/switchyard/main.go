@@ -1,6 +1,6 @@
 // Command switchyard is the one Switchyard binary: the daemon (run), the
-// config checker (check), the stats client (stats), the two-namespace demo
-// (demo) and version.
+// config checker (check), the stats clients (stats, top), the two-namespace
+// demo (demo) and version.
 package main
 
 import (
@@ -18,6 +18,10 @@ usage:
   switchyard run     [-c FILE]                 run the daemon in the foreground
   switchyard check   -c FILE                   validate a config; prints ok or every error
   switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
+                     [--watch [--interval 1s]]  … or their rates, one block per interval
+                     [--token-file FILE]        the bearer token of a non-loopback endpoint
+  switchyard top     [--admin ADDR] [--interval 1s] [--token-file FILE]
+                                               live per-actor view (q quits)
   switchyard reload  [--admin ADDR]            re-read the daemon's config file and apply it
   switchyard demo                              two daemons in two network namespaces (root)
   switchyard bench   micro [FILE]              summarise go test -bench output (make bench)
@@ -43,6 +47,8 @@ func dispatch(args []string) int {
 		return runCheck(rest)
 	case "stats":
 		return runStats(rest)
+	case "top":
+		return runTop(rest)
 	case "reload":
 		return runReload(rest)
 	case "demo":

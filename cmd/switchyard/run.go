@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,14 +37,14 @@ func runDaemon(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
-	log, err := newLogger(cfg.Log.Level)
+	log, level, err := newLogger(cfg.Log.Level)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
 
-	n, err := node.New(cfg, node.Options{Log: log})
+	n, err := node.New(cfg, node.Options{Log: log, Level: &level})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -52,7 +54,19 @@ func runDaemon(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
-	admin, err := n.ServeAdmin(cfg.Admin.Listen.String(), versionString())
+	reload := func(trigger string) node.Result { return reloadConfig(n, *file, trigger, log) }
+	admin, err := n.ServeAdmin(cfg.Admin.Listen.String(), versionString(), func(mux *http.ServeMux) {
+		mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+			res := reload("POST /reload")
+			w.Header().Set("Content-Type", "application/json")
+			if !res.Applied {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+			}
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(res)
+		})
+	})
 	if err != nil {
 		n.Stop()
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
@@ -60,18 +74,48 @@ func runDaemon(args []string) int {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	log.Info("stopping", zap.String("signal", sig.String()))
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for {
+		sig := <-sigs
+		if sig == syscall.SIGHUP {
+			reload("SIGHUP")
+			continue
+		}
+		log.Info("stopping", zap.String("signal", sig.String()))
+		break
+	}
 	signal.Stop(sigs)
 	_ = admin.Close()
 	n.Stop()
 	return 0
 }
 
+// reloadConfig re-reads the daemon's config file (-c) and reloads the node
+// with it. With the embedded default config there is nothing new to read:
+// the default is reloaded as it is and the Result says so. Node.Reload logs
+// the changes; a file that does not load or parse is logged here.
+func reloadConfig(n *node.Node, file, trigger string, log *zap.Logger) node.Result {
+	log.Info("reload requested", zap.String("trigger", trigger), zap.String("file", file))
+	if file == "" {
+		res, _ := n.Reload(config.Default())
+		res.Note = "the daemon runs the embedded default config (no -c): there is no file to re-read, so nothing changes"
+		log.Info("reload: " + res.Note)
+		return res
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		res := node.Refused(file, err)
+		log.Warn("reload refused; the running config keeps serving",
+			zap.String("file", file), zap.Strings("errors", res.Errors))
+		return res
+	}
+	res, _ := n.Reload(cfg)
+	return res
+}
+
 // canRun reports, in one line, why this process cannot run the daemon.
 func canRun() error {
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && !hasNetAdmin() {
 		return errors.New("run needs root (or CAP_NET_ADMIN) to create a TUN device; try sudo")
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
@@ -80,15 +124,18 @@ func canRun() error {
 	return nil
 }
 
-func newLogger(level string) (*zap.Logger, error) {
+// newLogger builds the daemon's logger and returns its level, which a
+// reload changes.
+func newLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log.level: %w", err)
 	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Encoding = "console"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.Sampling = nil
-	return zc.Build()
+	log, err := zc.Build()
+	return log, zc.Level, err
 }

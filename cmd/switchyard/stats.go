@@ -1,18 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"switchyard/actors/node"
+	"switchyard/config"
 )
 
 // statsTimeout (3 s) bounds one request to the admin endpoint.
@@ -22,10 +26,28 @@ func runStats(args []string) int {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
 	admin := fs.String("admin", "127.0.0.1:9190", "admin endpoint of the daemon (host:port)")
 	asJSON := fs.Bool("json", false, "print the raw JSON from GET /stats")
+	tokenFile := fs.String("token-file", "", "file holding the admin bearer token (admin.token_file of the daemon)")
+	watch := fs.Bool("watch", false, "print per-actor rates every --interval until interrupted")
+	interval := fs.Duration("interval", time.Second, "with --watch: time between two blocks")
+	count := fs.Int("count", 0, "with --watch: stop after this many blocks (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	body, err := fetchStats(*admin)
+	c, err := newAdminClient(*admin, *tokenFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard stats: %v\n", err)
+		return 1
+	}
+	if *watch {
+		if *interval < minInterval {
+			fmt.Fprintf(os.Stderr, "switchyard stats: --interval must be at least %v\n", minInterval)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return watchStats(ctx, c, os.Stdout, os.Stderr, *interval, *count)
+	}
+	body, err := c.fetch()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard stats: %v\n", err)
 		return 1
@@ -43,9 +65,41 @@ func runStats(args []string) int {
 	return 0
 }
 
-func fetchStats(admin string) ([]byte, error) {
-	c := http.Client{Timeout: statsTimeout}
-	resp, err := c.Get("http://" + admin + "/stats")
+// minInterval (100 ms) is the shortest refresh of `stats --watch` and `top`:
+// faster, the rates are mostly noise and the polling costs the daemon CPU.
+const minInterval = 100 * time.Millisecond
+
+// adminClient fetches GET /stats from a daemon's admin endpoint.
+type adminClient struct {
+	admin string
+	token string // bearer token; "" sends none
+	http  http.Client
+}
+
+// newAdminClient reads the token file, if any, with the rules the daemon
+// applies to admin.token_file (not readable by group or others).
+func newAdminClient(admin, tokenFile string) (*adminClient, error) {
+	c := &adminClient{admin: admin, http: http.Client{Timeout: statsTimeout}}
+	if tokenFile != "" {
+		t, err := config.ReadTokenFile(tokenFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token = t
+	}
+	return c, nil
+}
+
+// fetch returns the body of GET /stats.
+func (c *adminClient) fetch() ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.admin+"/stats", nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("is the daemon running? %w", err)
 	}
@@ -54,10 +108,85 @@ func fetchStats(admin string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && c.token == "":
+		return nil, fmt.Errorf("GET /stats: %s: the endpoint wants a token; pass --token-file", resp.Status)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("GET /stats: %s: the token was refused", resp.Status)
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
 	}
 	return body, nil
+}
+
+// snapshot fetches and decodes GET /stats.
+func (c *adminClient) snapshot() (node.Snapshot, error) {
+	var s node.Snapshot
+	body, err := c.fetch()
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		return s, fmt.Errorf("bad answer from %s: %w", c.admin, err)
+	}
+	return s, nil
+}
+
+// watchStats prints one block of rates every interval: the plain,
+// scrolling sibling of `switchyard top`, for logs and pipes. An unreachable
+// daemon is reported on stderr and retried. It returns when ctx ends (0),
+// or after count blocks when count > 0.
+func watchStats(ctx context.Context, c *adminClient, stdout, stderr io.Writer, interval time.Duration, count int) int {
+	var prev *node.Snapshot
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	printed := 0
+	for {
+		s, err := c.snapshot()
+		switch {
+		case err != nil:
+			fmt.Fprintf(stderr, "%s  %v (retrying every %v)\n", time.Now().Format(time.TimeOnly), err, interval)
+			prev = nil
+		case prev == nil:
+			fmt.Fprintf(stdout, "%s  node %s: first sample taken; rates follow every %v\n",
+				s.Time.Local().Format(time.TimeOnly), s.Node, interval)
+			prev = &s
+		default:
+			printRates(stdout, s, computeRates(*prev, s))
+			prev = &s
+			printed++
+			if count > 0 && printed >= count {
+				return 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-tick.C:
+		}
+	}
+}
+
+// printRates writes one --watch block.
+func printRates(w io.Writer, s node.Snapshot, r Rates) {
+	fmt.Fprintf(w, "%s  node %s  up %s  pool %d/%d buffers  over %.2fs\n", s.Time.Local().Format(time.TimeOnly), s.Node,
+		time.Duration(s.Uptime*float64(time.Second)).Round(time.Second), s.Pool.OutstandingBuffers, s.Pool.LimitBuffers, r.Seconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ACTOR\tSTATE\tIN PPS\tIN MBIT/S\tOUT PPS\tOUT MBIT/S\tDROPS/S\tQUEUE\tCAP\tRESTARTS\t")
+	for _, a := range r.Actors {
+		queue, capacity := "-", "-"
+		if a.Capacity > 0 {
+			queue, capacity = fmt.Sprint(a.Depth), fmt.Sprint(a.Capacity)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", a.Name, a.State,
+			fmtRate(a.InPPS), fmtMbps(a.InMbps), fmtRate(a.OutPPS), fmtMbps(a.OutMbps), fmtRate(a.DropsPerSec),
+			queue, capacity, a.Restarts)
+	}
+	_ = tw.Flush()
+	if lines := dropLines(r); len(lines) > 0 {
+		fmt.Fprintf(w, "drops/s by reason: %s\n", strings.Join(lines, ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 // printStats writes the per-actor table.

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"switchyard/actors/node"
+)
+
+// reloadTimeout (30 s) bounds one POST /reload: a reload validates the new
+// config, then stops and spawns protocols, each stop bounded by
+// node.StopTimeout (10 s).
+const reloadTimeout = 30 * time.Second
+
+func runReload(args []string) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	admin := fs.String("admin", "127.0.0.1:9190", "admin endpoint of the daemon (host:port)")
+	tokenFile := fs.String("token-file", "", "file holding the admin bearer token (for a non-loopback admin endpoint)")
+	asJSON := fs.Bool("json", false, "print the raw JSON from POST /reload")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var token string
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "switchyard reload: %v\n", err)
+			return 1
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	body, err := postReload(*admin, token)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard reload: %v\n", err)
+		return 1
+	}
+	var res node.Result
+	if err := json.Unmarshal(body, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard reload: bad answer from %s: %v\n", *admin, err)
+		return 1
+	}
+	if *asJSON {
+		_, _ = os.Stdout.Write(body)
+	} else {
+		printReload(os.Stdout, os.Stderr, res)
+	}
+	if !res.Applied || len(res.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func postReload(admin, token string) ([]byte, error) {
+	c := http.Client{Timeout: reloadTimeout}
+	req, err := http.NewRequest(http.MethodPost, "http://"+admin+"/reload", nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is the daemon running? %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	// 200: applied; 422: refused, with the reasons in the body.
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnprocessableEntity {
+		return nil, fmt.Errorf("POST /reload: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// printReload writes what the reload did: the changes on stdout, errors on
+// stderr.
+func printReload(stdout, stderr io.Writer, res node.Result) {
+	switch {
+	case !res.Applied:
+		fmt.Fprintf(stderr, "reload refused: %s is not applied; the running config keeps serving\n", res.File)
+		for _, e := range res.Errors {
+			fmt.Fprintln(stderr, "  "+e)
+		}
+		return
+	case len(res.Changes) == 0:
+		fmt.Fprintf(stdout, "reload applied (%s): nothing changed\n", res.File)
+	default:
+		fmt.Fprintf(stdout, "reload applied (%s): %d changes\n", res.File, len(res.Changes))
+		for _, c := range res.Changes {
+			fmt.Fprintln(stdout, "  "+c.String())
+		}
+	}
+	if res.Note != "" {
+		fmt.Fprintln(stdout, "note: "+res.Note)
+	}
+	if len(res.Errors) > 0 {
+		fmt.Fprintln(stderr, "but these parts failed:")
+		for _, e := range res.Errors {
+			fmt.Fprintln(stderr, "  "+e)
+		}
+	}
+}

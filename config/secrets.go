@@ -1,0 +1,81 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// readSecrets reads the files a parsed config points at for secrets: the
+// admin token file. Errors point at the key that names the file.
+func (c *Config) readSecrets(p *positions) Errors {
+	if c.Admin.TokenFile == "" {
+		return nil
+	}
+	k := &checker{file: c.File, p: p}
+	token, err := ReadTokenFile(c.Admin.TokenFile, c.File)
+	if err != nil {
+		k.errorf("admin.token_file", Position{}, "%v", err)
+		return k.errs
+	}
+	c.Admin.Token = token
+	return nil
+}
+
+// ReadTokenFile reads a bearer token from path; a relative path is relative
+// to the directory of configFile. The file must be a regular file that
+// group and others cannot access (a token others can read is no secret),
+// and hold one token of MinTokenBytes..MaxTokenFileBytes printable ASCII
+// characters without spaces; surrounding white space (a final newline) is
+// ignored.
+func ReadTokenFile(path, configFile string) (string, error) {
+	if !filepath.IsAbs(path) && configFile != "" && configFile != DefaultFile {
+		path = filepath.Join(filepath.Dir(configFile), path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxTokenFileBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	if len(b) > MaxTokenFileBytes {
+		return "", fmt.Errorf("%s: larger than %d bytes, not a token file", path, MaxTokenFileBytes)
+	}
+	token := strings.TrimSpace(string(b))
+	switch {
+	case token == "":
+		return "", fmt.Errorf("%s is empty; put a token in it, e.g. openssl rand -hex 32", path)
+	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }):
+		return "", fmt.Errorf("%s: the token must be one word of printable ASCII (no spaces or line breaks)", path)
+	case len(token) < MinTokenBytes:
+		return "", fmt.Errorf("%s: the token has %d characters, want at least %d (e.g. openssl rand -hex 32)",
+			path, len(token), MinTokenBytes)
+	}
+	return token, nil
+}
+
+// pathErr drops the *os.PathError wrapper, whose path the message already
+// names.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
