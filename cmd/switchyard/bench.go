@@ -3,6 +3,8 @@ package main
 // switchyard bench micro: summarise `go test -bench` output (read from stdin
 // or a file) into medians with min–max, and check the issue's goals side by
 // side. The machine is shared and noisy: medians and ratios, not single runs.
+// switchyard bench e2e (bench_e2e.go) is the end-to-end part and writes the
+// report of both.
 
 import (
 	"bufio"
@@ -16,9 +18,19 @@ import (
 	"strings"
 )
 
+const benchUsage = `usage:
+  switchyard bench micro [FILE]   summarise go test -bench output (stdin if no FILE)
+  switchyard bench e2e [--quick] [--runs N] [--seconds S] [--out DIR] [--micro FILE]
+                                  end-to-end part (root): iperf3 through every configuration,
+                                  writes DIR/latest.{json,md,png} (see BENCHMARKS.md)
+`
+
 func runBench(args []string) int {
+	if len(args) > 0 && args[0] == "e2e" {
+		return runBenchE2E(args[1:])
+	}
 	if len(args) == 0 || args[0] != "micro" {
-		fmt.Fprintln(os.Stderr, "usage: switchyard bench micro [FILE]   (reads go test -bench output; stdin if no FILE)")
+		fmt.Fprint(os.Stderr, benchUsage)
 		return 2
 	}
 	fs := flag.NewFlagSet("bench micro", flag.ContinueOnError)

@@ -13,6 +13,7 @@ type Config struct {
 	Node        string // node.name; default "gw-" + side label
 	LogLevel    string // log.level
 	PoolBuffers int    // batch.pool_buffers
+	Batch       int    // batch.max_packets; 0 means 128
 	Mailbox     Mailbox
 	Supervision Supervision
 	Protocols   []Protocol
@@ -82,7 +83,11 @@ func (l *Lab) YAML(side *Side, c Config) string {
 	w("admin:\n  listen: %s", side.Admin)
 	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",
 		side.TUNDev, side.TUN4, side.TUN6)
-	w("batch:\n  max_packets: 128")
+	batch := c.Batch
+	if batch == 0 {
+		batch = 128
+	}
+	w("batch:\n  max_packets: %d", batch)
 	if c.PoolBuffers > 0 {
 		w("  pool_buffers: %d", c.PoolBuffers)
 	}
