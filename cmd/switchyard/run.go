@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ import (
 
 	"switchyard/actors/node"
 	"switchyard/config"
+	"switchyard/packet"
 )
 
 func runDaemon(args []string) int {
@@ -43,6 +45,10 @@ func runDaemon(args []string) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	if limit, set := setMemoryLimit(cfg.Batch.PoolBuffers); set {
+		log.Info("memory limit for the Go runtime", zap.Int64("bytes", limit),
+			zap.String("why", "packet pool bound + runtime headroom; GOMEMLIMIT overrides"))
+	}
 
 	n, err := node.New(cfg, node.Options{Log: log, Level: &level})
 	if err != nil {
@@ -138,4 +144,22 @@ func newLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
 	zc.Sampling = nil
 	log, err := zc.Build()
 	return log, zc.Level, err
+}
+
+// memoryHeadroom (128 MiB) is what the daemon allows the Go runtime beyond
+// the packet pool: protoactor, the protocols' own state, and garbage awaiting
+// collection.
+const memoryHeadroom = 128 << 20
+
+// setMemoryLimit gives the garbage collector a soft limit of the pool's
+// bound plus memoryHeadroom, unless GOMEMLIMIT is set. Pool buffers are live
+// heap, so the default GOGC alone would let garbage grow as large as the
+// pool again before collecting.
+func setMemoryLimit(poolBuffers int) (int64, bool) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0, false
+	}
+	limit := int64(poolBuffers)*packet.BufferBytes + memoryHeadroom
+	debug.SetMemoryLimit(limit)
+	return limit, true
 }

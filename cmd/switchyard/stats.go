@@ -224,6 +224,52 @@ func printStats(w io.Writer, s node.Snapshot) {
 	} else {
 		fmt.Fprintln(w, "drops by reason: none")
 	}
+	printPeers(w, s)
+}
+
+// peersInfo is the part of a protocol's stats info that lists peers (the
+// WireGuard protocol's shape; other protocols may adopt it).
+type peersInfo struct {
+	PublicKey  string `json:"public_key"`
+	ListenPort int    `json:"listen_port"`
+	Peers      []struct {
+		PublicKey     string     `json:"public_key"`
+		Endpoint      string     `json:"endpoint"`
+		LastHandshake *time.Time `json:"last_handshake"`
+		RxBytes       uint64     `json:"rx_bytes"`
+		TxBytes       uint64     `json:"tx_bytes"`
+	} `json:"peers"`
+}
+
+// printPeers writes one line per peer of every protocol whose info lists
+// peers: like `wg show`, with the handshake's age.
+func printPeers(w io.Writer, s node.Snapshot) {
+	for _, a := range s.Actors {
+		if a.Info == nil {
+			continue
+		}
+		raw, err := json.Marshal(a.Info)
+		if err != nil {
+			continue
+		}
+		var info peersInfo
+		if json.Unmarshal(raw, &info) != nil || info.Peers == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s: public key %s, listening on port %d\n", a.Name, info.PublicKey, info.ListenPort)
+		for _, p := range info.Peers {
+			hs := "never"
+			if p.LastHandshake != nil {
+				hs = fmt.Sprintf("%s ago", s.Time.Sub(*p.LastHandshake).Round(time.Second))
+			}
+			endpoint := p.Endpoint
+			if endpoint == "" {
+				endpoint = "(none yet)"
+			}
+			fmt.Fprintf(w, "  peer %s  endpoint %s  latest handshake %s  rx %s  tx %s\n",
+				p.PublicKey, endpoint, hs, humanBytes(p.RxBytes), humanBytes(p.TxBytes))
+		}
+	}
 }
 
 func humanBytes(n uint64) string {
