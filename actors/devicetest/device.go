@@ -30,11 +30,16 @@ type Device struct {
 	genLeft atomic.Int64
 	// Gate, if set, is called before each generated read and may block:
 	// a benchmark uses it to keep a bounded number of packets in flight.
-	Gate     func()
-	events   chan tun.Event
-	Reads    atomic.Uint64 // packets handed out by Read
-	Writes   atomic.Uint64 // packets accepted by Write
-	WriteErr error         // returned by Write when set
+	Gate func()
+	// HeaderOnly makes generated reads write only the template's first
+	// HeaderBytes into each buffer (the packet length stays the template's):
+	// the payload is whatever the buffer held. For benchmarks of a pipeline
+	// that never reads payloads, so the source's memcpy is not measured.
+	HeaderOnly bool
+	events     chan tun.Event
+	Reads      atomic.Uint64 // packets handed out by Read
+	Writes     atomic.Uint64 // packets accepted by Write
+	WriteErr   error         // returned by Write when set
 }
 
 // New returns a device that hands out queued packets up to batch per Read
@@ -124,12 +129,21 @@ func (d *Device) readGen(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if closed {
 		return 0, os.ErrClosed
 	}
+	src := d.gen
+	if d.HeaderOnly {
+		src = d.gen[:min(HeaderBytes, len(d.gen))]
+	}
 	for i := 0; i < n; i++ {
-		sizes[i] = copy(bufs[i][offset:], d.gen)
+		copy(bufs[i][offset:], src)
+		sizes[i] = len(d.gen)
 	}
 	d.Reads.Add(uint64(n))
 	return n, nil
 }
+
+// HeaderBytes (64 bytes) is what a HeaderOnly generator writes per packet:
+// any IPv4/IPv6 header with a transport header.
+const HeaderBytes = 64
 
 // Write implements tun.Device: it records (or counts) bufs[i][offset:].
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
