@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 )
@@ -60,8 +61,7 @@ func (c *Capture) read(root *actor.RootContext) {
 		time.Sleep(ReadErrorBackoff) // the pool is exhausted at start: wait for buffers
 	}
 	defer c.pool.PutBufs(bufs)
-	readErrs := newRateLog(c.log, "tun read failed")
-	noBufs := newRateLog(c.log, "buffer pool exhausted; dropping reads")
+	var readErrs, noBufs ratelog.Limiter
 
 	for {
 		n, err := c.dev.Read(bufs, sizes, packet.Headroom)
@@ -73,7 +73,7 @@ func (c *Capture) read(root *actor.RootContext) {
 				// n segments are valid; the rest of the super-packet is lost.
 				c.stats.Drop(stats.TooManySegments, 1)
 			default:
-				readErrs.Add(1, err)
+				readErrs.Event(c.log, "tun read failed", "capture", 1, err)
 				if n == 0 {
 					time.Sleep(ReadErrorBackoff)
 					continue
@@ -83,13 +83,13 @@ func (c *Capture) read(root *actor.RootContext) {
 		if n == 0 {
 			continue
 		}
-		c.forward(root, bufs[:n], sizes[:n], noBufs)
+		c.forward(root, bufs[:n], sizes[:n], &noBufs)
 	}
 }
 
 // forward moves the n read buffers into batches of at most maxBatch packets,
 // refills the read slots, and sends the batches to the router.
-func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, noBufs *rateLog) {
+func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, noBufs *ratelog.Limiter) {
 	n := len(read)
 	total := 0
 	for _, s := range sizes {
@@ -115,7 +115,7 @@ func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, n
 			b.Release()
 		}
 		c.stats.Drop(stats.NoBuffers, n)
-		noBufs.Add(n, nil)
+		noBufs.Event(c.log, "buffer pool exhausted; dropping reads", "capture", n, nil)
 		return
 	}
 	for _, b := range batches[:nb] {

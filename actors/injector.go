@@ -18,6 +18,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"switchyard/actors/mailbox"
+	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 )
@@ -27,12 +28,13 @@ type Injector struct {
 	dev      tun.Device
 	stats    *stats.Actor
 	mailbox  *mailbox.Mailbox
-	writeErr *rateLog
+	log      *zap.Logger
+	writeErr ratelog.Limiter
 }
 
 // NewInjector returns the injector actor for dev.
 func NewInjector(dev tun.Device, st *stats.Actor, mb *mailbox.Mailbox, log *zap.Logger) *Injector {
-	return &Injector{dev: dev, stats: st, mailbox: mb, writeErr: newRateLog(log, "tun write failed")}
+	return &Injector{dev: dev, stats: st, mailbox: mb, log: log}
 }
 
 func validPacket(pkt []byte) bool { return packet.Check(pkt) == nil }
@@ -73,7 +75,7 @@ func (in *Injector) write(b *packet.Batch) {
 		}
 		failed = min(failed, n)
 		in.stats.Drop(stats.WriteError, failed)
-		in.writeErr.Add(failed, err)
+		in.writeErr.Event(in.log, "tun write failed", "injector", failed, err)
 	}
 	if failed < n {
 		in.stats.Out(n-failed, bytes)

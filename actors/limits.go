@@ -8,11 +8,6 @@ const (
 	// read error that is not a shutdown, so a broken device cannot spin a core.
 	ReadErrorBackoff = 10 * time.Millisecond
 
-	// LogEvery (1 s) is the shortest interval between two log lines about the
-	// same recurring per-packet problem; the lines carry the count since the
-	// last one.
-	LogEvery = time.Second
-
 	// SpawnTimeout (5 s) bounds how long assembling a node waits for the
 	// protocols supervisor to spawn a child.
 	SpawnTimeout = 5 * time.Second

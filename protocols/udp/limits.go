@@ -15,11 +15,6 @@ const (
 	// IPv6 header, so only the 8-byte UDP header counts.
 	maxIPv6Payload = 65535 - 8
 
-	// logInterval (1 s) is the shortest time between two log lines of one
-	// kind (send errors, receive errors, pool exhaustion) per instance; the
-	// events in between are counted and reported in the next line.
-	logInterval = time.Second
-
 	// recvErrorPause (10 ms) is how long a reader sleeps after a second
 	// receive error in a row, so a persistent socket error cannot spin a
 	// core. A single transient error is retried at once.

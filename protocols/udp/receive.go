@@ -33,9 +33,10 @@ import (
 
 // reader receives datagrams from one receive function of the bind.
 type reader struct {
-	a      *udpActor // read-only fields, closing, recvLog and poolLog only
-	recv   conn.ReceiveFunc
-	family string // "v4" or "v6", for logs
+	a       *udpActor // read-only fields, closing, recvLog and poolLog only
+	recv    conn.ReceiveFunc
+	family  string // "v4" or "v6", for logs
+	failMsg string // the log line of a failed receive, made once
 
 	peer netip.AddrPort
 
@@ -51,16 +52,17 @@ type reader struct {
 // It reports false when the pool cannot supply them.
 func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
 	r := &reader{
-		a:      a,
-		recv:   recv,
-		family: recv.PrettyName(),
-		peer:   a.set.Peer,
-		bufs:   make([][]byte, packet.MaxBatch),
-		pkts:   make([][]byte, packet.MaxBatch),
-		sizes:  make([]int, packet.MaxBatch),
-		eps:    make([]conn.Endpoint, packet.MaxBatch),
-		good:   make([]int, 0, packet.MaxBatch),
-		fresh:  make([][]byte, packet.MaxBatch),
+		a:       a,
+		recv:    recv,
+		family:  recv.PrettyName(),
+		failMsg: "udp receive failed (" + recv.PrettyName() + ")",
+		peer:    a.set.Peer,
+		bufs:    make([][]byte, packet.MaxBatch),
+		pkts:    make([][]byte, packet.MaxBatch),
+		sizes:   make([]int, packet.MaxBatch),
+		eps:     make([]conn.Endpoint, packet.MaxBatch),
+		good:    make([]int, 0, packet.MaxBatch),
+		fresh:   make([][]byte, packet.MaxBatch),
 	}
 	if !a.env.Pool.GetBufs(r.bufs) {
 		return nil, false
@@ -82,7 +84,7 @@ func (r *reader) run() {
 			if errors.Is(err, net.ErrClosed) || r.a.closing.Load() {
 				return
 			}
-			r.a.recvLog.event(r.a.env.Log, "udp receive failed ("+r.family+")", r.a.name, 1, err)
+			r.a.recvLog.Event(r.a.env.Log, r.failMsg, r.a.name, 1, err)
 			failures++
 			if failures > 1 {
 				time.Sleep(recvErrorPause)
@@ -133,7 +135,7 @@ func (r *reader) deliver(n int) {
 	fresh := r.fresh[:len(good)]
 	if !env.Pool.GetBufs(fresh) {
 		env.RecvStats.Drop(stats.NoBuffers, len(good))
-		r.a.poolLog.event(env.Log, "udp receive: buffer pool exhausted, packets dropped", r.a.name, len(good), nil)
+		r.a.poolLog.Event(env.Log, "udp receive: buffer pool exhausted, packets dropped", r.a.name, len(good), nil)
 		return
 	}
 	var b *packet.Batch

@@ -19,12 +19,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -47,9 +47,9 @@ type udpActor struct {
 	scratch   [][]byte // the packet slices of the batch in hand, reused
 	gsoLogged bool     // "GSO disabled" was logged once
 
-	sendLog rateLog // send errors
-	recvLog rateLog // receive errors, shared by the readers
-	poolLog rateLog // pool exhaustion on receive, shared by the readers
+	sendLog ratelog.Limiter // send errors
+	recvLog ratelog.Limiter // receive errors, shared by the readers
+	poolLog ratelog.Limiter // pool exhaustion on receive, shared by the readers
 }
 
 func newUDPActor(name string, set Settings, env protocols.Env) *udpActor {
@@ -164,7 +164,7 @@ func (a *udpActor) send(b *packet.Batch) {
 		}
 		if err != nil {
 			a.env.Stats.Drop(stats.SendError, len(bufs))
-			a.sendLog.event(a.env.Log, "udp send failed", a.name, len(bufs), err)
+			a.sendLog.Event(a.env.Log, "udp send failed", a.name, len(bufs), err)
 		} else {
 			a.env.Stats.Out(len(bufs), bytes)
 		}
@@ -205,28 +205,4 @@ func (a *udpActor) closeBind() {
 		a.env.Log.Warn("udp close", zap.String("instance", a.name), zap.Error(err))
 	}
 	a.bind = nil
-}
-
-// rateLog writes at most one log line per logInterval for one kind of event,
-// reporting how many events it stands for. Safe for concurrent use.
-type rateLog struct {
-	mu    sync.Mutex
-	last  time.Time
-	count int // events since the last line
-}
-
-// event records n events (packets or errors) and logs msg with err when the
-// interval since the last line has passed.
-func (l *rateLog) event(log *zap.Logger, msg, instance string, n int, err error) {
-	l.mu.Lock()
-	l.count += n
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
-		l.mu.Unlock()
-		return
-	}
-	count := l.count
-	l.count, l.last = 0, now
-	l.mu.Unlock()
-	log.Warn(msg, zap.String("instance", instance), zap.Int("count", count), zap.Error(err))
 }

@@ -371,27 +371,3 @@ func (l *lineLimiter) allow(log *zap.Logger) bool {
 	l.mu.Unlock()
 	return ok
 }
-
-// rateLog writes at most one log line per logInterval for one kind of event,
-// reporting how many events it stands for. Safe for concurrent use.
-type rateLog struct {
-	mu    sync.Mutex
-	last  time.Time
-	count int // events since the last line
-}
-
-// event records n events and logs msg with err when the interval since the
-// last line has passed.
-func (l *rateLog) event(log *zap.Logger, msg, instance string, n int, err error) {
-	l.mu.Lock()
-	l.count += n
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
-		l.mu.Unlock()
-		return
-	}
-	count := l.count
-	l.count, l.last = 0, now
-	l.mu.Unlock()
-	log.Warn(msg, zap.String("instance", instance), zap.Int("count", count), zap.Error(err))
-}

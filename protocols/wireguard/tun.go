@@ -33,6 +33,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -55,7 +56,7 @@ type feedTUN struct {
 	cur *packet.Batch
 	pos int
 
-	poolLog rateLog // pool exhaustion in Write
+	poolLog ratelog.Limiter // pool exhaustion in Write
 }
 
 func newFeedTUN(name string, env *protocols.Env, maxBatch int) *feedTUN {
@@ -171,7 +172,7 @@ func (t *feedTUN) Write(bufs [][]byte, offset int) (int, error) {
 		dst := fresh[:len(chunk)]
 		if !env.Pool.GetBufs(dst) {
 			env.RecvStats.Drop(stats.NoBuffers, len(chunk))
-			t.poolLog.event(env.Log, "wireguard receive: buffer pool exhausted, packets dropped", t.name, len(chunk), nil)
+			t.poolLog.Event(env.Log, "wireguard receive: buffer pool exhausted, packets dropped", t.name, len(chunk), nil)
 			continue
 		}
 		b := env.Pool.GetBatch()

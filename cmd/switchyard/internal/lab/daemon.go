@@ -44,12 +44,18 @@ type Daemon struct {
 // once the admin endpoint answers, or with an error quoting the log when the
 // process exits or DaemonStartTimeout passes first.
 func (l *Lab) StartDaemon(ctx context.Context, side *Side, c Config) (*Daemon, error) {
+	return l.StartDaemonYAML(ctx, side, l.YAML(side, c))
+}
+
+// StartDaemonYAML is StartDaemon with the config given as YAML text (for
+// configs the lab's Config does not describe, such as WireGuard's).
+func (l *Lab) StartDaemonYAML(ctx context.Context, side *Side, yaml string) (*Daemon, error) {
 	l.mu.Lock()
 	n := len(l.daemons)
 	l.mu.Unlock()
 	base := fmt.Sprintf("%s-%d", side.Label, n)
 	cfgPath := filepath.Join(l.Dir, base+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(l.YAML(side, c)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return nil, fmt.Errorf("lab: write config: %w", err)
 	}
 	logPath := filepath.Join(l.Dir, base+".log")

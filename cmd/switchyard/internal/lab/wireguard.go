@@ -18,7 +18,6 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -114,65 +113,6 @@ func (l *Lab) WireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel st
 	}
 	w("          allowed_ips: [%q, %q]", TunnelPrefixes[0], TunnelPrefixes[1])
 	return b.String()
-}
-
-// StartDaemonYAML is StartDaemon with the config given as YAML text.
-func (l *Lab) StartDaemonYAML(ctx context.Context, side *Side, yaml string) (*Daemon, error) {
-	l.mu.Lock()
-	n := len(l.daemons)
-	l.mu.Unlock()
-	base := fmt.Sprintf("%s-%d", side.Label, n)
-	cfgPath := filepath.Join(l.Dir, base+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		return nil, fmt.Errorf("lab: write config: %w", err)
-	}
-	logPath := filepath.Join(l.Dir, base+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("lab: daemon log: %w", err)
-	}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		logFile.Close()
-		return nil, errors.New("lab: closed")
-	}
-	cmd := exec.Command("ip", "netns", "exec", side.NS, l.Binary, "run", "-c", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	d := &Daemon{Side: side, Config: cfgPath, LogPath: logPath, lab: l, cmd: cmd, logFile: logFile, exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		l.mu.Unlock()
-		logFile.Close()
-		return nil, fmt.Errorf("lab: start daemon in %s: %w", side.NS, err)
-	}
-	l.daemons = append(l.daemons, d)
-	l.mu.Unlock()
-	go d.wait()
-
-	deadline := time.NewTimer(DaemonStartTimeout)
-	defer deadline.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, CommandTimeout)
-		_, err := d.Stats(pctx)
-		cancel()
-		if err == nil {
-			return d, nil
-		}
-		select {
-		case <-d.exited:
-			return nil, fmt.Errorf("daemon in %s exited with code %d before its admin endpoint answered; log:\n%s",
-				side.NS, d.exit, d.LogTail())
-		case <-deadline.C:
-			_, _ = d.Stop()
-			return nil, fmt.Errorf("daemon in %s: admin endpoint %s did not answer within %v (last error: %v); log:\n%s",
-				side.NS, side.Admin, DaemonStartTimeout, err, d.LogTail())
-		case <-ctx.Done():
-			_, _ = d.Stop()
-			return nil, ctx.Err()
-		case <-time.After(PollInterval):
-		}
-	}
 }
 
 // BuildWireGuardGo builds the wireguard-go binary of the module version in
