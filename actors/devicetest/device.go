@@ -1,6 +1,7 @@
-// Package devicetest provides in-memory tun.Device doubles for tests and
-// benchmarks of the data path: a Device whose reads come from a queue (or an
-// endless generator) and whose writes are recorded or counted.
+// Package devicetest provides in-memory doubles of the data path's ends for
+// tests and benchmarks: a tun.Device whose reads come from a queue (or an
+// endless generator) and whose writes are recorded or counted, a conn.Bind
+// sink, and a Collector that stands in for the injector.
 package devicetest
 
 import (

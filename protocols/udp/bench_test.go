@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"switchyard/actors/devicetest"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -41,7 +42,7 @@ func newSendRig(tb testing.TB) *sendRig {
 	system := quietSystem()
 	tb.Cleanup(system.Shutdown)
 	r.a = newUDPActor("bench", Settings{
-		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePortTB(tb)),
+		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), devicetest.FreeUDPPort(tb)),
 		Peer:   netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(peer.LocalAddr().(*net.UDPAddr).Port)),
 	}, protocols.Env{System: system, Pool: r.pool, Stats: &stats.Actor{}, RecvStats: &stats.Actor{}})
 	r.a.start()
@@ -72,25 +73,6 @@ func (r *sendRig) close(tb testing.TB) {
 	if err := r.pool.CheckLeaks(); err != nil {
 		tb.Error(err)
 	}
-}
-
-func freePortTB(tb testing.TB) uint16 {
-	tb.Helper()
-	for range 20 {
-		c4, err := net.ListenUDP("udp4", &net.UDPAddr{})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := c4.LocalAddr().(*net.UDPAddr).Port
-		c6, err := net.ListenPacket("udp6", ":"+strconv.Itoa(port))
-		c4.Close()
-		if err == nil {
-			c6.Close()
-			return uint16(port)
-		}
-	}
-	tb.Fatal("no free UDP port")
-	return 0
 }
 
 // BenchmarkSendBatch measures the outbound path: one batch of 1400-byte

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"switchyard/actors/devicetest"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -41,42 +41,6 @@ func ipv4Packet(seq, size int) []byte {
 	return p
 }
 
-// collector is a stand-in injector: it keeps every batch it is sent.
-type collector struct {
-	mu      sync.Mutex
-	batches []*packet.Batch
-}
-
-func (c *collector) Receive(ctx actor.Context) {
-	if b, ok := ctx.Message().(*packet.Batch); ok {
-		c.mu.Lock()
-		c.batches = append(c.batches, b)
-		c.mu.Unlock()
-	}
-}
-
-// packets copies the packets collected so far, in order.
-func (c *collector) packets() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out [][]byte
-	for _, b := range c.batches {
-		for i := 0; i < b.Len(); i++ {
-			out = append(out, bytes.Clone(b.Packet(i)))
-		}
-	}
-	return out
-}
-
-func (c *collector) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range c.batches {
-		b.Release()
-	}
-	c.batches = nil
-}
-
 // harness is one actor system with a udp instance, a collector injector and
 // an observed logger.
 type harness struct {
@@ -85,7 +49,7 @@ type harness struct {
 	pool      *packet.Pool
 	stats     *stats.Actor
 	recvStats *stats.Actor
-	coll      *collector
+	coll      *devicetest.Collector
 	injector  *actor.PID
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
@@ -107,7 +71,7 @@ func newHarness(t *testing.T, set Settings) *harness {
 		pool:      packet.NewPool(1024),
 		stats:     &stats.Actor{Name: "peer-b", Kind: "udp"},
 		recvStats: &stats.Actor{Name: "peer-b.recv", Kind: "udp"},
-		coll:      &collector{},
+		coll:      &devicetest.Collector{},
 		logs:      logs,
 		log:       zap.New(core),
 		set:       set,
@@ -158,7 +122,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // freePort returns a UDP port free on the wildcard address of both families
 // (StdNetBind binds both).
-func freePort(t *testing.T) uint16 { t.Helper(); return freePortTB(t) }
+func freePort(t *testing.T) uint16 { t.Helper(); return devicetest.FreeUDPPort(t) }
 
 func listenLoopback(t *testing.T) *net.UDPConn {
 	t.Helper()
@@ -192,8 +156,8 @@ func TestLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "40 packets at the injector", func() bool { return len(h.coll.packets()) == len(sent) })
-	got := h.coll.packets()
+	waitFor(t, "40 packets at the injector", func() bool { return len(h.coll.Packets()) == len(sent) })
+	got := h.coll.Packets()
 	for i := range sent {
 		if !bytes.Equal(got[i], sent[i]) {
 			t.Fatalf("packet %d: got % x…, want % x…", i, got[i][:24], sent[i][:24])
@@ -233,7 +197,7 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 	waitFor(t, "malformed drops", func() bool { return h.recvStats.Dropped(stats.Malformed) == uint64(len(garbage)) })
-	if n := len(h.coll.packets()); n != 40 {
+	if n := len(h.coll.Packets()); n != 40 {
 		t.Errorf("injector has %d packets, want 40", n)
 	}
 	h.checkBalance()
@@ -267,7 +231,7 @@ func TestLoopback(t *testing.T) {
 
 	// (5) Stop: no socket, goroutine or buffer is left behind.
 	h.stop()
-	h.coll.release()
+	h.coll.Release()
 	if err := h.pool.CheckLeaks(); err != nil {
 		t.Error(err)
 	}
@@ -325,13 +289,13 @@ func TestRespawnSamePort(t *testing.T) {
 		if _, err := peerConn.WriteToUDP(ipv4Packet(round, 80), to); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "packet at the injector", func() bool { return len(h.coll.packets()) == round+1 })
+		waitFor(t, "packet at the injector", func() bool { return len(h.coll.Packets()) == round+1 })
 		h.stop()
 	}
 	if s := h.recvStats.Snapshot(); s.InPackets != 3 || s.OutPackets != 3 {
 		t.Errorf("recv stats: in %d out %d, want 3 3", s.InPackets, s.OutPackets)
 	}
-	h.coll.release()
+	h.coll.Release()
 	if err := h.pool.CheckLeaks(); err != nil {
 		t.Error(err)
 	}

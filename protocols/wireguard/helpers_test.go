@@ -1,18 +1,15 @@
 package wireguard
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"switchyard/actors/devicetest"
 	"switchyard/packet"
 )
 
@@ -63,50 +60,6 @@ func batchOf(t testing.TB, pool *packet.Pool, pkts [][]byte) *packet.Batch {
 	return b
 }
 
-// collector is a stand-in injector: it keeps every batch it is sent.
-type collector struct {
-	mu      sync.Mutex
-	batches []*packet.Batch
-	n       int
-}
-
-func (c *collector) Receive(ctx actor.Context) {
-	if b, ok := ctx.Message().(*packet.Batch); ok {
-		c.mu.Lock()
-		c.batches = append(c.batches, b)
-		c.n += b.Len()
-		c.mu.Unlock()
-	}
-}
-
-func (c *collector) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
-// packets copies the packets collected so far, in order.
-func (c *collector) packets() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out [][]byte
-	for _, b := range c.batches {
-		for i := 0; i < b.Len(); i++ {
-			out = append(out, bytes.Clone(b.Packet(i)))
-		}
-	}
-	return out
-}
-
-func (c *collector) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range c.batches {
-		b.Release()
-	}
-	c.batches, c.n = nil, 0
-}
-
 func quietSystem() *actor.ActorSystem {
 	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -124,23 +77,4 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// freePort returns a UDP port free on the wildcard address of both families
-// (StdNetBind binds both).
-func freePort(t testing.TB) uint16 {
-	t.Helper()
-	for range 20 {
-		c4, err := net.ListenUDP("udp4", &net.UDPAddr{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c4.LocalAddr().(*net.UDPAddr).Port
-		c6, err := net.ListenPacket("udp6", ":"+strconv.Itoa(port))
-		c4.Close()
-		if err == nil {
-			c6.Close()
-			return uint16(port)
-		}
-	}
-	t.Fatal("no free UDP port")
-	return 0
-}
+func freePort(t testing.TB) uint16 { t.Helper(); return devicetest.FreeUDPPort(t) }

@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"switchyard/actors/devicetest"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -166,7 +167,7 @@ func TestTUNWrite(t *testing.T) {
 	system := quietSystem()
 	defer system.Shutdown()
 	pool := packet.NewPool(2048)
-	coll := &collector{}
+	coll := &devicetest.Collector{}
 	inj := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return coll }))
 	ft, env := newTestTUN(t, inj, system, pool, 8)
 
@@ -196,9 +197,9 @@ func TestTUNWrite(t *testing.T) {
 	}
 	wg.Wait()
 	total := writers * calls * per
-	waitFor(t, 5*time.Second, "all packets at the injector", func() bool { return coll.count() == total })
+	waitFor(t, 5*time.Second, "all packets at the injector", func() bool { return coll.Count() == total })
 	seen := map[int]bool{}
-	for _, p := range coll.packets() {
+	for _, p := range coll.Packets() {
 		seq := int(p[20])<<24 | int(p[21])<<16 | int(p[22])<<8 | int(p[23])
 		w, c, i := seq>>16, seq>>8&0xff, seq&0xff
 		if !bytes.Equal(p, ipv4Packet(ipB, ipA, seq, 28+i)) || w >= writers || c >= calls {
@@ -209,18 +210,16 @@ func TestTUNWrite(t *testing.T) {
 	if len(seen) != total {
 		t.Errorf("%d distinct packets, want %d", len(seen), total)
 	}
-	coll.mu.Lock()
-	for _, b := range coll.batches {
-		if b.Len() > 8 {
-			t.Errorf("batch of %d packets, want ≤ maxBatch 8", b.Len())
+	for _, n := range coll.BatchSizes() {
+		if n > 8 {
+			t.Errorf("batch of %d packets, want ≤ maxBatch 8", n)
 		}
 	}
-	coll.mu.Unlock()
 	s := env.RecvStats.Snapshot()
 	if s.InPackets != uint64(total) || s.OutPackets != uint64(total) || s.DroppedTotal() != 0 {
 		t.Errorf("recv stats: in %d out %d drops %v, want %d, %d, none", s.InPackets, s.OutPackets, s.Drops, total, total)
 	}
-	coll.release()
+	coll.Release()
 
 	// An exhausted pool drops and counts; Write still reports every packet.
 	hold := make([][]byte, pool.Limit())

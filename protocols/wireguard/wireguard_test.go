@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"switchyard/actors/devicetest"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
@@ -28,7 +29,7 @@ type node struct {
 	pool      *packet.Pool
 	stats     *stats.Actor
 	recvStats *stats.Actor
-	coll      *collector
+	coll      *devicetest.Collector
 	injector  *actor.PID
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
@@ -42,7 +43,7 @@ func newNode(t *testing.T, system *actor.ActorSystem, name string, set Settings)
 		pool:      packet.NewPool(1024),
 		stats:     &stats.Actor{Name: name, Kind: "wireguard"},
 		recvStats: &stats.Actor{Name: name + ".recv", Kind: "wireguard"},
-		coll:      &collector{},
+		coll:      &devicetest.Collector{},
 		logs:      logs,
 		log:       zap.New(core),
 	}
@@ -131,8 +132,8 @@ func TestPairLoopback(t *testing.T) {
 		want = append(want, pkts...)
 		a.send(pkts)
 	}
-	waitFor(t, 10*time.Second, "a's packets at b", func() bool { return b.coll.count() >= len(want) })
-	got := b.coll.packets()
+	waitFor(t, 10*time.Second, "a's packets at b", func() bool { return b.coll.Count() >= len(want) })
+	got := b.coll.Packets()
 	if len(got) != len(want) {
 		t.Fatalf("b received %d packets, want %d", len(got), len(want))
 	}
@@ -141,18 +142,18 @@ func TestPairLoopback(t *testing.T) {
 			t.Fatalf("packet %d differs after the tunnel", i)
 		}
 	}
-	b.coll.release()
+	b.coll.Release()
 
 	// b → a, and a destination no peer covers (dropped as no_peer at b).
 	back := [][]byte{ipv4Packet(ipB, ipA, 1, 100), ipv6Packet(ip6B, ip6A, 2, 100)}
 	b.send(append(back, ipv4Packet(ipB, [4]byte{10, 99, 0, 1}, 3, 100), []byte{0x45, 0, 0}))
-	waitFor(t, 5*time.Second, "b's packets at a", func() bool { return a.coll.count() >= 2 })
-	for i, p := range a.coll.packets() {
+	waitFor(t, 5*time.Second, "b's packets at a", func() bool { return a.coll.Count() >= 2 })
+	for i, p := range a.coll.Packets() {
 		if !bytes.Equal(p, back[i]) {
 			t.Errorf("b→a packet %d differs", i)
 		}
 	}
-	a.coll.release()
+	a.coll.Release()
 	if got := b.stats.Dropped(stats.NoPeer); got != 1 {
 		t.Errorf("b no_peer = %d, want 1", got)
 	}
@@ -228,10 +229,10 @@ func TestWrongKey(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	if n := b.coll.count(); n != 0 {
+	if n := b.coll.Count(); n != 0 {
 		t.Errorf("b received %d packets from a peer with the wrong key", n)
 	}
-	if n := a.coll.count(); n != 0 {
+	if n := a.coll.Count(); n != 0 {
 		t.Errorf("a received %d packets from a peer that does not know its key", n)
 	}
 	for _, n := range []*node{a, b} {
@@ -261,8 +262,8 @@ func TestRespawn(t *testing.T) {
 	for round := range 3 {
 		a.spawn()
 		a.send([][]byte{ipv4Packet(ipA, ipB, round, 60)})
-		waitFor(t, 10*time.Second, "packet through the respawned instance", func() bool { return b.coll.count() == 1 })
-		b.coll.release()
+		waitFor(t, 10*time.Second, "packet through the respawned instance", func() bool { return b.coll.Count() == 1 })
+		b.coll.Release()
 		a.stop()
 		if err := a.pool.CheckLeaks(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
