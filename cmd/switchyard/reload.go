@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"switchyard/actors/node"
@@ -26,16 +25,14 @@ func runReload(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var token string
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "switchyard reload: %v\n", err)
-			return 1
-		}
-		token = strings.TrimSpace(string(b))
+	c, err := newAdminClient(*admin, *tokenFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard reload: %v\n", err)
+		return 1
 	}
-	body, err := postReload(*admin, token)
+	c.http.Timeout = reloadTimeout
+	// 200: applied; 422: refused, with the reasons in the body.
+	body, err := c.request(http.MethodPost, "/reload", http.StatusUnprocessableEntity)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard reload: %v\n", err)
 		return 1
@@ -54,31 +51,6 @@ func runReload(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func postReload(admin, token string) ([]byte, error) {
-	c := http.Client{Timeout: reloadTimeout}
-	req, err := http.NewRequest(http.MethodPost, "http://"+admin+"/reload", nil)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("is the daemon running? %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	// 200: applied; 422: refused, with the reasons in the body.
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnprocessableEntity {
-		return nil, fmt.Errorf("POST /reload: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
 }
 
 // printReload writes what the reload did: the changes on stdout, errors on

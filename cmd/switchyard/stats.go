@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -91,8 +92,13 @@ func newAdminClient(admin, tokenFile string) (*adminClient, error) {
 }
 
 // fetch returns the body of GET /stats.
-func (c *adminClient) fetch() ([]byte, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+c.admin+"/stats", nil)
+func (c *adminClient) fetch() ([]byte, error) { return c.request(http.MethodGet, "/stats") }
+
+// request sends method path to the admin endpoint, with the bearer token if
+// there is one, and returns the body. Statuses other than 200 and those in
+// also are errors.
+func (c *adminClient) request(method, path string, also ...int) ([]byte, error) {
+	req, err := http.NewRequest(method, "http://"+c.admin+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -108,15 +114,16 @@ func (c *adminClient) fetch() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	what := method + " " + path
 	switch {
+	case resp.StatusCode == http.StatusOK || slices.Contains(also, resp.StatusCode):
+		return body, nil
 	case resp.StatusCode == http.StatusUnauthorized && c.token == "":
-		return nil, fmt.Errorf("GET /stats: %s: the endpoint wants a token; pass --token-file", resp.Status)
+		return nil, fmt.Errorf("%s: %s: the endpoint wants a token; pass --token-file", what, resp.Status)
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("GET /stats: %s: the token was refused", resp.Status)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
+		return nil, fmt.Errorf("%s: %s: the token was refused", what, resp.Status)
 	}
-	return body, nil
+	return nil, fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(body)))
 }
 
 // snapshot fetches and decodes GET /stats.
