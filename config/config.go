@@ -28,6 +28,12 @@ type Config struct {
 	Log Log
 	// Admin is `admin:`, the loopback HTTP endpoint.
 	Admin Admin
+	// Remote is `remote:`, this node's listener and transport for protocol
+	// hosts (used only when some protocol has `host:`).
+	Remote Remote
+	// Hosts is `hosts:`, the protocol hosts protocols may run on, in file
+	// order. Default none.
+	Hosts []Host
 	// TUN is `tun:`, the TUN device packets enter and leave by.
 	TUN TUN
 	// Batch is `batch:`, how packets are grouped on the data path.
@@ -76,6 +82,82 @@ type Admin struct {
 // IsLoopback reports whether the admin endpoint listens on a loopback
 // address (127.0.0.0/8 or ::1), where only this host can reach it.
 func (a Admin) IsLoopback() bool { return a.Listen.Addr().Unmap().IsLoopback() }
+
+// Remote is the `remote:` section: this node's protoactor remote listener
+// and the transport of every remote connection, to and from protocol hosts.
+type Remote struct {
+	// Listen is `listen:`, an ip:port (an IP literal, no host name); default
+	// 127.0.0.1:0, port 0 picking any free port. The daemon receives
+	// inbound batches here. An address that is not loopback (0.0.0.0 and
+	// :: are not) requires TLS.
+	Listen netip.AddrPort
+	// Window is `window:`, the batches in flight per remote protocol actor
+	// (sent, not yet acknowledged) before the daemon drops by the mailbox
+	// policy; 1..MaxRemoteWindow, default 32.
+	Window int
+	// TLS is `tls:`, mutual TLS for every remote connection of this node,
+	// the listener and the dials. Default none.
+	TLS TLS
+	// Pos is where the section is in the file; without a line when the
+	// section is absent.
+	Pos Position
+}
+
+// IsLoopback reports whether the remote listener is on a loopback address
+// (127.0.0.0/8 or ::1), where only this host can reach it.
+func (r Remote) IsLoopback() bool { return r.Listen.Addr().Unmap().IsLoopback() }
+
+// TLS is the `remote.tls:` section, mutual TLS: every peer presents a
+// certificate signed by CA, and so does this node. Relative paths are
+// relative to the config file's directory; Parse stores them joined to it,
+// checks that the three files can be read, and that Key is not accessible
+// to group or others. Either all three are set or none.
+type TLS struct {
+	// CA is `ca:`, the PEM file of the CA that signs all peers'
+	// certificates.
+	CA string
+	// Cert is `cert:`, the PEM file of this node's certificate.
+	Cert string
+	// Key is `key:`, the PEM file of this node's private key (mode 0600 or
+	// 0400).
+	Key string
+}
+
+// Enabled reports whether mutual TLS is configured: CA, Cert and Key all
+// set.
+func (t TLS) Enabled() bool { return t.CA != "" && t.Cert != "" && t.Key != "" }
+
+// Host is one `hosts:` entry: a protocol host process (`switchyard host`)
+// that runs the protocols naming it in their `host:`.
+type Host struct {
+	// Name is `name:`, required and unique, with the rules of protocol
+	// names: [a-z0-9][a-z0-9._-]*, at most MaxProtocolName bytes.
+	Name string
+	// Listen is `listen:`, the ip:port (an IP literal) the host's remote
+	// listener binds and the daemon dials; required, port 1-65535, unique
+	// among hosts and not remote.listen. An address that is not loopback
+	// requires remote.tls.
+	Listen netip.AddrPort
+	// Spawn is `spawn:`: the daemon starts `switchyard host` itself and
+	// supervises it. Default false: the host is started elsewhere and the
+	// daemon connects to it.
+	Spawn bool
+	// Pos is where the entry is in the file.
+	Pos Position
+}
+
+// IsLoopback reports whether the host listens on a loopback address.
+func (h Host) IsLoopback() bool { return h.Listen.Addr().Unmap().IsLoopback() }
+
+// Host returns the hosts entry named name.
+func (c *Config) Host(name string) (Host, bool) {
+	for _, h := range c.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
 
 // TUN is the `tun:` section.
 type TUN struct {
@@ -157,8 +239,12 @@ type Protocol struct {
 	Type string
 	// TypePos is where the type value is, for "unknown protocol type".
 	TypePos Position
-	// Host is `host:`, where the instance runs; "" is in this process.
+	// Host is `host:`, where the instance runs: the name of a Hosts entry,
+	// or "" for this process.
 	Host string
+	// HostPos is where the host value is, for "unknown host" (the entry
+	// when host is absent).
+	HostPos Position
 	// Mailbox is the effective mailbox: the entry's `mailbox:` keys over the
 	// top-level mailbox, key by key.
 	Mailbox Mailbox

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -33,6 +34,11 @@ func TestDefault(t *testing.T) {
 		{"node.name", got.Node.Name, "gw-a"},
 		{"log.level", got.Log.Level, "info"},
 		{"admin.listen", got.Admin.Listen, netip.MustParseAddrPort("127.0.0.1:9190")},
+		{"remote.listen", got.Remote.Listen, netip.MustParseAddrPort("127.0.0.1:0")},
+		{"remote.window", got.Remote.Window, 32},
+		{"remote.tls", got.Remote.TLS, TLS{}},
+		{"remote.pos", got.Remote.Pos, Position{"gw.yaml", 8, 3}},
+		{"hosts", len(got.Hosts), 0},
 		{"tun.name", got.TUN.Name, "sy0"},
 		{"tun.mtu", got.TUN.MTU, 1420},
 		{"tun.addresses", got.TUN.Addresses, []netip.Prefix{netip.MustParsePrefix("10.90.0.1/24"), netip.MustParsePrefix("fd90::1/64")}},
@@ -43,16 +49,17 @@ func TestDefault(t *testing.T) {
 		{"routes", len(got.Routes), 3},
 		{"routes[0].prefix", got.Routes[0].Prefix, netip.MustParsePrefix("10.90.0.0/24")},
 		{"routes[0].to", got.Routes[0].To, "peer-b"},
-		{"routes[0].pos", got.Routes[0].Pos, Position{"gw.yaml", 22, 5}},
+		{"routes[0].pos", got.Routes[0].Pos, Position{"gw.yaml", 25, 5}},
 		{"routes[2].action", got.Routes[2].Action, ActionReject},
 		{"protocols", len(got.Protocols), 1},
 		{"protocols[0].name", got.Protocols[0].Name, "peer-b"},
 		{"protocols[0].type", got.Protocols[0].Type, "udp"},
-		{"protocols[0].type pos", got.Protocols[0].TypePos, Position{"gw.yaml", 30, 11}},
-		{"protocols[0].pos", got.Protocols[0].Pos, Position{"gw.yaml", 29, 5}},
+		{"protocols[0].type pos", got.Protocols[0].TypePos, Position{"gw.yaml", 33, 11}},
+		{"protocols[0].host", got.Protocols[0].Host, ""},
+		{"protocols[0].pos", got.Protocols[0].Pos, Position{"gw.yaml", 32, 5}},
 		{"protocols[0].mailbox", got.Protocols[0].Mailbox, Mailbox{Capacity: 512, Policy: PolicyDropOldest}},
 		{"protocols[0].settings path", got.Protocols[0].Settings.Path(), "protocols[0].settings"},
-		{"protocols[0].settings pos", got.Protocols[0].Settings.Pos(), Position{"gw.yaml", 33, 7}},
+		{"protocols[0].settings pos", got.Protocols[0].Settings.Pos(), Position{"gw.yaml", 36, 7}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -84,6 +91,7 @@ func TestDefaults(t *testing.T) {
 		Node:        Node{Name: "gw-test"},
 		Log:         Log{Level: "info"},
 		Admin:       Admin{Listen: netip.MustParseAddrPort("127.0.0.1:9190")},
+		Remote:      Remote{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Window: 32, Pos: Position{File: "gw.yaml"}},
 		TUN:         TUN{Name: "sy0", MTU: 1420, InstallRoutes: true},
 		Batch:       Batch{MaxPackets: 128, PoolBuffers: 4096},
 		Mailbox:     Mailbox{Capacity: 256, Policy: "drop_newest"},
@@ -109,6 +117,8 @@ func TestParseValues(t *testing.T) {
   mtu: 576
   install_routes: false
 mailbox: {capacity: 64}
+hosts:
+  - {name: h1, listen: 127.0.0.1:7100}
 routes:
   - prefix: 10.90.0.1/24   # host bits are masked
     to: a
@@ -135,12 +145,13 @@ protocols:
 		{"tun.install_routes", c.TUN.InstallRoutes, false},
 		{"tun.addresses", c.TUN.Addresses, []netip.Prefix{netip.MustParsePrefix("10.1.0.1/16")}},
 		{"routes[0].prefix", c.Routes[0].Prefix, netip.MustParsePrefix("10.90.0.0/24")},
-		{"routes[1]", c.Routes[1], Route{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Action: "drop", Pos: Position{"gw.yaml", 9, 5}}},
+		{"routes[1]", c.Routes[1], Route{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Action: "drop", Pos: Position{"gw.yaml", 11, 5}}},
 		{"protocols[0].host", c.Protocols[0].Host, "h1"},
+		{"protocols[0].host pos", c.Protocols[0].HostPos, Position{"gw.yaml", 16, 11}},
 		{"protocols[0].mailbox", c.Protocols[0].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropOldest}},
 		{"protocols[1].mailbox", c.Protocols[1].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropNewest}},
 		{"protocols[1].settings path", c.Protocols[1].Settings.Path(), "protocols[1].settings"},
-		{"protocols[1].settings pos", c.Protocols[1].Settings.Pos(), Position{"gw.yaml", 17, 5}},
+		{"protocols[1].settings pos", c.Protocols[1].Settings.Pos(), Position{"gw.yaml", 19, 5}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -166,8 +177,8 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{
 			name: "unknown top-level key",
-			src:  minimal + "hosts:\n  - a\n",
-			want: []string{`gw.yaml:3:1: hosts: unknown key (known keys: node, log, admin, tun, batch, mailbox, supervision, routes, protocols)`},
+			src:  minimal + "cluster:\n  - a\n",
+			want: []string{`gw.yaml:3:1: cluster: unknown key (known keys: node, log, admin, remote, hosts, tun, batch, mailbox, supervision, routes, protocols)`},
 		},
 		{
 			name: "unknown nested key",
@@ -693,7 +704,7 @@ func TestConfigErrorf(t *testing.T) {
 	c := Default()
 	p := c.Protocols[0]
 	got := c.Errorf(p.TypePos, "protocols[0].type", "unknown protocol type %q", p.Type).Error()
-	if want := `<default>:30:11: protocols[0].type: unknown protocol type "udp"`; got != want {
+	if want := `<default>:33:11: protocols[0].type: unknown protocol type "udp"`; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
@@ -705,6 +716,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("protocols:\n  - name: a\n    type: udp\n    settings: {<<: [{x: 1}], y: [1, {z: 2}]}\n"))
 	f.Add([]byte("routes:\n  - {prefix: 10.0.0.0/33, to: x, action: drop}\n"))
 	f.Add([]byte("tun: !!map {name: ? x}\n"))
+	f.Add([]byte("protocols:\n  - name: a\n    type: udp\n    settings: {s: \"a\\tb: #c\", l: [[], {}, [1, 2.5, -.inf]], m: {\"k k\": ~, 7: true}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data)
 		if (c == nil) == (err == nil) {
@@ -724,8 +736,24 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, p := range c.Protocols {
 			var v any
-			_ = p.Settings.Decode(&v)
+			err := p.Settings.Decode(&v)
 			_ = p.Settings.Errorf("a[0].b", "x")
+			if err != nil {
+				continue
+			}
+			// A block that decodes renders to text that decodes the same.
+			text := p.Settings.YAML()
+			back, err := NewSettings("host.yaml", p.Settings.Path(), text)
+			if err != nil {
+				t.Fatalf("NewSettings(YAML()): %v\n%s", err, text)
+			}
+			var w any
+			if err := back.Decode(&w); err != nil {
+				t.Fatalf("Decode of YAML(): %v\n%s", err, text)
+			}
+			if got, want := fmt.Sprintf("%#v", w), fmt.Sprintf("%#v", v); got != want && text != nil {
+				t.Fatalf("YAML() round trip differs:\ngot  %s\nwant %s\ntext:\n%s", got, want, text)
+			}
 		}
 	})
 }

@@ -18,6 +18,19 @@ const (
 	// goroutines; peers of one protocol belong inside its settings.
 	MaxProtocols = 4096
 
+	// MaxHosts (256 hosts) bounds the protocol hosts of one node. Each is a
+	// process and a connection; a host without protocols does nothing, and
+	// hundreds of processes on one node are a typo, not a design.
+	MaxHosts = 256
+
+	// MaxRemoteWindow (1024 batches) bounds remote.window, the batches in
+	// flight per remote protocol actor. The window is what bounds memory on
+	// the way to a host (protoactor's outbound queue is unbounded): a batch
+	// is up to MaxBatchPackets packets of up to 64 KiB, so 1024 of them can
+	// already hold 8 GiB, and past a few dozen a deeper window only adds
+	// latency.
+	MaxRemoteWindow = 1024
+
 	// MaxProtocolName (32 bytes) is the longest protocol instance name. It
 	// appears in actor names, metric labels and log lines.
 	MaxProtocolName = 32

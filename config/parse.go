@@ -7,8 +7,9 @@ package config
 //  3. build: defaults for absent keys, routes masked, protocol mailboxes
 //     merged over the top-level mailbox, positions recorded.
 //  4. validate: ranges, names, cross references, duplicates.
-//  5. secrets: the admin token file is read (a missing or world-readable
-//     file is what `switchyard check` must catch).
+//  5. secrets: the admin token file is read and the remote TLS files are
+//     checked (a missing or world-readable file is what `switchyard check`
+//     must catch).
 //
 // Errors from every step are collected, sorted by position and returned
 // together.
@@ -32,7 +33,17 @@ type rawConfig struct {
 		Listen    *netip.AddrPort `yaml:"listen"`
 		TokenFile *string         `yaml:"token_file"`
 	} `yaml:"admin"`
-	TUN struct {
+	Remote struct {
+		Listen *netip.AddrPort `yaml:"listen"`
+		Window *int            `yaml:"window"`
+		TLS    struct {
+			CA   string `yaml:"ca"`
+			Cert string `yaml:"cert"`
+			Key  string `yaml:"key"`
+		} `yaml:"tls"`
+	} `yaml:"remote"`
+	Hosts []rawHost `yaml:"hosts"`
+	TUN   struct {
 		Name          *string        `yaml:"name"`
 		MTU           *int           `yaml:"mtu"`
 		Addresses     []netip.Prefix `yaml:"addresses"`
@@ -61,6 +72,12 @@ type rawRoute struct {
 	Prefix netip.Prefix `yaml:"prefix"`
 	To     string       `yaml:"to"`
 	Action string       `yaml:"action"`
+}
+
+type rawHost struct {
+	Name   string         `yaml:"name"`
+	Listen netip.AddrPort `yaml:"listen"`
+	Spawn  bool           `yaml:"spawn"`
 }
 
 type rawProtocol struct {
@@ -123,6 +140,23 @@ func build(doc *document, raw *rawConfig) *Config {
 	}
 	c.Admin.Listen = or(raw.Admin.Listen, netip.MustParseAddrPort(DefaultAdminListen))
 	c.Admin.TokenFile = or(raw.Admin.TokenFile, "")
+	c.Remote = Remote{
+		Listen: or(raw.Remote.Listen, netip.MustParseAddrPort(DefaultRemoteListen)),
+		Window: or(raw.Remote.Window, DefaultRemoteWindow),
+		TLS: TLS{
+			CA:   configRelative(raw.Remote.TLS.CA, doc.file),
+			Cert: configRelative(raw.Remote.TLS.Cert, doc.file),
+			Key:  configRelative(raw.Remote.TLS.Key, doc.file),
+		},
+		Pos: Position{File: doc.file},
+	}
+	if n, ok := lookup(doc, doc.root, "remote"); ok {
+		c.Remote.Pos = nodePos(doc.file, n)
+	}
+	for i, h := range raw.Hosts {
+		n, _ := lookup(doc, doc.root, indexPath("hosts", i))
+		c.Hosts = append(c.Hosts, Host{Name: h.Name, Listen: h.Listen, Spawn: h.Spawn, Pos: nodePos(doc.file, n)})
+	}
 	for i, r := range raw.Routes {
 		path := indexPath("routes", i)
 		n, _ := lookup(doc, doc.root, path)
@@ -137,11 +171,13 @@ func build(doc *document, raw *rawConfig) *Config {
 		path := indexPath("protocols", i)
 		n, _ := lookup(doc, doc.root, path)
 		tn, _ := lookup(doc, doc.root, path+".type")
+		hn, _ := lookup(doc, doc.root, path+".host")
 		p := Protocol{
 			Name:    r.Name,
 			Type:    r.Type,
 			TypePos: nodePos(doc.file, tn),
 			Host:    r.Host,
+			HostPos: nodePos(doc.file, hn),
 			Mailbox: Mailbox{
 				Capacity: or(r.Mailbox.Capacity, c.Mailbox.Capacity),
 				Policy:   or(r.Mailbox.Policy, c.Mailbox.Policy),
@@ -163,6 +199,8 @@ const (
 	DefaultNodeName        = "switchyard" // when the host name is not a valid node name
 	DefaultLogLevel        = "info"
 	DefaultAdminListen     = "127.0.0.1:9190"
+	DefaultRemoteListen    = "127.0.0.1:0" // port 0: any free port
+	DefaultRemoteWindow    = 32            // batches in flight per remote protocol actor
 	DefaultTUNName         = "sy0"
 	DefaultMTU             = 1420 // bytes: 1500 less the 80 bytes of WireGuard over IPv6
 	DefaultMaxPackets      = MaxBatchPackets

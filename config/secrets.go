@@ -10,19 +10,73 @@ import (
 )
 
 // readSecrets reads the files a parsed config points at for secrets: the
-// admin token file. Errors point at the key that names the file.
+// admin token file, and checks the remote TLS files. Errors point at the
+// key that names the file.
 func (c *Config) readSecrets(p *positions) Errors {
-	if c.Admin.TokenFile == "" {
-		return nil
-	}
 	k := &checker{file: c.File, p: p}
-	token, err := ReadTokenFile(c.Admin.TokenFile, c.File)
-	if err != nil {
-		k.errorf("admin.token_file", Position{}, "%v", err)
-		return k.errs
+	if c.Admin.TokenFile != "" {
+		token, err := ReadTokenFile(c.Admin.TokenFile, c.File)
+		if err != nil {
+			k.errorf("admin.token_file", Position{}, "%v", err)
+		} else {
+			c.Admin.Token = token
+		}
 	}
-	c.Admin.Token = token
+	for _, f := range []struct {
+		path, file string
+		private    bool
+	}{
+		{"remote.tls.ca", c.Remote.TLS.CA, false},
+		{"remote.tls.cert", c.Remote.TLS.Cert, false},
+		{"remote.tls.key", c.Remote.TLS.Key, true},
+	} {
+		if f.file == "" {
+			continue
+		}
+		if err := checkTLSFile(f.file, f.private); err != nil {
+			k.errorf(f.path, c.Remote.Pos, "%v", err)
+		}
+	}
+	return k.errs
+}
+
+// checkTLSFile checks that path (already joined to the config file's
+// directory) is a regular file this process can read and, for a private
+// key, that group and others cannot access it. It reads one byte: the
+// files are parsed when the transport starts. It stats before opening, so
+// that a FIFO named by mistake does not block the check.
+func checkTLSFile(path string, private bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
+		return fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	if _, err := f.Read(make([]byte, 1)); err != nil {
+		if err == io.EOF {
+			return fmt.Errorf("%s is empty", path)
+		}
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
 	return nil
+}
+
+// configRelative joins a relative path to the directory of configFile;
+// absolute paths, "" and paths of the embedded default stay as they are.
+func configRelative(path, configFile string) string {
+	if path == "" || filepath.IsAbs(path) || configFile == "" || configFile == DefaultFile {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
 }
 
 // ReadTokenFile reads a bearer token from path; a relative path is relative
@@ -32,9 +86,7 @@ func (c *Config) readSecrets(p *positions) Errors {
 // characters without spaces; surrounding white space (a final newline) is
 // ignored.
 func ReadTokenFile(path, configFile string) (string, error) {
-	if !filepath.IsAbs(path) && configFile != "" && configFile != DefaultFile {
-		path = filepath.Join(filepath.Dir(configFile), path)
-	}
+	path = configRelative(path, configFile)
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, pathErr(err))

@@ -3,9 +3,12 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Position is a place in a config file.
@@ -150,3 +153,200 @@ func joinPath(base, rel string) string {
 	}
 	return base + "." + rel
 }
+
+// YAML returns the block as standalone YAML text, for a process that has
+// no config file (a protocol host): NewSettings(file, s.Path(), s.YAML())
+// decodes to the same values as s. Aliases (also to anchors outside the
+// block) are expanded, tags dropped and comments left out; merge keys (<<)
+// and duplicate keys stay, so Decode merges and refuses as it does here.
+// Mappings and lists are written in block style, strings double-quoted
+// unless they are plain words. An absent, null or empty block gives nil.
+// A block Decode refuses renders as best it can: an alias it cannot expand
+// (a cycle, more than MaxAliasValues values) stays an alias, which Decode
+// refuses again, and a key that is not a string becomes its text.
+func (s Settings) YAML() []byte {
+	if s.node == nil {
+		return nil
+	}
+	r := &render{doc: s.doc}
+	if r.doc == nil {
+		r.doc = &document{}
+	}
+	switch n := resolve(r.doc, s.node).(type) {
+	case *ast.NullNode:
+		return nil
+	case *ast.MappingNode:
+		if len(n.Values) == 0 {
+			return nil
+		}
+	}
+	r.node(s.node, 0, 0)
+	return r.b
+}
+
+// render writes AST nodes as block-style YAML.
+type render struct {
+	doc      *document
+	b        []byte
+	active   []*ast.AnchorNode // aliases being expanded
+	expanded int               // values written inside aliases
+}
+
+// node writes n as lines at column indent, each ending in a newline.
+func (r *render) node(n ast.Node, indent, depth int) {
+	n, pop := r.deref(n)
+	defer pop()
+	if text, ok := r.inline(n, depth); ok {
+		r.b = append(r.b, strings.Repeat(" ", indent)...)
+		r.b = append(append(r.b, text...), '\n')
+		return
+	}
+	r.block(n, indent, depth)
+}
+
+// block writes a mapping or list that inline refused.
+func (r *render) block(n ast.Node, indent, depth int) {
+	switch t := n.(type) {
+	case *ast.MappingNode:
+		for _, mv := range t.Values {
+			r.entry(mv, indent, depth)
+		}
+	case *ast.MappingValueNode:
+		r.entry(t, indent, depth)
+	case *ast.SequenceNode:
+		for _, v := range t.Values {
+			// The item is written at indent+2; "- " replaces the
+			// indentation of its first line.
+			at := len(r.b) + indent
+			r.node(v, indent+2, depth+1)
+			if at+1 < len(r.b) {
+				r.b[at], r.b[at+1] = '-', ' '
+			}
+		}
+	}
+}
+
+// entry writes one `key: value` of a mapping at column indent.
+func (r *render) entry(mv *ast.MappingValueNode, indent, depth int) {
+	if mv == nil || mv.Key == nil {
+		return
+	}
+	r.b = append(r.b, strings.Repeat(" ", indent)...)
+	if mv.Key.IsMergeKey() {
+		r.b = append(r.b, "<<"...)
+	} else {
+		k, ok := keyText(r.doc, mv.Key)
+		if !ok {
+			k = mv.Key.String()
+		}
+		r.b = append(r.b, yamlString(k)...)
+	}
+	r.b = append(r.b, ':')
+	v, pop := r.deref(mv.Value)
+	defer pop()
+	if text, ok := r.inline(v, depth+1); ok {
+		r.b = append(append(append(r.b, ' '), text...), '\n')
+		return
+	}
+	r.b = append(r.b, '\n')
+	r.block(v, indent+2, depth+1)
+}
+
+// inline returns n's text when it fits after "key: " or "- ": a scalar,
+// an empty mapping or list, or an alias left unexpanded.
+func (r *render) inline(n ast.Node, depth int) (string, bool) {
+	if len(r.active) > 0 {
+		r.expanded++
+	}
+	if depth > MaxDepth {
+		return "null", true // Decode refuses the original as nested too deeply, and this too
+	}
+	switch t := n.(type) {
+	case nil, *ast.NullNode:
+		return "null", true
+	case *ast.MappingNode:
+		if len(t.Values) == 0 {
+			return "{}", true
+		}
+		return "", false
+	case *ast.MappingValueNode:
+		return "", false
+	case *ast.SequenceNode:
+		if len(t.Values) == 0 {
+			return "[]", true
+		}
+		return "", false
+	case *ast.AliasNode:
+		return "*" + tokenText(t.Value), true
+	case *ast.BoolNode, *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
+		if s := tokenText(n); s != "" {
+			return s, true
+		}
+	}
+	s, ok := scalarText(n)
+	if !ok {
+		s = tokenText(n)
+	}
+	return yamlString(s), true
+}
+
+// deref follows tags, anchors and aliases to a value. An alias that would
+// expand into itself, or past MaxAliasValues values or MaxFileBytes of
+// text, is returned as is. pop ends the expansion.
+func (r *render) deref(n ast.Node) (_ ast.Node, pop func()) {
+	pushed := 0
+	for range MaxDepth {
+		switch t := n.(type) {
+		case *ast.TagNode:
+			n = t.Value
+			continue
+		case *ast.AnchorNode:
+			n = t.Value
+			continue
+		case *ast.AliasNode:
+			a := r.doc.anchorFor(t)
+			if a == nil || slices.Contains(r.active, a) || r.expanded >= MaxAliasValues || len(r.b) > MaxFileBytes {
+				break
+			}
+			r.active = append(r.active, a)
+			pushed++
+			n = a.Value
+			continue
+		}
+		break
+	}
+	return n, func() { r.active = r.active[:len(r.active)-pushed] }
+}
+
+// yamlString writes s as a plain scalar when it is a word that reads back
+// as the same string ([A-Za-z_][A-Za-z0-9_.-]*, not null, true, yes, …),
+// else double-quoted with escapes.
+func yamlString(s string) string {
+	plain := s != "" && (isLetter(s[0]) || s[0] == '_') && !token.IsNeedQuoted(s)
+	for i := 1; plain && i < len(s); i++ {
+		c := s[i]
+		plain = isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+	}
+	if plain {
+		return s
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for _, c := range s { // invalid UTF-8 becomes U+FFFD, as the parser reads it
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', byte(c))
+		case c == '\n':
+			b = append(b, `\n`...)
+		case c == '\t':
+			b = append(b, `\t`...)
+		case c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0 || c == 0x2028 || c == 0x2029 || c == 0xfeff:
+			b = fmt.Appendf(b, `\u%04x`, c)
+		default:
+			b = utf8.AppendRune(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

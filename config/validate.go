@@ -9,8 +9,9 @@ import (
 )
 
 // Validate checks a config built or changed in code; Parse already ran the
-// same checks. It is pure and fast. Errors point at Route.Pos and
-// Protocol.Pos where they are known, else at File.
+// same checks. It is pure and fast. Errors point at the Pos fields
+// (Route.Pos, Protocol.Pos, Protocol.HostPos, Host.Pos, Remote.Pos) where
+// they are known, else at File.
 func (c *Config) Validate() error {
 	if errs := c.validate(nil); len(errs) > 0 {
 		return errs.sorted()
@@ -57,6 +58,7 @@ func (c *Config) validate(p *positions) Errors {
 			"the stats and profiles, so it needs admin.token_file (a bearer token); or listen on 127.0.0.1",
 			c.Admin.Listen.Addr())
 	}
+	c.validateRemote(k)
 	c.validateTUN(k)
 
 	if n := c.Batch.MaxPackets; n < 1 || n > MaxBatchPackets {
@@ -80,6 +82,75 @@ func (c *Config) validate(p *positions) Errors {
 	names := c.validateProtocols(k)
 	c.validateRoutes(k, names)
 	return k.errs
+}
+
+// validateRemote checks remote: and hosts:. Any listener that is not on a
+// loopback address needs mutual TLS, since whoever reaches it could inject
+// and read packets.
+func (c *Config) validateRemote(k *checker) {
+	r := c.Remote
+	if r.TLS != (TLS{}) && !r.TLS.Enabled() {
+		for _, f := range []struct{ key, value string }{{"ca", r.TLS.CA}, {"cert", r.TLS.Cert}, {"key", r.TLS.Key}} {
+			if f.value == "" {
+				k.errorf("remote.tls."+f.key, r.Pos, "required: mutual TLS needs remote.tls.ca, remote.tls.cert and remote.tls.key")
+			}
+		}
+	}
+	needTLS := func(path string, pos Position, ap netip.AddrPort) {
+		if !ap.Addr().Unmap().IsLoopback() && !r.TLS.Enabled() {
+			k.errorf(path, pos, "%s is not a loopback address: mutual TLS required "+
+				"(set remote.tls.ca, remote.tls.cert and remote.tls.key)", ap)
+		}
+	}
+	if !r.Listen.IsValid() {
+		k.errorf("remote.listen", r.Pos, "must be ip:port, got %q", r.Listen.String())
+	} else {
+		needTLS("remote.listen", r.Pos, r.Listen)
+	}
+	if n := r.Window; n < 1 || n > MaxRemoteWindow {
+		k.errorf("remote.window", r.Pos, "must be between 1 and %d batches, got %d", MaxRemoteWindow, n)
+	}
+
+	if len(c.Hosts) > MaxHosts {
+		k.errorf("hosts", Position{}, "%d hosts, at most %d are allowed", len(c.Hosts), MaxHosts)
+	}
+	names := map[string]int{}
+	listens := map[netip.AddrPort]int{}
+	for i, h := range c.Hosts {
+		path := indexPath("hosts", i)
+		switch {
+		case h.Name == "":
+			k.errorf(path+".name", h.Pos, "required")
+		case !validProtocolName(h.Name):
+			k.errorf(path+".name", h.Pos, "must match [a-z0-9][a-z0-9._-]* and be at most %d bytes, got %s",
+				MaxProtocolName, quoteShort(h.Name))
+		}
+		if h.Name != "" {
+			if j, dup := names[h.Name]; dup {
+				k.errorf(path+".name", h.Pos, "duplicate host name %q (first at %s)",
+					h.Name, k.whereOr(indexPath("hosts", j)+".name", path+".name", c.Hosts[j].Pos))
+			} else {
+				names[h.Name] = i
+			}
+		}
+		ap := netip.AddrPortFrom(h.Listen.Addr().Unmap(), h.Listen.Port())
+		switch {
+		case !h.Listen.IsValid():
+			k.errorf(path+".listen", h.Pos, "required: the ip:port the host listens on")
+			continue
+		case h.Listen.Port() == 0:
+			k.errorf(path+".listen", h.Pos, "port must be 1-65535, got 0: the daemon dials this address, so it must know the port")
+		case r.Listen.IsValid() && ap == netip.AddrPortFrom(r.Listen.Addr().Unmap(), r.Listen.Port()):
+			k.errorf(path+".listen", h.Pos, "%s is remote.listen, the daemon's own listener", h.Listen)
+		}
+		if j, dup := listens[ap]; dup {
+			k.errorf(path+".listen", h.Pos, "duplicate listen address %s (first at %s)",
+				h.Listen, k.whereOr(indexPath("hosts", j)+".listen", path+".listen", c.Hosts[j].Pos))
+		} else {
+			listens[ap] = i
+		}
+		needTLS(path+".listen", h.Pos, h.Listen)
+	}
 }
 
 func (c *Config) validateTUN(k *checker) {
@@ -165,6 +236,15 @@ func (c *Config) validateProtocols(k *checker) map[string]int {
 		}
 		if p.Type == "" {
 			k.errorf(path+".type", p.Pos, "required")
+		}
+		if p.Host != "" {
+			if _, ok := c.Host(p.Host); !ok {
+				known := make([]string, len(c.Hosts))
+				for j, h := range c.Hosts {
+					known[j] = h.Name
+				}
+				k.errorf(path+".host", p.HostPos, "unknown host %q (hosts: %v)", p.Host, known)
+			}
 		}
 		checkMailbox(k, path+".mailbox", p.Pos, p.Mailbox, &c.Mailbox)
 	}
