@@ -295,6 +295,26 @@ func immutable(old, cfg *config.Config) config.Errors {
 		errs = append(errs, &config.Error{Pos: config.Position{File: cfg.File}, Path: "admin",
 			Msg: "cannot change on reload; restart the daemon"})
 	}
+	// The remote listener, its transport and the protocol hosts are set up
+	// once at start; where they are in the file does not matter.
+	oldRemote, newRemote := old.Remote, cfg.Remote
+	oldRemote.Pos, newRemote.Pos = config.Position{}, config.Position{}
+	if !reflect.DeepEqual(oldRemote, newRemote) {
+		errs = append(errs, &config.Error{Pos: config.Position{File: cfg.File}, Path: "remote",
+			Msg: "cannot change on reload; restart the daemon"})
+	}
+	hosts := func(hs []config.Host) []config.Host {
+		out := make([]config.Host, len(hs))
+		for i, h := range hs {
+			h.Pos = config.Position{}
+			out[i] = h
+		}
+		return out
+	}
+	if !reflect.DeepEqual(hosts(old.Hosts), hosts(cfg.Hosts)) {
+		errs = append(errs, &config.Error{Pos: config.Position{File: cfg.File}, Path: "hosts",
+			Msg: "cannot change on reload; restart the daemon"})
+	}
 	return errs
 }
 
