@@ -26,6 +26,7 @@ import (
 
 	"switchyard/actors"
 	"switchyard/actors/mailbox"
+	"switchyard/actors/remote"
 	"switchyard/actors/stats"
 	"switchyard/config"
 	"switchyard/packet"
@@ -44,6 +45,9 @@ type Options struct {
 	// Level, if set, is Log's level: Reload applies a changed log.level to
 	// it. Without it a log.level change is reported but not applied.
 	Level *zap.AtomicLevel
+	// Executable is the switchyard binary a spawned protocol host runs
+	// (`Executable host --listen …`); empty means this process's own.
+	Executable string
 }
 
 // Node is one running Switchyard data plane.
@@ -74,6 +78,12 @@ type Node struct {
 	capture, router, injector, supervisor *actor.PID
 	captureDone                           chan struct{}
 	deadLetters                           *stats.Actor
+
+	// Out of process (only when the config has hosts): the remote
+	// transport, its guard's counters, and one host link per host.
+	transport   *remote.Transport
+	remoteStats *stats.Actor
+	hostLinks   map[string]*actor.PID
 }
 
 type parsedProtocol struct {
@@ -194,6 +204,12 @@ func (n *Node) Start() (err error) {
 	if n.supervisor, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
 		return fmt.Errorf("spawn protocol supervisor: %w", err)
 	}
+	// The remote transport and the host links, before any protocol that
+	// runs on a host attaches to its link.
+	if err := n.startRemote(); err != nil {
+		return err
+	}
+
 	n.running = make(map[string]*runningProtocol, len(n.protocols))
 	targets := make([]*actors.Target, 0, len(n.protocols))
 	for _, p := range n.protocols {
@@ -262,7 +278,10 @@ type runningProtocol struct {
 
 func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 	st := n.registry.Actor(p.cfg.Name, p.cfg.Type)
-	recv := n.registry.Actor(p.cfg.Name+".recv", p.cfg.Type)
+	var recv *stats.Actor
+	if p.cfg.Host == "" { // a host counts its protocols' inbound; mirrored as <host>/<name>.recv
+		recv = n.registry.Actor(p.cfg.Name+".recv", p.cfg.Type)
+	}
 	mb, err := n.mailbox(p.cfg.Mailbox, st)
 	if err != nil {
 		return nil, err
@@ -281,10 +300,16 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 		},
 	}
 	t := &actors.Target{Name: p.cfg.Name, Stats: st}
+	producer := func() actor.Actor { return p.info.New(inst) }
+	if p.cfg.Host != "" {
+		if producer, err = n.remoteProducer(p, st, mb); err != nil {
+			return nil, err
+		}
+	}
 	reply := make(chan *actor.PID, 1)
 	n.system.Root.Send(n.supervisor, &actors.SpawnProtocol{
 		Name:     p.cfg.Name,
-		Producer: func() actor.Actor { return p.info.New(inst) },
+		Producer: producer,
 		Mailbox:  mb,
 		Target:   t,
 		Reply:    reply,
@@ -376,10 +401,20 @@ func (n *Node) Stop() {
 		}
 	}
 	if n.system != nil {
-		for _, pid := range []*actor.PID{n.capture, n.router, n.supervisor, n.injector} {
+		for _, pid := range []*actor.PID{n.capture, n.router, n.supervisor} {
 			if pid != nil {
 				_ = n.system.Root.StopFuture(pid).Wait()
 			}
+		}
+		for _, pid := range n.hostLinks {
+			_ = n.system.Root.StopFuture(pid).Wait()
+		}
+		if n.injector != nil {
+			_ = n.system.Root.StopFuture(n.injector).Wait()
+		}
+		if n.transport != nil {
+			n.transport.Stop()
+			n.transport = nil
 		}
 		n.system.Shutdown()
 		n.system = nil

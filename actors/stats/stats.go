@@ -37,6 +37,8 @@ const (
 	NoPeer                        // no WireGuard peer's allowed IPs matched
 	HostDown                      // the protocol host process is down
 	RemoteWindow                  // the remote flow-control window was full
+	UnknownType                   // a remote message of a type this process does not accept
+	Oversized                     // a remote batch or message above the size limit
 	numReasons
 )
 
@@ -58,6 +60,8 @@ var reasonNames = [numReasons]string{
 	NoPeer:          "no_peer",
 	HostDown:        "host_down",
 	RemoteWindow:    "remote_window",
+	UnknownType:     "unknown_type",
+	Oversized:       "oversized",
 }
 
 func (r Reason) String() string {
@@ -387,4 +391,36 @@ func (r *Registry) Snapshot() []ActorSnapshot {
 // SortByName orders snapshots by actor name (for stable output in tests).
 func SortByName(s []ActorSnapshot) {
 	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+}
+
+// Mirror sets the counters to those of s, an actor of another process (a
+// protocol host's, reported to the daemon): the daemon serves them like
+// its own. Counters start again from zero when that process restarts.
+// Reasons this build does not know are ignored.
+func (a *Actor) Mirror(s ActorSnapshot) {
+	a.inPackets.Store(s.InPackets)
+	a.inBytes.Store(s.InBytes)
+	a.inBatches.Store(s.InBatches)
+	a.outPackets.Store(s.OutPackets)
+	a.outBytes.Store(s.OutBytes)
+	a.outBatches.Store(s.OutBatches)
+	for r := Reason(0); r < numReasons; r++ {
+		a.drops[r].Store(s.Drops[r.String()])
+	}
+	a.restarts.Store(s.Restarts)
+	switch s.State {
+	case "running":
+		a.SetState(Running)
+	case "restarting":
+		a.SetState(Restarting)
+	case "down":
+		a.SetState(Down)
+	}
+	if m := s.Mailbox; m != nil {
+		a.mailboxCapacity.Store(m.Capacity)
+		a.mailboxPolicy.Store(m.Policy)
+		a.depthBatches.Store(m.DepthBatches)
+		a.depthPackets.Store(m.DepthPackets)
+		a.highWaterBatches.Store(m.HighWaterBatches)
+	}
 }

@@ -16,6 +16,8 @@ const usage = `switchyard — an actor-model packet router for VPN data planes
 
 usage:
   switchyard run     [-c FILE]                 run the daemon in the foreground
+  switchyard host    --listen ADDR             run a protocol host (protocols out of process)
+                     [--tls-ca F --tls-cert F --tls-key F]  mutual TLS (required off loopback)
   switchyard check   -c FILE                   validate a config; prints ok or every error
   switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
                      [--watch [--interval 1s]]  … or their rates, one block per interval
@@ -43,6 +45,8 @@ func dispatch(args []string) int {
 	switch cmd {
 	case "run":
 		return runDaemon(rest)
+	case "host":
+		return runHost(rest)
 	case "check":
 		return runCheck(rest)
 	case "stats":

@@ -1,0 +1,178 @@
+package remote
+
+// The guard: what a peer sends is checked before protoactor sees it.
+//
+// protoactor-go's endpoint reader trusts its peer: a type name it does not
+// know crashes the process (a nil dereference in the proto serializer), an
+// index out of range in a MessageBatch panics, a Terminated without a PID
+// panics, and the unary RPCs ListProcesses and GetProcessDiagnostics panic
+// ("implement me"). gRPC does not recover handler panics, so any of these
+// would take the daemon or a host down. The guard is a gRPC interceptor:
+//
+//  1. Unary RPCs are refused with Unimplemented.
+//  2. Every MessageBatch the stream receives is filtered in place before
+//     the endpoint reader reads it: an envelope is kept only if its type is
+//     one this process accepts (switchyard.Envelope, and the watch messages
+//     actor.Watch, actor.Unwatch, actor.Terminated, actor.DeadLetterResponse
+//     with their PIDs present), its serializer is protobuf, its target and
+//     sender indices are in range, and its data is within the size limit.
+//  3. What is removed is counted on the guard's stats by reason —
+//     unknown_type, malformed, oversized — and logged at a limited rate.
+//     The connection keeps serving.
+//  4. A gRPC message above MaxGRPCMessageBytes is refused by gRPC itself
+//     (the peer's stream ends); the guard counts it as oversized.
+
+import (
+	"context"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"switchyard/actors/ratelog"
+	"switchyard/actors/remote/wire"
+	"switchyard/actors/stats"
+)
+
+var envelopeType = string(proto.MessageName(&wire.Envelope{}))
+
+// accepted are the type names a peer may send, with a check of the decoded
+// message where protoactor would dereference its fields.
+var accepted = map[string]func(data []byte) bool{
+	envelopeType: func(data []byte) bool { return len(data) <= MaxEnvelopeBytes+envelopeOverhead },
+	"actor.Watch": func(data []byte) bool {
+		var m actor.Watch
+		return proto.Unmarshal(data, &m) == nil && m.Watcher != nil
+	},
+	"actor.Unwatch": func(data []byte) bool {
+		var m actor.Unwatch
+		return proto.Unmarshal(data, &m) == nil && m.Watcher != nil
+	},
+	"actor.Terminated": func(data []byte) bool {
+		var m actor.Terminated
+		return proto.Unmarshal(data, &m) == nil && m.Who != nil
+	},
+	"actor.DeadLetterResponse": func(data []byte) bool {
+		var m actor.DeadLetterResponse
+		return proto.Unmarshal(data, &m) == nil
+	},
+}
+
+// envelopeOverhead is the protobuf framing around an envelope's payload
+// (kind, seq and the payload's tag and length), generously.
+const envelopeOverhead = 32
+
+// protoSerializer is protoactor's serializer id for protobuf.
+const protoSerializer = 0
+
+// Guard filters what peers send. One per process.
+type Guard struct {
+	stats *stats.Actor
+	log   *zap.Logger
+	limit ratelog.Limiter
+}
+
+// NewGuard returns a guard counting on st.
+func NewGuard(st *stats.Actor, log *zap.Logger) *Guard {
+	return &Guard{stats: st, log: log}
+}
+
+// ServerOptions are the gRPC server options that install the guard and
+// raise the message limit.
+func (g *Guard) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxGRPCMessageBytes),
+		grpc.MaxSendMsgSize(MaxGRPCMessageBytes),
+		grpc.StreamInterceptor(g.stream),
+		grpc.UnaryInterceptor(g.unary),
+	}
+}
+
+func (g *Guard) unary(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+	g.reject(stats.UnknownType, 1, "unary rpc refused", zap.String("method", info.FullMethod))
+	return nil, status.Error(codes.Unimplemented, "not served")
+}
+
+func (g *Guard) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &guardedStream{ServerStream: ss, g: g})
+}
+
+type guardedStream struct {
+	grpc.ServerStream
+	g *Guard
+}
+
+func (s *guardedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err != nil {
+		if status.Code(err) == codes.ResourceExhausted {
+			s.g.reject(stats.Oversized, 1, "message above the gRPC limit refused", zap.Error(err))
+		}
+		return err
+	}
+	if rm, ok := m.(*remote.RemoteMessage); ok {
+		if mb := rm.GetMessageBatch(); mb != nil {
+			s.g.filter(mb)
+		}
+	}
+	return nil
+}
+
+// filter removes the envelopes of mb that protoactor must not see.
+func (g *Guard) filter(mb *remote.MessageBatch) {
+	for _, p := range mb.Targets {
+		if p == nil {
+			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil target")
+			mb.Envelopes = nil
+			return
+		}
+	}
+	for _, p := range mb.Senders {
+		if p == nil {
+			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil sender")
+			mb.Envelopes = nil
+			return
+		}
+	}
+	kept := mb.Envelopes[:0]
+	for _, e := range mb.Envelopes {
+		switch {
+		case e == nil, e.TypeId < 0, int(e.TypeId) >= len(mb.TypeNames),
+			e.Target < 0, int(e.Target) >= len(mb.Targets),
+			e.Sender < 0, int(e.Sender) > len(mb.Senders),
+			e.SerializerId != protoSerializer:
+			g.reject(stats.Malformed, 1, "envelope with an index out of range")
+			continue
+		}
+		name := mb.TypeNames[e.TypeId]
+		check, ok := accepted[name]
+		if !ok {
+			g.reject(stats.UnknownType, 1, "message of an unknown type refused", zap.String("type", name))
+			continue
+		}
+		if !check(e.MessageData) {
+			if name == envelopeType {
+				g.reject(stats.Oversized, 1, "envelope above the size limit refused", zap.Int("bytes", len(e.MessageData)))
+			} else {
+				g.reject(stats.Malformed, 1, "invalid message refused", zap.String("type", name))
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(mb.Envelopes[len(kept):])
+	mb.Envelopes = kept
+}
+
+func (g *Guard) reject(r stats.Reason, n int, msg string, fields ...zap.Field) {
+	g.stats.Drop(r, n)
+	detail := r.String()
+	for _, f := range fields {
+		detail += " " + f.Key + "=" + f.String
+	}
+	g.limit.Event(g.log, msg, detail, n, nil)
+}

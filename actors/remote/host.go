@@ -1,0 +1,291 @@
+package remote
+
+// A protocol host: the process `switchyard host` runs. It runs protocol
+// instances for the daemons that open them.
+//
+//  1. The daemon's host link sends OPEN to the host actor. The host makes
+//     the instance: an uplink (a link actor whose peer is the daemon's
+//     receiver, the protocol's injector), the protocol actor under the
+//     host's protocol supervisor (restart budget from the OPEN), and a
+//     receiver that decodes the daemon's batches into the host's pool and
+//     hands them to the protocol's bounded mailbox. It answers OPENED with
+//     the receiver's PID.
+//  2. An OPEN for a name that runs replaces it (the daemon restarted), and
+//     the host watches each daemon: when one goes away its instances stop,
+//     so their sockets are free for the next OPEN.
+//  3. Every StatsInterval the host reports its counters to each daemon.
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"switchyard/actors"
+	"switchyard/actors/mailbox"
+	"switchyard/actors/remote/wire"
+	"switchyard/actors/stats"
+	"switchyard/config"
+	"switchyard/packet"
+	"switchyard/protocols"
+)
+
+// HostOptions configure a protocol host.
+type HostOptions struct {
+	Listen      netip.AddrPort
+	TLS         TLSFiles
+	PoolBuffers int
+	System      *actor.ActorSystem // made by the caller (with its logger)
+	Log         *zap.Logger
+}
+
+// Host is a running protocol host.
+type Host struct {
+	system    *actor.ActorSystem
+	transport *Transport
+	pool      *packet.Pool
+	registry  *stats.Registry
+	log       *zap.Logger
+	hostPID   *actor.PID
+	sup       *actor.PID
+}
+
+// StartHost starts the transport and the host actor.
+func StartHost(o HostOptions) (*Host, error) {
+	h := &Host{system: o.System, pool: packet.NewPool(o.PoolBuffers), registry: &stats.Registry{}, log: o.Log}
+	guard := NewGuard(h.registry.Actor("remote", "remote"), o.Log.Named("guard"))
+	t, err := Start(o.System, o.Listen, o.TLS, guard)
+	if err != nil {
+		return nil, err
+	}
+	h.transport = t
+	budget := actors.Budget{MaxRestarts: 10, Within: 10 * time.Second, Backoff: 100 * time.Millisecond}
+	sup := actors.NewProtocolSupervisor(budget, o.Log.Named("supervisor"))
+	if h.sup, err = o.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
+		t.Stop()
+		return nil, fmt.Errorf("spawn protocol supervisor: %w", err)
+	}
+	ha := &hostActor{h: h, instances: map[string]*instance{}}
+	if h.hostPID, err = o.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return ha }), HostActorID); err != nil {
+		t.Stop()
+		return nil, fmt.Errorf("spawn host actor: %w", err)
+	}
+	return h, nil
+}
+
+// Address is where daemons reach the host.
+func (h *Host) Address() string { return h.transport.Address }
+
+// Registry is the host's counters.
+func (h *Host) Registry() *stats.Registry { return h.registry }
+
+// Pool is the host's buffer pool.
+func (h *Host) Pool() *packet.Pool { return h.pool }
+
+// Stop stops every instance and the transport.
+func (h *Host) Stop() {
+	_ = h.system.Root.StopFuture(h.hostPID).Wait()
+	_ = h.system.Root.StopFuture(h.sup).Wait()
+	h.transport.Stop()
+}
+
+type instance struct {
+	name     string
+	owner    *actor.PID // the daemon's host link
+	uplink   *actor.PID
+	protocol *actor.PID
+	receiver *Receiver
+}
+
+type hostActor struct {
+	h         *Host
+	instances map[string]*instance
+	ticker    *time.Ticker
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+type statsTick struct{}
+
+func (a *hostActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.done = make(chan struct{})
+		a.ticker = time.NewTicker(StatsInterval)
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			for {
+				select {
+				case <-a.ticker.C:
+					root.Send(self, &statsTick{})
+				case <-a.done:
+					return
+				}
+			}
+		}()
+	case *wire.Envelope:
+		a.control(ctx, m)
+	case *actor.Terminated:
+		for name, in := range a.instances {
+			if in.owner.Equal(m.Who) {
+				a.h.log.Info("daemon gone: stopping its instance", zap.String("protocol", name), zap.String("daemon", m.Who.Address))
+				a.stop(ctx, in)
+			}
+		}
+	case *statsTick:
+		a.report(ctx)
+	case *actor.Stopping:
+		a.ticker.Stop()
+		close(a.done)
+		a.wg.Wait()
+		for _, in := range a.instances {
+			a.stop(ctx, in)
+		}
+	}
+}
+
+func (a *hostActor) control(ctx actor.Context, env *wire.Envelope) {
+	owner := ctx.Sender()
+	switch env.Kind {
+	case wire.Kind_OPEN:
+		var o Open
+		if err := decodeControl(env, &o); err != nil || o.Name == "" || owner == nil {
+			a.h.registry.Actor("remote", "remote").Drop(stats.Malformed, 1)
+			return
+		}
+		reply := Opened{Name: o.Name}
+		in, err := a.open(ctx, owner, o)
+		if err != nil {
+			reply.Error = err.Error()
+			a.h.log.Error("open protocol instance", zap.String("protocol", o.Name), zap.Error(err))
+		} else {
+			reply.In = refOf(in.receiver.PID())
+			a.h.log.Info("protocol instance open", zap.String("protocol", o.Name), zap.String("type", o.Type), zap.String("daemon", owner.Address))
+		}
+		if e, err := encodeControl(wire.Kind_OPENED, reply); err == nil {
+			ctx.Send(owner, e)
+		}
+	case wire.Kind_CLOSE:
+		if in, ok := a.instances[string(env.Payload)]; ok && owner != nil && in.owner.Equal(owner) {
+			a.stop(ctx, in)
+		}
+	default:
+		a.h.registry.Actor("remote", "remote").Drop(stats.Malformed, 1)
+	}
+}
+
+func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance, error) {
+	if old, ok := a.instances[o.Name]; ok {
+		a.stop(ctx, old)
+	}
+	info, ok := protocols.Lookup(o.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown protocol type %q (known: %v)", o.Type, protocols.Names())
+	}
+	set, err := config.NewSettings(o.ConfigFile, o.SettingsPath, o.Settings)
+	if err != nil {
+		return nil, err
+	}
+	settings, err := info.Parse(set)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := mailbox.ParsePolicy(o.Policy)
+	if err != nil {
+		return nil, err
+	}
+	maxBatch := min(max(o.MaxBatch, 1), packet.MaxBatch)
+	h, reg := a.h, a.h.registry
+	bad := reg.Actor("remote", "remote")
+	st := reg.Actor(o.Name, o.Type)
+	recv := reg.Actor(o.Name+".recv", o.Type)
+	upStats := reg.Actor(o.Name+".up", "uplink")
+	inStats := reg.Actor(o.Name+".in", "receiver")
+
+	// The uplink: the protocol's injector, sending to the daemon.
+	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
+	uplink, err := ctx.SpawnNamed(actor.PropsFromProducer(NewLink(LinkSpec{
+		ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
+		Peer: o.DaemonIn.PID(), Log: h.log,
+	}), actor.WithMailbox(upMB.Producer())), "uplink/"+o.Name)
+	if err != nil {
+		return nil, fmt.Errorf("spawn uplink: %w", err)
+	}
+	in := &instance{name: o.Name, owner: owner, uplink: uplink}
+
+	// The protocol, under the host's supervisor.
+	mb := mailbox.New(max(o.Capacity, 1), policy, st)
+	inst := protocols.Instance{Name: o.Name, Settings: settings, Env: protocols.Env{
+		System: h.system, Injector: uplink, Pool: h.pool, Stats: st, RecvStats: recv,
+		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
+	}}
+	ctx.Send(h.sup, &actors.SetBudget{Budget: actors.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}})
+	reply := make(chan *actor.PID, 1)
+	ctx.Send(h.sup, &actors.SpawnProtocol{
+		Name: o.Name, Producer: func() actor.Actor { return info.New(inst) },
+		Mailbox: mb, Target: &actors.Target{Name: o.Name, Stats: st}, Reply: reply,
+	})
+	select {
+	case in.protocol = <-reply:
+	case <-time.After(actors.SpawnTimeout):
+	}
+	if in.protocol == nil {
+		a.stop(ctx, in)
+		return nil, fmt.Errorf("spawn protocol %q failed", o.Name)
+	}
+	// The receiver last: batches flow once the daemon knows its PID.
+	if in.receiver, err = NewReceiver(h.system, ReceiverPrefix+o.Name, h.pool, in.protocol, inStats, maxBatch); err != nil {
+		a.stop(ctx, in)
+		return nil, err
+	}
+	a.instances[o.Name] = in
+	ctx.Watch(owner)
+	return in, nil
+}
+
+// stop removes an instance: receiver first (no new batches), then the
+// protocol (its socket closes) and the uplink.
+func (a *hostActor) stop(ctx actor.Context, in *instance) {
+	if in.receiver != nil {
+		in.receiver.Close()
+	}
+	if in.protocol != nil {
+		done := make(chan struct{})
+		ctx.Send(a.h.sup, &actors.StopProtocol{PID: in.protocol, Done: done})
+		select {
+		case <-done:
+		case <-time.After(actors.SpawnTimeout):
+			a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name))
+		}
+	}
+	if in.uplink != nil {
+		_ = ctx.StopFuture(in.uplink).Wait()
+	}
+	if a.instances[in.name] == in {
+		delete(a.instances, in.name)
+	}
+}
+
+// report sends the host's counters to every daemon with an instance here.
+func (a *hostActor) report(ctx actor.Context) {
+	owners := map[string]*actor.PID{}
+	for _, in := range a.instances {
+		owners[in.owner.String()] = in.owner
+	}
+	if len(owners) == 0 {
+		return
+	}
+	env, err := encodeControl(wire.Kind_STATS, Report{Actors: a.h.registry.Snapshot()})
+	if err != nil {
+		a.h.log.Error("encode stats report", zap.Error(err))
+		return
+	}
+	for _, o := range owners {
+		ctx.Send(o, env)
+	}
+}

@@ -1,0 +1,369 @@
+package remote
+
+// The host link: the daemon's actor for one protocol host.
+//
+//  1. A spawned host (hosts[].spawn) is started as `switchyard host` with a
+//     pipe on fd 3; the host writes a line there once it listens. A host
+//     that was not spawned is assumed to listen already.
+//  2. Each remote protocol's proxy attaches to its host link when it
+//     starts. Once the host listens, the link sends one OPEN per attached
+//     instance; each OPENED gives the proxy its peer (PeerUp), and traffic
+//     flows. Until then the proxy drops as host_down.
+//  3. A spawned host that exits (or is killed) is restarted after the
+//     supervision backoff, as long as it failed at most max_restarts times
+//     within the window; every restart is counted on host/<name>. While it
+//     is down the proxies drop as host_down (PeerDown). Past the budget
+//     the host stays down, logged.
+//  4. A host that was not spawned is watched (remote Watch); when its
+//     connection terminates, the proxies go down and the link sends OPENs
+//     again every backoff until the host answers.
+//  5. The host's counter reports (STATS) are mirrored into the daemon's
+//     registry as <host>/<actor>, so stats, metrics and top show both sides.
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"go.uber.org/zap"
+
+	"switchyard/actors"
+	"switchyard/actors/remote/wire"
+	"switchyard/actors/stats"
+)
+
+// HostSpec configures a host link.
+type HostSpec struct {
+	Name   string
+	Listen string // the host's address, "127.0.0.1:7100"
+	Spawn  bool
+	// Command is the host process to spawn: the switchyard binary and its
+	// arguments (host --listen … and TLS flags). Only with Spawn.
+	Command []string
+	Budget  actors.Budget
+	Stats   *stats.Actor    // host/<name>: restarts and state
+	Mirror  *stats.Registry // where the host's reported counters go
+	Log     *zap.Logger
+}
+
+// Attach registers a remote protocol's proxy with its host link; Detach
+// unregisters it (the proxy stopped) and closes the instance on the host.
+type (
+	Attach struct {
+		Proxy *actor.PID
+		Open  Open
+	}
+	Detach struct{ Name string }
+)
+
+type hostState int
+
+const (
+	hostDown hostState = iota
+	hostStarting
+	hostUp
+)
+
+type attached struct {
+	proxy  *actor.PID
+	open   Open
+	opened bool
+}
+
+type hostLink struct {
+	spec     HostSpec
+	hostPID  *actor.PID
+	state    hostState
+	gen      int // process or connection generation
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	failures []time.Time
+	insts    map[string]*attached
+	mirrored map[string]*stats.Actor
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// NewHostLink returns the producer of a host link actor.
+func NewHostLink(spec HostSpec) actor.Producer {
+	return func() actor.Actor {
+		return &hostLink{
+			spec:     spec,
+			hostPID:  actor.NewPID(spec.Listen, HostActorID),
+			insts:    map[string]*attached{},
+			mirrored: map[string]*stats.Actor{},
+		}
+	}
+}
+
+type (
+	hostReady struct{ gen int }
+	hostExit  struct {
+		gen int
+		err error
+	}
+	hostRetry       struct{ gen int }
+	hostOpenTimeout struct{ gen int }
+)
+
+func (l *hostLink) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.spec.Stats.SetState(stats.Restarting)
+		if l.spec.Spawn {
+			l.startProcess(ctx)
+		} else {
+			l.connect(ctx)
+		}
+	case *Attach:
+		l.insts[m.Open.Name] = &attached{proxy: m.Proxy, open: m.Open}
+		if l.state != hostDown {
+			l.sendOpen(ctx, l.insts[m.Open.Name])
+		}
+	case *Detach:
+		delete(l.insts, m.Name)
+		if l.state == hostUp {
+			ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(m.Name)})
+		}
+	case *hostReady:
+		if m.gen == l.gen && l.state == hostStarting {
+			l.spec.Log.Info("protocol host listening", zap.String("host", l.spec.Name), zap.String("listen", l.spec.Listen))
+			// A connection to the previous process may linger in protoactor's
+			// endpoint manager (and a writer in its 2 s connect retry): drop it,
+			// so the OPENs go out on a fresh connection.
+			ctx.ActorSystem().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: l.spec.Listen})
+			l.connect(ctx)
+		}
+	case *hostExit:
+		if m.gen != l.gen {
+			return
+		}
+		l.cmd = nil
+		l.down(ctx, "protocol host exited", zap.Error(m.err))
+		if !l.stopping {
+			l.restart(ctx)
+		}
+	case *hostRetry:
+		if m.gen != l.gen || l.state != hostDown || l.stopping {
+			return
+		}
+		if l.spec.Spawn {
+			l.startProcess(ctx)
+		} else {
+			l.connect(ctx)
+		}
+	case *hostOpenTimeout:
+		if m.gen != l.gen || l.state == hostUp || l.stopping {
+			return
+		}
+		l.spec.Log.Warn("protocol host did not answer", zap.String("host", l.spec.Name), zap.Duration("timeout", OpenTimeout))
+		if l.spec.Spawn && l.cmd != nil {
+			_ = l.cmd.Process.Kill() // its exit restarts it
+			return
+		}
+		l.down(ctx, "protocol host unreachable")
+		l.retryLater(ctx)
+	case *wire.Envelope:
+		l.control(ctx, m)
+	case *actor.Terminated:
+		if !l.spec.Spawn && m.Who.Equal(l.hostPID) && l.state == hostUp {
+			l.down(ctx, "protocol host connection lost")
+			l.retryLater(ctx)
+		}
+	case *actor.DeadLetterResponse:
+		// An OPEN could not be delivered (no connection): the open timeout
+		// or the process exit handles it.
+	case *actor.Stopping:
+		l.stopping = true
+		for name := range l.insts {
+			if l.state == hostUp && !l.spec.Spawn {
+				ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(name)})
+			}
+		}
+		l.stopProcess()
+		l.wg.Wait()
+	}
+}
+
+func (l *hostLink) control(ctx actor.Context, env *wire.Envelope) {
+	switch env.Kind {
+	case wire.Kind_OPENED:
+		var o Opened
+		if err := decodeControl(env, &o); err != nil {
+			l.spec.Log.Warn("bad OPENED from protocol host", zap.String("host", l.spec.Name), zap.Error(err))
+			return
+		}
+		a, ok := l.insts[o.Name]
+		if !ok || l.state == hostDown {
+			return
+		}
+		if o.Error != "" {
+			l.spec.Log.Error("protocol host could not start the instance; its traffic drops as host_down",
+				zap.String("host", l.spec.Name), zap.String("protocol", o.Name), zap.String("error", o.Error))
+			return
+		}
+		a.opened = true
+		ctx.Send(a.proxy, &PeerUp{PID: o.In.PID()})
+		if l.state != hostUp && l.allOpened() {
+			l.state = hostUp
+			l.spec.Stats.SetState(stats.Running)
+			if !l.spec.Spawn {
+				ctx.Watch(l.hostPID)
+			}
+			l.spec.Log.Info("protocol host up", zap.String("host", l.spec.Name), zap.Int("instances", len(l.insts)))
+		}
+	case wire.Kind_STATS:
+		var r Report
+		if err := decodeControl(env, &r); err != nil {
+			return
+		}
+		for _, s := range r.Actors {
+			name := l.spec.Name + "/" + s.Name
+			a, ok := l.mirrored[name]
+			if !ok {
+				a = l.spec.Mirror.Actor(name, s.Kind)
+				l.mirrored[name] = a
+			}
+			a.Mirror(s)
+		}
+	}
+}
+
+func (l *hostLink) allOpened() bool {
+	for _, a := range l.insts {
+		if !a.opened {
+			return false
+		}
+	}
+	return true
+}
+
+// connect sends an OPEN for every attached instance.
+func (l *hostLink) connect(ctx actor.Context) {
+	l.state = hostStarting
+	for _, a := range l.insts {
+		l.sendOpen(ctx, a)
+	}
+	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(OpenTimeout, func() { root.Send(self, &hostOpenTimeout{gen}) })
+}
+
+func (l *hostLink) sendOpen(ctx actor.Context, a *attached) {
+	a.opened = false
+	env, err := encodeControl(wire.Kind_OPEN, a.open)
+	if err != nil {
+		l.spec.Log.Error("encode OPEN", zap.Error(err))
+		return
+	}
+	ctx.Request(l.hostPID, env) // the sender (this actor) gets OPENED
+}
+
+// down marks the host down: every proxy drops as host_down until it is up.
+func (l *hostLink) down(ctx actor.Context, why string, fields ...zap.Field) {
+	if l.state != hostDown {
+		l.spec.Log.Warn(why+"; its protocols drop as host_down",
+			append([]zap.Field{zap.String("host", l.spec.Name)}, fields...)...)
+	}
+	l.state = hostDown
+	l.gen++
+	for _, a := range l.insts {
+		a.opened = false
+		ctx.Send(a.proxy, &PeerDown{})
+	}
+}
+
+// restart starts the process again after the backoff, within the budget.
+func (l *hostLink) restart(ctx actor.Context) {
+	b := l.spec.Budget
+	now := time.Now()
+	kept := l.failures[:0]
+	for _, t := range l.failures {
+		if now.Sub(t) <= b.Within {
+			kept = append(kept, t)
+		}
+	}
+	l.failures = append(kept, now)
+	if len(l.failures) > b.MaxRestarts {
+		l.spec.Stats.SetState(stats.Down)
+		l.spec.Log.Error("protocol host exceeded its restart budget: not restarted; its protocols drop as host_down",
+			zap.String("host", l.spec.Name), zap.Int("failures", len(l.failures)),
+			zap.Int("max_restarts", b.MaxRestarts), zap.Duration("within", b.Within))
+		return
+	}
+	l.spec.Stats.Restarted()
+	l.spec.Stats.SetState(stats.Restarting)
+	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(b.Backoff, func() { root.Send(self, &hostRetry{gen}) })
+}
+
+func (l *hostLink) retryLater(ctx actor.Context) {
+	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(max(l.spec.Budget.Backoff, 100*time.Millisecond), func() { root.Send(self, &hostRetry{gen}) })
+}
+
+// startProcess runs the host binary with a ready pipe on fd 3.
+func (l *hostLink) startProcess(ctx actor.Context) {
+	l.gen++
+	l.state = hostStarting
+	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
+	r, w, err := os.Pipe()
+	if err != nil {
+		l.spec.Log.Error("start protocol host", zap.Error(err))
+		root.Send(self, &hostExit{gen: gen, err: err})
+		return
+	}
+	cmd := exec.Command(l.spec.Command[0], append(l.spec.Command[1:], "--ready-fd", "3")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{w}
+	// The host dies with the daemon, however the daemon ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		l.spec.Log.Error("start protocol host", zap.String("host", l.spec.Name), zap.Error(err))
+		root.Send(self, &hostExit{gen: gen, err: err})
+		return
+	}
+	w.Close()
+	l.cmd = cmd
+	l.spec.Log.Info("protocol host started", zap.String("host", l.spec.Name), zap.Int("pid", cmd.Process.Pid))
+	exited := make(chan struct{})
+	l.exited = exited
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		defer r.Close()
+		if _, err := bufio.NewReader(r).ReadString('\n'); err == nil {
+			root.Send(self, &hostReady{gen})
+		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		err := cmd.Wait()
+		close(exited)
+		root.Send(self, &hostExit{gen: gen, err: err})
+	}()
+}
+
+// stopProcess ends a spawned host: SIGTERM, then SIGKILL after
+// HostStopTimeout.
+func (l *hostLink) stopProcess() {
+	if l.cmd == nil {
+		return
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-l.exited:
+	case <-time.After(HostStopTimeout):
+		_ = l.cmd.Process.Kill()
+		<-l.exited
+	}
+}
+
+// HostStopTimeout (3 s) is how long a spawned host gets to stop on SIGTERM.
+const HostStopTimeout = 3 * time.Second

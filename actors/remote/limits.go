@@ -1,0 +1,40 @@
+package remote
+
+import "time"
+
+// Limits of the remote transport. Every number has its unit and its reason.
+const (
+	// MaxEnvelopeBytes (512 KiB) bounds one envelope's msgpack payload. A
+	// batch of 128 full-MTU packets (~190 KB) fits in one; a batch of
+	// coalesced 64 KiB packets is split into several envelopes. A receiver
+	// drops a larger payload as oversized without decoding it.
+	MaxEnvelopeBytes = 512 << 10
+
+	// EndpointWriterBatch (16 envelopes) is how many messages protoactor's
+	// endpoint writer packs into one gRPC message, so one gRPC message holds
+	// at most 16 × MaxEnvelopeBytes = 8 MiB of payload.
+	EndpointWriterBatch = 16
+
+	// EndpointWriterQueue (4096 messages) is the ring of protoactor's
+	// endpoint writer. Batches never come near it (the window bounds them,
+	// DefaultWindow × protocols); the default (1 000 000) would only hide a
+	// leak.
+	EndpointWriterQueue = 4096
+
+	// MaxGRPCMessageBytes (16 MiB) is the gRPC message limit, raised from
+	// gRPC's 4 MiB default (which silently breaks the stream on a full
+	// endpoint-writer batch) to twice the largest batch the writer builds.
+	// A larger message is refused by gRPC and counted as oversized.
+	MaxGRPCMessageBytes = 2 * EndpointWriterBatch * MaxEnvelopeBytes
+
+	// MaxWindow (1024 envelopes) bounds config's remote.window.
+	MaxWindow = 1024
+
+	// OpenTimeout (5 s) bounds how long the daemon waits for a host to
+	// answer an OPEN before it counts the host as down and retries.
+	OpenTimeout = 5 * time.Second
+
+	// StatsInterval (1 s) is how often a host reports its counters to the
+	// daemon that opened its instances.
+	StatsInterval = time.Second
+)

@@ -1,0 +1,152 @@
+package remote
+
+// The transport: protoactor remote over gRPC, with the guard installed, the
+// message limit raised, and mutual TLS when configured.
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// TLSFiles names the PEM files of mutual TLS: the CA that signs every
+// peer's certificate, and this process's certificate and key. Certificates
+// must carry the peers' listen IPs as IP SANs.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// Enabled reports whether all three files are set.
+func (t TLSFiles) Enabled() bool { return t.CA != "" && t.Cert != "" && t.Key != "" }
+
+// Transport is a started remote.
+type Transport struct {
+	Remote  *remote.Remote
+	Address string // the address peers reach this process at
+}
+
+// sentEpoch counts gRPC messages fully written by any endpoint writer. A
+// Sender reads it before reusing an acknowledged slot: the endpoint writer
+// marshals a slot's envelope on its own goroutine, and the acknowledgement
+// that frees the slot reaches the sender over the network, which the race
+// detector (and the memory model) cannot see. The atomic makes the order
+// visible; it costs one add per gRPC message.
+var sentEpoch atomic.Uint64
+
+func barrier(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &barrierStream{cs}, nil
+}
+
+type barrierStream struct{ grpc.ClientStream }
+
+func (s *barrierStream) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	sentEpoch.Add(1)
+	return err
+}
+
+// Start starts protoactor remote on system, listening on listen (port 0:
+// any free port), with guard filtering what peers send. A non-loopback
+// listen address without TLS is refused (config check refuses it first).
+func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, guard *Guard) (_ *Transport, err error) {
+	if !listen.Addr().IsLoopback() && !files.Enabled() {
+		return nil, fmt.Errorf("remote listen %s is not a loopback address: mutual TLS required", listen)
+	}
+	serverOpts := guard.ServerOptions()
+	dialOpts := []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxGRPCMessageBytes), grpc.MaxCallSendMsgSize(MaxGRPCMessageBytes)),
+		grpc.WithStreamInterceptor(barrier),
+	}
+	if files.Enabled() {
+		server, client, err := tlsConfigs(files)
+		if err != nil {
+			return nil, err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(server)))
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(client)))
+	} else {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	// Fail with an error, not remote.Start's panic, when the port is taken.
+	if listen.Port() != 0 {
+		l, err := net.Listen("tcp", listen.String())
+		if err != nil {
+			return nil, fmt.Errorf("remote listen %s: %w", listen, err)
+		}
+		l.Close()
+	}
+	cfg := remote.Configure(listen.Addr().String(), int(listen.Port()),
+		remote.WithServerOptions(serverOpts...),
+		remote.WithDialOptions(dialOpts...),
+		remote.WithEndpointWriterBatchSize(EndpointWriterBatch),
+		remote.WithEndpointWriterQueueSize(EndpointWriterQueue),
+	)
+	r := remote.NewRemote(system, cfg)
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("start remote on %s: %v", listen, p)
+		}
+	}()
+	r.Start()
+	return &Transport{Remote: r, Address: system.Address()}, nil
+}
+
+// Stop shuts the transport down; it waits at most ShutdownTimeout for
+// peers to close their streams.
+func (t *Transport) Stop() {
+	done := make(chan struct{})
+	go func() { t.Remote.Shutdown(true); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(ShutdownTimeout):
+	}
+}
+
+// ShutdownTimeout (2 s) bounds a graceful remote shutdown: protoactor waits
+// for peers' streams, and a stopped peer never closes its own.
+const ShutdownTimeout = 2 * time.Second
+
+func tlsConfigs(files TLSFiles) (server, client *tls.Config, err error) {
+	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("remote tls: %w", err)
+	}
+	caPEM, err := os.ReadFile(files.CA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("remote tls: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, errors.New("remote tls: no certificate in " + strconv.Quote(files.CA))
+	}
+	server = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS13,
+	}
+	client = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		MinVersion:   tls.VersionTLS13,
+	}
+	return server, client, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"switchyard/actors/remote"
+	"switchyard/config"
+)
+
+// runHost runs a protocol host: protocol instances in their own process,
+// opened by a daemon over protoactor remote (README: Out of process).
+func runHost(args []string) int {
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	listen := fs.String("listen", "", "ip:port to listen on (required); not loopback needs --tls-*")
+	ca := fs.String("tls-ca", "", "PEM file of the CA that signs every peer's certificate (mutual TLS)")
+	cert := fs.String("tls-cert", "", "PEM file of this host's certificate")
+	key := fs.String("tls-key", "", "PEM file of this host's private key")
+	poolBuffers := fs.Int("pool-buffers", config.Default().Batch.PoolBuffers, "packet buffers in the host's pool")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	readyFD := fs.Int("ready-fd", 0, "write a line to this file descriptor once listening (the daemon passes it)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	addr, err := netip.ParseAddrPort(*listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard host: --listen: want ip:port, got %q\n", *listen)
+		return 2
+	}
+	files := remote.TLSFiles{CA: *ca, Cert: *cert, Key: *key}
+	if (*ca != "" || *cert != "" || *key != "") && !files.Enabled() {
+		fmt.Fprintln(os.Stderr, "switchyard host: --tls-ca, --tls-cert and --tls-key go together")
+		return 2
+	}
+	if *poolBuffers < 1 {
+		fmt.Fprintln(os.Stderr, "switchyard host: --pool-buffers must be at least 1")
+		return 2
+	}
+	log, _, err := newLogger(*level)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard host: %v\n", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	setMemoryLimit(*poolBuffers)
+
+	system := actor.NewActorSystemWithConfig(actor.Configure(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
+		}),
+	))
+	h, err := remote.StartHost(remote.HostOptions{Listen: addr, TLS: files, PoolBuffers: *poolBuffers, System: system, Log: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard host: %v\n", err)
+		return 1
+	}
+	log.Info("protocol host listening", zap.String("address", h.Address()), zap.Bool("tls", files.Enabled()),
+		zap.Int("pool_buffers", *poolBuffers))
+	if *readyFD > 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		_, _ = fmt.Fprintln(f, h.Address())
+		_ = f.Close()
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	signal.Stop(sigs)
+	log.Info("stopping", zap.String("signal", sig.String()))
+	h.Stop()
+	system.Shutdown()
+	log.Info("protocol host stopped")
+	return 0
+}
