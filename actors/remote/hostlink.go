@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
 
@@ -64,8 +65,9 @@ type (
 type hostState int
 
 const (
-	hostDown hostState = iota
-	hostStarting
+	hostDown       hostState = iota
+	hostSpawning             // the process runs; it has not said it listens
+	hostConnecting           // OPENs sent; waiting for every OPENED
 	hostUp
 )
 
@@ -86,6 +88,8 @@ type hostLink struct {
 	insts    map[string]*attached
 	mirrored map[string]*stats.Actor
 	stopping bool
+	sub      *eventstream.Subscription
+	flushes  int // EndpointTerminatedEvents this link published itself
 	wg       sync.WaitGroup
 }
 
@@ -109,12 +113,19 @@ type (
 	}
 	hostRetry       struct{ gen int }
 	hostOpenTimeout struct{ gen int }
+	connectionLost  struct{}
 )
 
 func (l *hostLink) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		l.spec.Stats.SetState(stats.Restarting)
+		self, root, addr := ctx.Self(), ctx.ActorSystem().Root, l.spec.Listen
+		l.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
+			if t, ok := evt.(*remote.EndpointTerminatedEvent); ok && t.Address == addr {
+				root.Send(self, &connectionLost{})
+			}
+		})
 		if l.spec.Spawn {
 			l.startProcess(ctx)
 		} else {
@@ -122,7 +133,7 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		}
 	case *Attach:
 		l.insts[m.Open.Name] = &attached{proxy: m.Proxy, open: m.Open}
-		if l.state != hostDown {
+		if l.state == hostConnecting || l.state == hostUp {
 			l.sendOpen(ctx, l.insts[m.Open.Name])
 		}
 	case *Detach:
@@ -131,11 +142,12 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(m.Name)})
 		}
 	case *hostReady:
-		if m.gen == l.gen && l.state == hostStarting {
+		if m.gen == l.gen && l.state == hostSpawning {
 			l.spec.Log.Info("protocol host listening", zap.String("host", l.spec.Name), zap.String("listen", l.spec.Listen))
 			// A connection to the previous process may linger in protoactor's
 			// endpoint manager (and a writer in its 2 s connect retry): drop it,
 			// so the OPENs go out on a fresh connection.
+			l.flushes++ // our own event comes back as one connectionLost: not a loss
 			ctx.ActorSystem().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: l.spec.Listen})
 			l.connect(ctx)
 		}
@@ -175,11 +187,25 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			l.down(ctx, "protocol host connection lost")
 			l.retryLater(ctx)
 		}
+	case *connectionLost:
+		if l.flushes > 0 {
+			l.flushes--
+			return
+		}
+		// protoactor dropped the connection to the host (and with it the
+		// envelopes in flight). While the host runs, open the instances
+		// again: each gets a new window.
+		if l.state == hostUp || l.state == hostConnecting {
+			l.spec.Log.Warn("connection to protocol host lost; opening its instances again", zap.String("host", l.spec.Name))
+			l.gen++
+			l.connect(ctx)
+		}
 	case *actor.DeadLetterResponse:
 		// An OPEN could not be delivered (no connection): the open timeout
 		// or the process exit handles it.
 	case *actor.Stopping:
 		l.stopping = true
+		ctx.ActorSystem().EventStream.Unsubscribe(l.sub)
 		for name := range l.insts {
 			if l.state == hostUp && !l.spec.Spawn {
 				ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(name)})
@@ -245,7 +271,7 @@ func (l *hostLink) allOpened() bool {
 
 // connect sends an OPEN for every attached instance.
 func (l *hostLink) connect(ctx actor.Context) {
-	l.state = hostStarting
+	l.state = hostConnecting
 	for _, a := range l.insts {
 		l.sendOpen(ctx, a)
 	}
@@ -309,7 +335,7 @@ func (l *hostLink) retryLater(ctx actor.Context) {
 // startProcess runs the host binary with a ready pipe on fd 3.
 func (l *hostLink) startProcess(ctx actor.Context) {
 	l.gen++
-	l.state = hostStarting
+	l.state = hostSpawning
 	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
 	r, w, err := os.Pipe()
 	if err != nil {

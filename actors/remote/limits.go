@@ -27,6 +27,17 @@ const (
 	// A larger message is refused by gRPC and counted as oversized.
 	MaxGRPCMessageBytes = 2 * EndpointWriterBatch * MaxEnvelopeBytes
 
+	// FlowWindowBytes (16 MiB) is gRPC's HTTP/2 flow-control window, per
+	// stream and per connection. protoactor carries everything to a peer on
+	// one stream, and gRPC's default (64 KiB, grown only by its bandwidth
+	// estimator) admits about one batch per round trip: measured 0.35
+	// against 2.8 Gbit/s in process. 16 MiB covers MaxGRPCMessageBytes.
+	FlowWindowBytes = MaxGRPCMessageBytes
+
+	// SocketBufferBytes (256 KiB) is gRPC's read and write buffer: a few
+	// batches per syscall instead of gRPC's 32 KiB.
+	SocketBufferBytes = 256 << 10
+
 	// MaxWindow (1024 envelopes) bounds config's remote.window.
 	MaxWindow = 1024
 

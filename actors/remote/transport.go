@@ -70,10 +70,23 @@ func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, gua
 	if !listen.Addr().IsLoopback() && !files.Enabled() {
 		return nil, fmt.Errorf("remote listen %s is not a loopback address: mutual TLS required", listen)
 	}
-	serverOpts := guard.ServerOptions()
+	serverOpts := append(guard.ServerOptions(),
+		grpc.InitialWindowSize(FlowWindowBytes),
+		grpc.InitialConnWindowSize(FlowWindowBytes),
+		grpc.ReadBufferSize(SocketBufferBytes),
+		grpc.WriteBufferSize(SocketBufferBytes),
+		// Reuse gRPC's receive buffers: protoactor copies every message out
+		// of them (MessageData) before the next read.
+		grpc.RecvBufferPool(grpc.NewSharedBufferPool()),
+	)
 	dialOpts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxGRPCMessageBytes), grpc.MaxCallSendMsgSize(MaxGRPCMessageBytes)),
 		grpc.WithStreamInterceptor(barrier),
+		grpc.WithInitialWindowSize(FlowWindowBytes),
+		grpc.WithInitialConnWindowSize(FlowWindowBytes),
+		grpc.WithReadBufferSize(SocketBufferBytes),
+		grpc.WithWriteBufferSize(SocketBufferBytes),
+		grpc.WithRecvBufferPool(grpc.NewSharedBufferPool()),
 	}
 	if files.Enabled() {
 		server, client, err := tlsConfigs(files)

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -28,6 +32,7 @@ func runHost(args []string) int {
 	poolBuffers := fs.Int("pool-buffers", config.Default().Batch.PoolBuffers, "packet buffers in the host's pool")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	readyFD := fs.Int("ready-fd", 0, "write a line to this file descriptor once listening (the daemon passes it)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback ip:port (profiling)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -65,6 +70,13 @@ func runHost(args []string) int {
 	}
 	log.Info("protocol host listening", zap.String("address", h.Address()), zap.Bool("tls", files.Enabled()),
 		zap.Int("pool_buffers", *poolBuffers))
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "switchyard host: --pprof: %v\n", err)
+			h.Stop()
+			return 2
+		}
+	}
 	if *readyFD > 0 {
 		f := os.NewFile(uintptr(*readyFD), "ready")
 		_, _ = fmt.Fprintln(f, h.Address())
@@ -80,4 +92,21 @@ func runHost(args []string) int {
 	system.Shutdown()
 	log.Info("protocol host stopped")
 	return 0
+}
+
+// servePprof serves the profiling endpoints on addr, which must be loopback.
+func servePprof(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return errors.New("want a loopback ip:port, got " + addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = http.Serve(l, mux) }()
+	return nil
 }
