@@ -18,6 +18,51 @@ type Config struct {
 	Supervision Supervision
 	Protocols   []Protocol
 	Rejects     []netip.Prefix // routes with action: reject
+
+	// Out of process (issue 4): the daemon's own remote listener, its
+	// window and mutual TLS, and the protocol hosts protocols may name.
+	RemoteListen string   // remote.listen; "" leaves the default (127.0.0.1:0)
+	RemoteWindow int      // remote.window, batches; 0 leaves the default
+	TLS          TLSFiles // remote.tls; zero: none
+	Hosts        []Host
+}
+
+// Host is one `hosts:` entry: a `switchyard host` process.
+type Host struct {
+	Name   string
+	Listen string // ip:port inside the side's namespace
+	Spawn  bool   // the daemon starts and supervises it
+}
+
+// TLSFiles are the PEM files of `remote.tls:` (see WriteTLSFiles).
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// Enabled reports whether all three files are set.
+func (t TLSFiles) Enabled() bool { return t.CA != "" && t.Cert != "" && t.Key != "" }
+
+// Fixed addresses of the out-of-process placement. Each side has its own
+// namespace and so its own loopback: both sides use the same ports.
+const (
+	HostName            = "vpn-host"
+	DefaultHostListen   = "127.0.0.1:7100"
+	DefaultRemoteListen = "127.0.0.1:7200"
+)
+
+// OutOfProcess returns c with every protocol on one spawned host, HostName,
+// listening on DefaultHostListen, and the daemon's remote listener on
+// DefaultRemoteListen (fixed, so a test can reach it).
+func OutOfProcess(c Config) Config {
+	c.Hosts = []Host{{Name: HostName, Listen: DefaultHostListen, Spawn: true}}
+	c.RemoteListen = DefaultRemoteListen
+	ps := make([]Protocol, len(c.Protocols))
+	for i, p := range c.Protocols {
+		p.Host = HostName
+		ps[i] = p
+	}
+	c.Protocols = ps
+	return c
 }
 
 // Mailbox is a `mailbox:` block.
@@ -42,6 +87,7 @@ type Protocol struct {
 	Mailbox  Mailbox
 	Settings []string // extra settings lines, "delay: 2ms"
 	Routes   []netip.Prefix
+	Host     string // hosts entry it runs on; "" is the daemon's process
 }
 
 // TunnelPrefixes are the TUN subnets, routed to the peer by default.
@@ -81,6 +127,7 @@ func (l *Lab) YAML(side *Side, c Config) string {
 		w("log:\n  level: %s", c.LogLevel)
 	}
 	w("admin:\n  listen: %s", side.Admin)
+	remoteYAML(w, c.RemoteListen, c.RemoteWindow, c.TLS, c.Hosts)
 	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",
 		side.TUNDev, side.TUN4, side.TUN6)
 	batch := c.Batch
@@ -122,6 +169,9 @@ func (l *Lab) YAML(side *Side, c Config) string {
 			port = DefaultUDPPort
 		}
 		w("  - name: %s\n    type: %s", p.Name, p.Type)
+		if p.Host != "" {
+			w("    host: %s", p.Host)
+		}
 		if m := mailboxYAML(p.Mailbox); m != "" {
 			w("    mailbox: %s", m)
 		}
@@ -133,6 +183,29 @@ func (l *Lab) YAML(side *Side, c Config) string {
 		}
 	}
 	return b.String()
+}
+
+// remoteYAML writes the `remote:` and `hosts:` sections, or nothing when
+// all are zero.
+func remoteYAML(w func(string, ...any), listen string, window int, tls TLSFiles, hosts []Host) {
+	if listen != "" || window > 0 || tls.Enabled() {
+		w("remote:")
+		if listen != "" {
+			w("  listen: %s", listen)
+		}
+		if window > 0 {
+			w("  window: %d", window)
+		}
+		if tls.Enabled() {
+			w("  tls: {ca: %q, cert: %q, key: %q}", tls.CA, tls.Cert, tls.Key)
+		}
+	}
+	if len(hosts) > 0 {
+		w("hosts:")
+		for _, h := range hosts {
+			w("  - name: %s\n    listen: %s\n    spawn: %t", h.Name, h.Listen, h.Spawn)
+		}
+	}
 }
 
 func mailboxYAML(m Mailbox) string {

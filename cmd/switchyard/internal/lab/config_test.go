@@ -35,6 +35,14 @@ func TestConfigYAML(t *testing.T) {
 				{Name: "peer6", Type: "udp", Port: 7001, Routes: TunnelPrefixes[1:]},
 			},
 		}, []string{"max_restarts: 3", "listen: 10.91.0.1:7001"}},
+		{"out of process", l.B, OutOfProcess(l.DefaultConfig(l.B)), []string{
+			"remote:\n  listen: 127.0.0.1:7200\n", "hosts:\n  - name: vpn-host\n    listen: 127.0.0.1:7100\n    spawn: true\n",
+			"    type: udp\n    host: vpn-host\n"}},
+		{"out of process, window and batch 1", l.A, func() Config {
+			c := OutOfProcess(l.DefaultConfig(l.A))
+			c.RemoteWindow, c.Batch = 8, 1
+			return c
+		}(), []string{"  window: 8\n", "max_packets: 1\n", "host: vpn-host"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := l.YAML(tc.side, tc.cfg)

@@ -89,6 +89,16 @@ type WGPeer struct {
 // wireguard instance `wg` carrying the TUN subnets to peer, whose allowed
 // IPs are the TUN subnets. Extra lines go under the instance's settings.
 func (l *Lab) WireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel string) string {
+	return l.wireGuardYAML(side, keyFile, peer, logLevel, false)
+}
+
+// WireGuardOutOfProcessYAML is WireGuardYAML with the instance on a spawned
+// protocol host, as OutOfProcess places the udp protocol.
+func (l *Lab) WireGuardOutOfProcessYAML(side *Side, keyFile string, peer WGPeer, logLevel string) string {
+	return l.wireGuardYAML(side, keyFile, peer, logLevel, true)
+}
+
+func (l *Lab) wireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel string, outOfProcess bool) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# written by the switchyard lab for namespace %s", side.NS)
@@ -97,6 +107,12 @@ func (l *Lab) WireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel st
 		w("log:\n  level: %s", logLevel)
 	}
 	w("admin:\n  listen: %s", side.Admin)
+	host := ""
+	if outOfProcess {
+		oop := OutOfProcess(Config{})
+		remoteYAML(w, oop.RemoteListen, 0, TLSFiles{}, oop.Hosts)
+		host = "\n    host: " + HostName
+	}
 	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",
 		side.TUNDev, side.TUN4, side.TUN6)
 	w("batch:\n  max_packets: 128")
@@ -104,7 +120,7 @@ func (l *Lab) WireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel st
 	for _, p := range TunnelPrefixes {
 		w("  - prefix: %q\n    to: wg", p)
 	}
-	w("protocols:\n  - name: wg\n    type: wireguard\n    settings:")
+	w("protocols:\n  - name: wg\n    type: wireguard%s\n    settings:", host)
 	w("      private_key_file: %s", keyFile)
 	w("      listen_port: %d", WGPort)
 	w("      peers:\n        - public_key: %s", peer.PublicKey)
