@@ -146,19 +146,51 @@ func TestDiffActor(t *testing.T) {
 }
 
 func TestCases(t *testing.T) {
-	seen := map[string]bool{}
+	seen := map[string]Case{}
 	for _, c := range append(Cases(), NotBuilt()...) {
-		if c.Key == "" || c.Label == "" || seen[c.Key] {
+		if _, dup := seen[c.Key]; c.Key == "" || c.Label == "" || dup {
 			t.Errorf("case %+v: empty or duplicate key/label", c)
 		}
-		seen[c.Key] = true
+		seen[c.Key] = c
 		if (c.Kind == KindUDP || c.Kind == KindWireGuard) && c.Batch == 0 {
 			t.Errorf("switchyard case %s has no batch size", c.Key)
 		}
 	}
-	for _, key := range []string{"veth", "wireguard-go", "udp-b128", "udp-b1", "wireguard-b128", "udp-flood"} {
-		if !seen[key] {
+	for _, key := range []string{"veth", "wireguard-go", "udp-b128", "udp-b1", "wireguard-b128", "udp-flood",
+		"udp-oop-b128", "udp-oop-b1", "wireguard-oop-b128"} {
+		if _, ok := seen[key]; !ok {
 			t.Errorf("case %s missing", key)
+		}
+	}
+	for _, c := range seen {
+		if c.OutOfProcess != (c.InProcess != "") {
+			t.Errorf("case %s: out of process %v, in-process reference %q; want a reference exactly when out of process",
+				c.Key, c.OutOfProcess, c.InProcess)
+			continue
+		}
+		if ref, ok := seen[c.InProcess]; c.OutOfProcess && (!ok || ref.OutOfProcess || ref.Kind != c.Kind || ref.Batch != 128) {
+			t.Errorf("case %s: in-process reference %q = %+v, want an in-process case of the same kind at batch 128", c.Key, c.InProcess, ref)
+		}
+	}
+	if n := len(NotBuilt()); n != 0 {
+		t.Errorf("NotBuilt() has %d cases, want none: every configuration of issue 4 exists", n)
+	}
+}
+
+func TestInProcessRatio(t *testing.T) {
+	med := map[string]float64{"udp-b128": 8, "udp-oop-b128": 7, "udp-oop-b1": 1}
+	for _, tc := range []struct {
+		c    Case
+		want float64
+	}{
+		{Case{Key: "udp-oop-b128", InProcess: "udp-b128"}, 0.875},
+		{Case{Key: "udp-oop-b1", InProcess: "udp-b128"}, 0.125},
+		{Case{Key: "udp-b128"}, 0},                                        // no reference
+		{Case{Key: "wireguard-oop-b128", InProcess: "wireguard-b128"}, 0}, // neither measured
+		{Case{Key: "udp-oop-b128", InProcess: "missing"}, 0},
+	} {
+		if got := InProcessRatio(tc.c, med); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("InProcessRatio(%s → %s) = %v, want %v", tc.c.Key, tc.c.InProcess, got, tc.want)
 		}
 	}
 }

@@ -6,7 +6,11 @@ package lab
 //  1. the veth alone — the kernel's ceiling on this machine;
 //  2. two wireguard-go binaries — the reference a user would pick instead;
 //  3. two switchyard daemons, udp protocol, batch 128 and batch 1;
-//  4. two switchyard daemons, wireguard protocol, batch 128;
+//  4. the same with the udp protocol out of process on both sides (a
+//     spawned protocol host per daemon), batch 128 and batch 1 — the second
+//     is the per-packet IPC design the project replaces;
+//  5. two switchyard daemons, wireguard protocol, batch 128, in process and
+//     out of process;
 //
 // and a UDP flood above capacity through the udp tunnel. Every case builds
 // its own lab (fresh namespaces and daemons) and removes it before the next;
@@ -42,36 +46,57 @@ type Case struct {
 	Label string   `json:"label"` // what the report prints
 	Kind  CaseKind `json:"-"`
 	Batch int      `json:"batch,omitempty"` // switchyard batch.max_packets
+	// OutOfProcess runs each daemon's protocol on a protocol host the
+	// daemon spawns (OutOfProcess), on its own loopback.
+	OutOfProcess bool `json:"out_of_process,omitempty"`
+	// InProcess is, for an out-of-process case, the key of the in-process
+	// case it is compared with: the report shows the ratio of the medians
+	// (the goal is ≥ 0.8 at batch 128).
+	InProcess string `json:"in_process,omitempty"`
 	// Flood makes the case one iperf3 UDP run at a fixed offered rate above
 	// capacity instead of the TCP runs.
 	Flood bool `json:"flood,omitempty"`
 }
 
-// Cases are the end-to-end cases that exist today, in report order. The
-// out-of-process placements (issue 4) are not built yet; the report lists
-// them as such (NotBuilt).
+// Cases are the end-to-end cases, in report order: each out-of-process
+// case right after its in-process reference, so both meet the same load.
 func Cases() []Case {
 	return []Case{
 		{Key: "veth", Label: "kernel veth alone (ceiling)", Kind: KindVeth},
 		{Key: "wireguard-go", Label: "wireguard-go pair (reference)", Kind: KindWireGuardGo},
 		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128},
+		{Key: "udp-oop-b128", Label: "switchyard udp, out of process, batch 128", Kind: KindUDP, Batch: 128,
+			OutOfProcess: true, InProcess: "udp-b128"},
+		{Key: "udp-oop-b1", Label: "switchyard udp, out of process, batch 1", Kind: KindUDP, Batch: 1,
+			OutOfProcess: true, InProcess: "udp-b128"},
 		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1},
 		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128},
+		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process, batch 128", Kind: KindWireGuard, Batch: 128,
+			OutOfProcess: true, InProcess: "wireguard-b128"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 	}
 }
 
-// NotBuilt lists the configurations the issue asks for that do not exist
-// yet, with the reason the report prints in place of numbers.
-func NotBuilt() []Case {
-	return []Case{
-		{Key: "udp-oop-b128", Label: "switchyard udp, out of process, batch 128"},
-		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process, batch 128"},
-	}
-}
+// NotBuilt lists the configurations that do not exist yet, with the reason
+// the report prints in place of numbers. Every case of issue 4 is built.
+func NotBuilt() []Case { return nil }
 
 // NotBuiltReason is what the report prints for NotBuilt rows.
 const NotBuiltReason = "not built yet (issue 4)"
+
+// InProcessRatio is c's median over its in-process reference's, from the
+// medians of a run by case key; 0 when c has no reference or either is
+// missing.
+func InProcessRatio(c Case, medians map[string]float64) float64 {
+	if c.InProcess == "" {
+		return 0
+	}
+	ref, own := medians[c.InProcess], medians[c.Key]
+	if ref <= 0 || own <= 0 {
+		return 0
+	}
+	return own / ref
+}
 
 // Flood defaults: a fixed offered rate above what the tunnel carries.
 const (
@@ -316,13 +341,17 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		for _, s := range []*Side{l.A, l.B} {
 			cfg := l.DefaultConfig(s)
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
+			if c.OutOfProcess {
+				cfg = OutOfProcess(cfg)
+			}
 			d, err := l.StartDaemon(ctx, s, cfg)
 			if err != nil {
 				return procs, target, nil, err
 			}
 			procs = append(procs, benchProc{name: "switchyard " + s.Label, pid: d.Pid(), daemon: d})
 		}
-		return procs, l.B.TUN4, nil, nil
+		procs, err = withHosts(ctx, c, procs)
+		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
 	}
@@ -355,7 +384,11 @@ func startWireGuardPair(ctx context.Context, l *Lab, c Case, o E2EOptions) (proc
 	keys := map[*Side]string{l.A: fa, l.B: fb}
 	for _, s := range []*Side{l.A, l.B} {
 		if c.Kind == KindWireGuard {
-			d, err := l.StartDaemonYAML(ctx, s, l.WireGuardYAML(s, keys[s], peers[s], "warn"))
+			yaml := l.WireGuardYAML(s, keys[s], peers[s], "warn")
+			if c.OutOfProcess {
+				yaml = l.WireGuardOutOfProcessYAML(s, keys[s], peers[s], "warn")
+			}
+			d, err := l.StartDaemonYAML(ctx, s, yaml)
 			if err != nil {
 				return procs, target, stops, err
 			}
@@ -369,7 +402,32 @@ func startWireGuardPair(ctx context.Context, l *Lab, c Case, o E2EOptions) (proc
 		stops = append(stops, g.Stop)
 		procs = append(procs, benchProc{name: "wireguard-go " + s.Label, pid: g.cmd.Process.Pid})
 	}
-	return procs, l.B.TUN4, stops, nil
+	procs, err = withHosts(ctx, c, procs)
+	return procs, l.B.TUN4, stops, err
+}
+
+// hostStartTimeout (10 s) bounds the wait for a daemon's spawned host to
+// appear: the daemon starts it right after its own start.
+const hostStartTimeout = 10 * time.Second
+
+// withHosts adds, for an out-of-process case, each daemon's spawned host to
+// the processes measured ("switchyard host-a"): the CPU a case costs is
+// both processes'.
+func withHosts(ctx context.Context, c Case, procs []benchProc) ([]benchProc, error) {
+	if !c.OutOfProcess {
+		return procs, nil
+	}
+	for _, p := range procs {
+		if p.daemon == nil {
+			continue
+		}
+		pid, err := p.daemon.WaitHostPid(ctx, DefaultHostListen, 0, hostStartTimeout)
+		if err != nil {
+			return procs, fmt.Errorf("%s: spawned host: %w", p.name, err)
+		}
+		procs = append(procs, benchProc{name: "switchyard host-" + p.daemon.Side.Label, pid: pid})
+	}
+	return procs, nil
 }
 
 func endpointOf(s *Side) netip.AddrPort { return netip.AddrPortFrom(s.Veth4, WGPort) }
