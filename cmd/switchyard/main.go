@@ -59,6 +59,8 @@ func dispatch(args []string) int {
 		return runDemo(rest)
 	case "lab":
 		return runLab(rest)
+	case "hostile":
+		return runHostile(rest)
 	case "genkey":
 		return runGenkey(rest)
 	case "pubkey":
