@@ -58,8 +58,8 @@ bin/wireguard-go: go.mod
 bench: build bin/wireguard-go
 	@mkdir -p $(OUT)
 	$(GO) test -run '^$$' -count $(COUNT) -benchtime $(MICRO_TIME) \
-		-bench 'Lookup|Classify|Split$$|EnqueueDequeue|SendBatch' \
-		./router/ ./actors/mailbox/ ./protocols/udp/ | tee $(OUT)/micro.txt
+		-bench 'Lookup|Classify|Split$$|EnqueueDequeue|SendBatch|Envelope' \
+		./router/ ./actors/mailbox/ ./protocols/udp/ ./actors/remote/ | tee $(OUT)/micro.txt
 	$(GO) test -run '^$$' -count $(COUNT) -benchtime $(PIPE_TIME) -bench 'Pipeline' \
 		./actors/node/ | tee -a $(OUT)/micro.txt
 	./$(BIN) bench micro $(OUT)/micro.txt

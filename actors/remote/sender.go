@@ -31,10 +31,11 @@ import (
 	"switchyard/packet"
 )
 
-// maxSplit is the most envelopes one batch can need: 128 packets of 64 KiB
-// in MaxEnvelopeBytes pieces. A batch is admitted while the window has room
-// and sends all its envelopes, so the window may overshoot by maxSplit-1.
-const maxSplit = (packet.MaxBatch*packet.BufferBytes)/MaxEnvelopeBytes + 1
+// maxSplit is the most envelopes one batch can need: 128 packets of 64 KiB,
+// whole packets to an envelope, so 7 to a payload of MaxEnvelopeBytes (19
+// envelopes). A batch is admitted while the window has room and sends all
+// its envelopes, so the window may overshoot by maxSplit-1.
+const maxSplit = packet.MaxBatch/((MaxEnvelopeBytes-arrayHeader)/(packet.MaxPacketBytes+5)) + 1
 
 // Flush is sent by a link's ack process to the owning actor when batches
 // are pending and the window opened. The owner calls Sender.Flush.
