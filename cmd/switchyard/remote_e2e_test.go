@@ -99,9 +99,10 @@ const (
 	// stopSample (200 ms) is the interval of the VmRSS samples.
 	stopSample = 200 * time.Millisecond
 
-	// stopMaxSplit is the most envelopes one batch becomes (128 packets of a
-	// 64 KiB buffer each, cut at MaxEnvelopeBytes), as in the sender.
-	stopMaxSplit = packet.MaxBatch*packet.BufferBytes/remote.MaxEnvelopeBytes + 1
+	// stopMaxSplit (19) is the most envelopes one batch becomes, as the
+	// sender's maxSplit: 128 packets of up to 64 KiB, whole packets to an
+	// envelope (7 in MaxEnvelopeBytes with their 5-byte headers).
+	stopMaxSplit = packet.MaxBatch/((remote.MaxEnvelopeBytes-5)/(packet.MaxPacketBytes+5)) + 1
 
 	// stopRSSBound is the most resident memory daemon a may reach while its
 	// host is stopped, whatever the offered load:
@@ -109,13 +110,13 @@ const (
 	//     × packet.BufferBytes (64 MiB), whether in a mailbox or in the
 	//     proxy's pending ring (window batches, drops beyond it);
 	//   - the proxy's in-flight envelopes: at most window + maxSplit slot
-	//     payloads of MaxEnvelopeBytes (21 × 512 KiB), and at most as much
+	//     payloads of MaxEnvelopeBytes (23 × 512 KiB), and at most as much
 	//     again marshalled into gRPC messages the stopped peer does not read
 	//     (the endpoint writer's messages point at the slots; gRPC's write
 	//     quota holds back the rest);
 	//   - the allowance of TestOverload for the race-enabled runtime
 	//     (overloadRuntimeAllowance, 160 MiB).
-	// 64 + 21 + 160 = 245 MiB.
+	// 64 + 23 + 160 = 247 MiB.
 	stopRSSBound = stopPool*packet.BufferBytes + 2*(stopWindow+stopMaxSplit)*remote.MaxEnvelopeBytes + overloadRuntimeAllowance
 )
 
