@@ -1,14 +1,19 @@
 package node
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"switchyard/actors/devicetest"
@@ -37,7 +42,7 @@ mailbox: {capacity: 1024, policy: drop_newest}
 supervision: {max_restarts: 3, within: 10s, backoff: 10ms}
 remote: {listen: "127.0.0.1:0", window: 8}
 hosts:
-  - {name: h, listen: "127.0.0.1:%d"}
+  - {name: h, listen: "127.0.0.1:%d", spawn: true}
 routes:
   - {prefix: 10.90.0.0/24, to: self}
 protocols:
@@ -53,25 +58,65 @@ protocols:
 	return cfg
 }
 
+// TestMain lets the test binary be a protocol host: the node under test
+// spawns it as `<test binary> host --listen …`, as the daemon spawns
+// `switchyard host`. Each process then runs one remote transport (two in
+// one process race on gRPC's global logger, inside protoactor).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "host" {
+		os.Exit(testHost(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// testHost is a minimal `switchyard host`: the flags the node passes.
+func testHost(args []string) int {
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	listen := fs.String("listen", "", "")
+	pool := fs.Int("pool-buffers", 1024, "")
+	fs.String("log-level", "info", "")
+	ready := fs.Int("ready-fd", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	addr, err := netip.ParseAddrPort(*listen)
+	if err != nil {
+		return 2
+	}
+	system := actor.NewActorSystem()
+	h, err := remote.StartHost(remote.HostOptions{Listen: addr, PoolBuffers: *pool, System: system, Log: zap.NewNop()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if *ready > 0 {
+		f := os.NewFile(uintptr(*ready), "ready")
+		fmt.Fprintln(f, h.Address())
+		f.Close()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	h.Stop()
+	return 0
+}
+
 // TestNodeLoopsPacketsThroughAHost runs the loop of
 // TestNodeLoopsPacketsThroughUDP with the udp protocol in a protocol host
-// (in this process, on its own actor system and remote port): every packet
-// crosses the remote transport out and back, in order and intact.
+// the node spawns (this test binary, see TestMain): every packet crosses
+// the remote transport out and back, in order and intact, and the host's
+// counters come back to the daemon's stats.
 func TestNodeLoopsPacketsThroughAHost(t *testing.T) {
 	defer goleak.VerifyNone(t, remoteLeakOptions()...)
 	log := zaptest.NewLogger(t)
 	hostPort := freeTCPPort(t)
-	hostSystem := actor.NewActorSystem()
-	h, err := remote.StartHost(remote.HostOptions{
-		Listen: mustAddrPort(t, fmt.Sprintf("127.0.0.1:%d", hostPort)), PoolBuffers: 4096, System: hostSystem, Log: log.Named("host"),
-	})
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { h.Stop(); hostSystem.Shutdown() }()
 
 	dev := devicetest.New(64)
-	n, err := New(remoteLoopConfig(t, freePort(t), hostPort), Options{Device: dev, Log: log.Named("daemon")})
+	n, err := New(remoteLoopConfig(t, freePort(t), hostPort), Options{Device: dev, Log: log.Named("daemon"), Executable: exe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,15 +173,6 @@ func TestNodeLoopsPacketsThroughAHost(t *testing.T) {
 	if err := n.Pool().CheckLeaks(); err != nil {
 		t.Error(err)
 	}
-}
-
-func mustAddrPort(t *testing.T, s string) netip.AddrPort {
-	t.Helper()
-	a, err := netip.ParseAddrPort(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // remoteLeakOptions are goleak's options for tests that run protoactor

@@ -106,9 +106,9 @@ func NewDecoder() *Decoder {
 // pool; the caller takes ownership. maxPackets (≤ packet.MaxBatch) bounds the
 // array. A malformed payload returns ErrMalformed, one larger than
 // MaxEnvelopeBytes or with more than maxPackets packets ErrOversized, and an
-// empty pool ErrNoBuffers; none of them keeps a buffer. On error, n is the
-// number of packets the payload announced (at least 1, the unit drops are
-// counted in), for the caller's drop counter.
+// empty pool ErrNoBuffers; none of them keeps a buffer. On error, n is what
+// the caller counts as dropped: the packets the payload announced when that
+// count was within maxPackets, else 1.
 func (d *Decoder) Decode(payload []byte, pool *packet.Pool, maxPackets int) (b *packet.Batch, n int, err error) {
 	n = 1
 	if len(payload) > MaxEnvelopeBytes {

@@ -24,6 +24,7 @@ package remote
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"switchyard/actors/ratelog"
@@ -43,7 +45,10 @@ var envelopeType = string(proto.MessageName(&wire.Envelope{}))
 // accepted are the type names a peer may send, with a check of the decoded
 // message where protoactor would dereference its fields.
 var accepted = map[string]func(data []byte) bool{
-	envelopeType: func(data []byte) bool { return len(data) <= MaxEnvelopeBytes+envelopeOverhead },
+	// The envelope's size is checked first (oversized); here only that it is
+	// well-formed protobuf, without decoding it: protoactor ends the peer's
+	// stream, uncounted, on bytes it cannot unmarshal.
+	envelopeType: wellFormed,
 	"actor.Watch": func(data []byte) bool {
 		var m actor.Watch
 		return proto.Unmarshal(data, &m) == nil && m.Watcher != nil
@@ -60,6 +65,22 @@ var accepted = map[string]func(data []byte) bool{
 		var m actor.DeadLetterResponse
 		return proto.Unmarshal(data, &m) == nil
 	},
+}
+
+// wellFormed reports whether data is a sequence of valid protobuf fields.
+func wellFormed(data []byte) bool {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return false
+		}
+		data = data[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+			return false
+		}
+		data = data[n:]
+	}
+	return true
 }
 
 // envelopeOverhead is the protobuf framing around an envelope's payload
@@ -93,7 +114,7 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 }
 
 func (g *Guard) unary(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
-	g.reject(stats.UnknownType, 1, "unary rpc refused", zap.String("method", info.FullMethod))
+	g.reject(stats.UnknownType, 1, "unary rpc refused", info.FullMethod)
 	return nil, status.Error(codes.Unimplemented, "not served")
 }
 
@@ -110,7 +131,7 @@ func (s *guardedStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
-			s.g.reject(stats.Oversized, 1, "message above the gRPC limit refused", zap.Error(err))
+			s.g.reject(stats.Oversized, 1, "message above the gRPC limit refused", err.Error())
 		}
 		return err
 	}
@@ -126,14 +147,14 @@ func (s *guardedStream) RecvMsg(m any) error {
 func (g *Guard) filter(mb *remote.MessageBatch) {
 	for _, p := range mb.Targets {
 		if p == nil {
-			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil target")
+			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil target", "")
 			mb.Envelopes = nil
 			return
 		}
 	}
 	for _, p := range mb.Senders {
 		if p == nil {
-			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil sender")
+			g.reject(stats.Malformed, len(mb.Envelopes), "batch with a nil sender", "")
 			mb.Envelopes = nil
 			return
 		}
@@ -145,21 +166,21 @@ func (g *Guard) filter(mb *remote.MessageBatch) {
 			e.Target < 0, int(e.Target) >= len(mb.Targets),
 			e.Sender < 0, int(e.Sender) > len(mb.Senders),
 			e.SerializerId != protoSerializer:
-			g.reject(stats.Malformed, 1, "envelope with an index out of range")
+			g.reject(stats.Malformed, 1, "envelope with an index out of range", "")
 			continue
 		}
 		name := mb.TypeNames[e.TypeId]
 		check, ok := accepted[name]
 		if !ok {
-			g.reject(stats.UnknownType, 1, "message of an unknown type refused", zap.String("type", name))
+			g.reject(stats.UnknownType, 1, "message of an unknown type refused", "type="+name)
+			continue
+		}
+		if name == envelopeType && len(e.MessageData) > MaxEnvelopeBytes+envelopeOverhead {
+			g.reject(stats.Oversized, 1, "envelope above the size limit refused", "bytes="+strconv.Itoa(len(e.MessageData)))
 			continue
 		}
 		if !check(e.MessageData) {
-			if name == envelopeType {
-				g.reject(stats.Oversized, 1, "envelope above the size limit refused", zap.Int("bytes", len(e.MessageData)))
-			} else {
-				g.reject(stats.Malformed, 1, "invalid message refused", zap.String("type", name))
-			}
+			g.reject(stats.Malformed, 1, "invalid message refused", "type="+name)
 			continue
 		}
 		kept = append(kept, e)
@@ -168,11 +189,9 @@ func (g *Guard) filter(mb *remote.MessageBatch) {
 	mb.Envelopes = kept
 }
 
-func (g *Guard) reject(r stats.Reason, n int, msg string, fields ...zap.Field) {
+// reject counts n messages dropped for r and logs at a limited rate; detail
+// (built only on this error path) says what was refused.
+func (g *Guard) reject(r stats.Reason, n int, msg, detail string) {
 	g.stats.Drop(r, n)
-	detail := r.String()
-	for _, f := range fields {
-		detail += " " + f.Key + "=" + f.String
-	}
-	g.limit.Event(g.log, msg, detail, n, nil)
+	g.limit.Event(g.log, msg, r.String()+" "+detail, n, nil)
 }

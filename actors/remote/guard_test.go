@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"google.golang.org/protobuf/encoding/protowire"
 	"testing"
 	"time"
 
@@ -73,6 +74,12 @@ func TestGuardFilter(t *testing.T) {
 	env := marshal(t, &wire.Envelope{Kind: wire.Kind_BATCH, Seq: 1, Payload: []byte{0x91, 0xc4, 0x01, 0x45}})
 	// The largest envelope a sender makes passes: MaxEnvelopeBytes of
 	// payload with the largest sequence number.
+	// A well-formed envelope of exactly the limit: field 3 (bytes), its
+	// 1-byte tag and 3-byte length, and the rest.
+	atLimit := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), make([]byte, MaxEnvelopeBytes+envelopeOverhead-4))
+	if len(atLimit) != MaxEnvelopeBytes+envelopeOverhead {
+		t.Fatalf("at-limit envelope is %d bytes", len(atLimit))
+	}
 	largest := marshal(t, &wire.Envelope{Kind: wire.Kind_STATS, Seq: ^uint64(0), Payload: make([]byte, MaxEnvelopeBytes)})
 	ok := func(typeID int32, data []byte) *remote.MessageEnvelope {
 		return &remote.MessageEnvelope{TypeId: typeID, MessageData: data, Target: 0, Sender: 0}
@@ -92,7 +99,7 @@ func TestGuardFilter(t *testing.T) {
 	}{
 		{name: "valid envelope kept", envelopes: []*remote.MessageEnvelope{ok(tEnvelope, env)}, keep: []int{0}},
 		{name: "largest envelope kept", envelopes: []*remote.MessageEnvelope{ok(tEnvelope, largest)}, keep: []int{0}},
-		{name: "envelope at the size limit kept", envelopes: []*remote.MessageEnvelope{ok(tEnvelope, make([]byte, MaxEnvelopeBytes+envelopeOverhead))}, keep: []int{0}},
+		{name: "envelope at the size limit kept", envelopes: []*remote.MessageEnvelope{ok(tEnvelope, atLimit)}, keep: []int{0}},
 		{name: "envelope above the size limit", envelopes: []*remote.MessageEnvelope{ok(tEnvelope, make([]byte, MaxEnvelopeBytes+envelopeOverhead+1))},
 			drops: map[stats.Reason]uint64{stats.Oversized: 1}},
 		{name: "unknown type name", envelopes: []*remote.MessageEnvelope{ok(tUnknown, env)}, drops: map[stats.Reason]uint64{stats.UnknownType: 1}},

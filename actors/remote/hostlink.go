@@ -81,7 +81,8 @@ type hostLink struct {
 	spec     HostSpec
 	hostPID  *actor.PID
 	state    hostState
-	gen      int // process or connection generation
+	gen      int // connection generation: bumped when the host goes down or the connection is lost
+	proc     int // process generation: bumped per spawned process
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	failures []time.Time
@@ -142,7 +143,7 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(m.Name)})
 		}
 	case *hostReady:
-		if m.gen == l.gen && l.state == hostSpawning {
+		if m.gen == l.proc && l.state == hostSpawning {
 			l.spec.Log.Info("protocol host listening", zap.String("host", l.spec.Name), zap.String("listen", l.spec.Listen))
 			// A connection to the previous process may linger in protoactor's
 			// endpoint manager (and a writer in its 2 s connect retry): drop it,
@@ -152,8 +153,8 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			l.connect(ctx)
 		}
 	case *hostExit:
-		if m.gen != l.gen {
-			return
+		if m.gen != l.proc {
+			return // an earlier process's exit
 		}
 		l.cmd = nil
 		l.down(ctx, "protocol host exited", zap.Error(m.err))
@@ -334,9 +335,9 @@ func (l *hostLink) retryLater(ctx actor.Context) {
 
 // startProcess runs the host binary with a ready pipe on fd 3.
 func (l *hostLink) startProcess(ctx actor.Context) {
-	l.gen++
+	l.proc++
 	l.state = hostSpawning
-	gen, self, root := l.gen, ctx.Self(), ctx.ActorSystem().Root
+	gen, self, root := l.proc, ctx.Self(), ctx.ActorSystem().Root
 	r, w, err := os.Pipe()
 	if err != nil {
 		l.spec.Log.Error("start protocol host", zap.Error(err))

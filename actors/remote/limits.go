@@ -38,6 +38,12 @@ const (
 	// batches per syscall instead of gRPC's 32 KiB.
 	SocketBufferBytes = 256 << 10
 
+	// PendingBatches (8 batches) bounds the ring a sender keeps behind a full
+	// window. Waiting batches merge up to batch.max_packets, so 8 keep the
+	// window fed; more would only let one stopped host hold a large part of
+	// the pool (32 × 128 packets would be all 4096 buffers of the default).
+	PendingBatches = 8
+
 	// MaxWindow (1024 envelopes) bounds config's remote.window.
 	MaxWindow = 1024
 

@@ -77,6 +77,7 @@ func (r *Receiver) SendUserMessage(_ *actor.PID, m any) {
 		case errors.Is(err, ErrNoBuffers):
 			reason = stats.NoBuffers
 		}
+		r.stats.In(n, len(env.Payload)) // what the peer announced: in = out + dropped holds
 		r.stats.Drop(reason, n)
 		return
 	}

@@ -9,8 +9,8 @@ package remote
 //  3. Fewer than the window's envelopes unacknowledged: the batch is encoded
 //     into a slot buffer (one envelope per MaxEnvelopeBytes), sent to the
 //     peer's receiver with the link's ack process as sender, and released.
-//  4. Window full: the batch waits in a pending ring of the window's size;
-//     when that is full the policy picks the victim (drop_newest: the
+//  4. Window full: the batch waits in a pending ring of at most
+//     PendingBatches batches, merged up to batch.max_packets; when that is full the policy picks the victim (drop_newest: the
 //     arriving batch, drop_oldest: the longest waiting), counted as
 //     remote_window. Memory stays bounded whatever the peer does.
 //  5. The peer's receiver acknowledges each envelope to the ack process,
@@ -70,7 +70,8 @@ func (a *ackProcess) SendUserMessage(_ *actor.PID, m any) {
 	}
 	seq := env.Seq
 	if seq > a.sent.Load() {
-		a.bad.Drop(stats.Malformed, 1) // acknowledges what was never sent
+		// Acknowledges what this sender never sent: a previous sender's
+		// envelopes (a restart or a re-open reuses the ack id). Harmless.
 		return
 	}
 	for {

@@ -150,9 +150,6 @@ func runBenchE2E(args []string) int {
 			return 130
 		}
 	}
-	for _, c := range lab.NotBuilt() {
-		rep.E2E = append(rep.E2E, e2eRow{CaseResult: lab.CaseResult{Case: c}, Status: lab.NotBuiltReason})
-	}
 	addRatios(rep.E2E)
 	rep.Machine.LoadEnd = loadavg()
 	rep.Elapsed = time.Since(start).Seconds()

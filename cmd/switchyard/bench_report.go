@@ -69,6 +69,9 @@ type e2eRow struct {
 	// medians; 0 when either is missing.
 	VsWireGuardGo float64 `json:"ratio_to_wireguard_go,omitempty"`
 	VsVeth        float64 `json:"ratio_to_veth,omitempty"`
+	// VsInProcess is an out-of-process row's median over its in-process
+	// reference's (lab.Case.InProcess); the goal is ≥ 0.8.
+	VsInProcess float64 `json:"ratio_to_in_process,omitempty"`
 }
 
 func (r e2eRow) ok() bool { return r.Status == statusOK }
@@ -124,10 +127,12 @@ func (m *microReport) results() *benchResults {
 // addRatios fills each row's ratios to the wireguard-go pair and the veth.
 func addRatios(rows []e2eRow) {
 	var wg, veth float64
+	medians := map[string]float64{}
 	for _, r := range rows {
 		if !r.ok() || r.Flood != nil {
 			continue
 		}
+		medians[r.Key] = r.Gbps.Median
 		switch r.Kind {
 		case lab.KindWireGuardGo:
 			wg = r.Gbps.Median
@@ -146,6 +151,7 @@ func addRatios(rows []e2eRow) {
 		if veth > 0 {
 			r.VsVeth = r.Gbps.Median / veth
 		}
+		r.VsInProcess = lab.InProcessRatio(r.Case, medians)
 	}
 }
 
@@ -255,19 +261,19 @@ func renderMarkdown(w io.Writer, rep *benchReport) {
 
 	s := rep.Settings
 	fmt.Fprintf(w, "## End to end: iperf3 TCP, one stream, %g s, median of %d (min–max)\n\n", s.Seconds, s.Runs)
-	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ wireguard-go | ÷ veth | CPU s per Gbit (daemon a, b) | peak RSS |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | --- | --- |")
+	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ in-process | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
 	for _, r := range rep.E2E {
 		if r.Flood != nil || r.Case.Flood {
 			continue
 		}
 		if !r.ok() {
-			fmt.Fprintf(w, "| %s | %s | | | | | |\n", r.Label, r.Status)
+			fmt.Fprintf(w, "| %s | %s | | | | | | |\n", r.Label, r.Status)
 			continue
 		}
 		cpu, rss := procColumns(r)
-		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
-			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsWireGuardGo), ratio(r.VsVeth), cpu, rss)
+		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
+			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsInProcess), ratio(r.VsWireGuardGo), ratio(r.VsVeth), cpu, rss)
 	}
 	fmt.Fprintln(w)
 	for _, r := range rep.E2E {

@@ -51,6 +51,9 @@ func fixedReport(t *testing.T) *benchReport {
 		row("wireguard-go", []float64{1.9, 2.0, 2.2}, procs("wireguard-go", 0.5, 0.6)),
 		row("udp-b128", []float64{2.9, 3.0, 3.5}, procs("switchyard", 0.3, 0.4)),
 		row("udp-b1", []float64{0.4, 0.5, 0.6}, procs("switchyard", 1.5, 1.6)),
+		row("udp-oop-b128", []float64{2.1, 2.4, 2.5}, procs("switchyard", 0.5, 0.6)),
+		row("udp-oop-b1", []float64{0.3, 0.3, 0.3}, procs("switchyard", 2.5, 2.6)),
+		{CaseResult: lab.CaseResult{Case: cases["wireguard-oop-b128"]}, Status: statusFailed + "run 1: iperf3: boom"},
 		{CaseResult: lab.CaseResult{Case: cases["wireguard-b128"]}, Status: statusFailed + "run 1: iperf3: boom"},
 		{CaseResult: lab.CaseResult{Case: cases["udp-flood"], Gbps: lab.Summarize([]float64{1.5}), Procs: procs("switchyard", 0.7, 0.8),
 			Flood: &lab.FloodResult{Rate: "4G", Len: 1392, Duration: 5,
@@ -59,9 +62,6 @@ func fixedReport(t *testing.T) *benchReport {
 					{Daemon: "switchyard a", Actor: "router", InPackets: 1000, OutPackets: 700, Drops: map[string]uint64{"mailbox_full": 300}, HighWater: 256, Capacity: 256},
 					{Daemon: "switchyard a", Actor: "dead_letters"},
 				}}}, Status: statusOK},
-	}
-	for _, c := range lab.NotBuilt() {
-		rows = append(rows, e2eRow{CaseResult: lab.CaseResult{Case: c}, Status: lab.NotBuiltReason})
 	}
 	addRatios(rows)
 	return &benchReport{
@@ -76,22 +76,24 @@ func fixedReport(t *testing.T) *benchReport {
 
 func TestAddRatios(t *testing.T) {
 	rep := fixedReport(t)
-	want := map[string][2]float64{ // key → (÷ wireguard-go, ÷ veth)
-		"veth":         {5, 1},
-		"wireguard-go": {1, 0.2},
-		"udp-b128":     {1.5, 0.3},
-		"udp-b1":       {0.25, 0.05},
+	want := map[string][3]float64{ // key → (÷ wireguard-go, ÷ veth, ÷ in-process)
+		"veth":         {5, 1, 0},
+		"wireguard-go": {1, 0.2, 0},
+		"udp-b128":     {1.5, 0.3, 0},
+		"udp-b1":       {0.25, 0.05, 0},
+		"udp-oop-b128": {1.2, 0.24, 0.8},
+		"udp-oop-b1":   {0.15, 0.03, 0.1},
 	}
 	for _, r := range rep.E2E {
 		w, ok := want[r.Key]
 		if !ok {
-			if r.VsWireGuardGo != 0 || r.VsVeth != 0 {
-				t.Errorf("%s (%s): ratios %v, %v, want none", r.Key, r.Status, r.VsWireGuardGo, r.VsVeth)
+			if r.VsWireGuardGo != 0 || r.VsVeth != 0 || r.VsInProcess != 0 {
+				t.Errorf("%s (%s): ratios %v, %v, %v, want none", r.Key, r.Status, r.VsWireGuardGo, r.VsVeth, r.VsInProcess)
 			}
 			continue
 		}
-		if !near(r.VsWireGuardGo, w[0]) || !near(r.VsVeth, w[1]) {
-			t.Errorf("%s: ratios %.4f, %.4f, want %v", r.Key, r.VsWireGuardGo, r.VsVeth, w)
+		if !near(r.VsWireGuardGo, w[0]) || !near(r.VsVeth, w[1]) || !near(r.VsInProcess, w[2]) {
+			t.Errorf("%s: ratios %.4f, %.4f, %.4f, want %v", r.Key, r.VsWireGuardGo, r.VsVeth, r.VsInProcess, w)
 		}
 	}
 }
@@ -122,11 +124,15 @@ func TestRenderMarkdown(t *testing.T) {
 		"2026-11-25 19:00 UTC (full run); the end-to-end part took 7m1s.",
 		"Machine: 2 cores, AMD EPYC, Linux 6.18, go1.26.8. Load average (1/5/15 min) at start 0.10 0.20 0.30, at end 1.00 1.10 1.20.",
 		"## End to end: iperf3 TCP, one stream, 10 s, median of 3 (min–max)",
-		"| kernel veth alone (ceiling) | 10.00 | 9.00–11.00 | 5.00× | 1.00× | — | — |",
-		"| wireguard-go pair (reference) | 2.00 | 1.90–2.20 | 1.00× | 0.20× | a 0.50, b 0.60 | a 40.0 MiB, b 50.0 MiB |",
-		"| switchyard udp, in-process, batch 128 | 3.00 | 2.90–3.50 | 1.50× | 0.30× | a 0.30, b 0.40 | a 40.0 MiB, b 50.0 MiB |",
-		"| switchyard udp, in-process, batch 1 | 0.50 | 0.40–0.60 | 0.25× | 0.05× |",
-		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | |",
+		"| configuration | Gbit/s | min–max | ÷ in-process | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |",
+		"| kernel veth alone (ceiling) | 10.00 | 9.00–11.00 | — | 5.00× | 1.00× | — | — |",
+		"| wireguard-go pair (reference) | 2.00 | 1.90–2.20 | — | 1.00× | 0.20× | a 0.50, b 0.60 | a 40.0 MiB, b 50.0 MiB |",
+		"| switchyard udp, in-process, batch 128 | 3.00 | 2.90–3.50 | — | 1.50× | 0.30× | a 0.30, b 0.40 | a 40.0 MiB, b 50.0 MiB |",
+		"| switchyard udp, in-process, batch 1 | 0.50 | 0.40–0.60 | — | 0.25× | 0.05× |",
+		"| switchyard udp, out of process, batch 128 | 2.40 | 2.10–2.50 | 0.80× | 1.20× | 0.24× |",
+		"| switchyard udp, out of process, batch 1 | 0.30 | 0.30–0.30 | 0.10× | 0.15× | 0.03× |",
+		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | |",
+		"| switchyard wireguard, out of process, batch 128 | failed: run 1: iperf3: boom | | | | | | |",
 		"## UDP flood: iperf3 -u -b 4G -l 1392 for 5 s through switchyard udp, in-process, batch 128",
 		"Offered 2.50 Gbit/s (what the iperf3 client sent), delivered 1.50 Gbit/s (iperf3 receiver), 400 of 1000 datagrams lost end to end (40.0 %).",
 		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 |",

@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/asynkron/protoactor-go/actor"
+	protoactor "github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
@@ -58,8 +58,8 @@ func runHost(args []string) int {
 	defer func() { _ = log.Sync() }()
 	setMemoryLimit(*poolBuffers)
 
-	system := actor.NewActorSystemWithConfig(actor.Configure(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	system := protoactor.NewActorSystemWithConfig(protoactor.Configure(
+		protoactor.WithLoggerFactory(func(*protoactor.ActorSystem) *slog.Logger {
 			return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
 		}),
 	))
