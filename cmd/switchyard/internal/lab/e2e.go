@@ -49,6 +49,9 @@ type Case struct {
 	// OutOfProcess runs each daemon's protocol on a protocol host the
 	// daemon spawns (OutOfProcess), on its own loopback.
 	OutOfProcess bool `json:"out_of_process,omitempty"`
+	// OneSide limits OutOfProcess to side a: the data crosses one process
+	// boundary per direction instead of two.
+	OneSide bool `json:"one_side,omitempty"`
 	// InProcess is, for an out-of-process case, the key of the in-process
 	// case it is compared with: the report shows the ratio of the medians
 	// (the goal is ≥ 0.8 at batch 128).
@@ -67,6 +70,8 @@ func Cases() []Case {
 		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128},
 		{Key: "udp-oop-b128", Label: "switchyard udp, out of process, batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, InProcess: "udp-b128"},
+		{Key: "udp-oop1-b128", Label: "switchyard udp, out of process on side a only, batch 128", Kind: KindUDP, Batch: 128,
+			OutOfProcess: true, OneSide: true, InProcess: "udp-b128"},
 		{Key: "udp-oop-b1", Label: "switchyard udp, out of process, batch 1", Kind: KindUDP, Batch: 1,
 			OutOfProcess: true, InProcess: "udp-b128"},
 		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1},
@@ -341,7 +346,7 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		for _, s := range []*Side{l.A, l.B} {
 			cfg := l.DefaultConfig(s)
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
-			if c.OutOfProcess {
+			if c.OutOfProcess && (!c.OneSide || s == l.A) {
 				cfg = OutOfProcess(cfg)
 			}
 			d, err := l.StartDaemon(ctx, s, cfg)
@@ -418,7 +423,7 @@ func withHosts(ctx context.Context, c Case, procs []benchProc) ([]benchProc, err
 		return procs, nil
 	}
 	for _, p := range procs {
-		if p.daemon == nil {
+		if p.daemon == nil || (c.OneSide && p.daemon.Side.Label != "a") {
 			continue
 		}
 		pid, err := p.daemon.WaitHostPid(ctx, DefaultHostListen, 0, hostStartTimeout)
