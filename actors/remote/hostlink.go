@@ -298,6 +298,7 @@ func (l *hostLink) down(ctx actor.Context, why string, fields ...zap.Field) {
 	}
 	l.state = hostDown
 	l.gen++
+	l.spec.Stats.SetState(stats.Restarting) // restart (below) may make it Down
 	for _, a := range l.insts {
 		a.opened = false
 		ctx.Send(a.proxy, &PeerDown{})
