@@ -76,7 +76,10 @@ func benchPipeline(b *testing.B, batch int, headerOnly bool) {
 
 	var mu sync.Mutex
 	cond := sync.NewCond(&mu)
-	sb := &devicetest.SinkBind{OnSend: func(int) { cond.Broadcast() }}
+	// The broadcast takes mu: without it, a send landing between the
+	// gate's check and its Wait was a lost wakeup, and the loop stalled
+	// (seen once in CI at batch 64). One lock per sendmmsg batch.
+	sb := &devicetest.SinkBind{OnSend: func(int) { mu.Lock(); cond.Broadcast(); mu.Unlock() }}
 	dev.Gate = func() {
 		mu.Lock()
 		for dev.Reads.Load()-sb.Packets.Load() >= pipelineWindow {
