@@ -174,6 +174,14 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		if m.gen != l.gen || l.state == hostUp || l.stopping {
 			return
 		}
+		if len(l.insts) == 0 {
+			// A host no protocol uses: nothing to open, nothing timed out.
+			if l.spec.Spawn && l.state == hostConnecting {
+				l.state = hostUp
+				l.spec.Stats.SetState(stats.Running)
+			}
+			return
+		}
 		l.spec.Log.Warn("protocol host did not answer", zap.String("host", l.spec.Name), zap.Duration("timeout", OpenTimeout))
 		if l.spec.Spawn && l.cmd != nil {
 			_ = l.cmd.Process.Kill() // its exit restarts it
