@@ -103,7 +103,6 @@ func (n *Node) remoteProducer(p parsedProtocol, st *stats.Actor, mb *mailbox.Mai
 		Window:   cfg.Remote.Window,
 		MaxBatch: cfg.Batch.MaxPackets,
 		Policy:   policy,
-		Log:      n.log,
 		OnStarted: func(ctx actor.Context, _ *remote.Sender) {
 			r, err := remote.NewReceiver(n.system, remote.ReceiverPrefix+p.cfg.Name, n.pool, n.injector, inStats, cfg.Batch.MaxPackets)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"switchyard/actors/remote/remotetest"
 	"sync"
 	"testing"
 	"time"
@@ -123,35 +124,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// remoteLeakOptions are goleak's options for tests that run protoactor
-// remote: goroutines the library leaves behind after Shutdown (copied from
-// actors/node/remote_test.go).
-func remoteLeakOptions() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*Remote).Shutdown"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initializeInternal.func1"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Server).keepalive"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.newHTTP2Server.func2"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).serveStreams"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).Serve"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams"),
-	}
-}
-
 // verifyNoLeaks starts the test transports if need be and checks for
 // leaked goroutines after every other cleanup of the test has run (cleanups
 // run last registered first).
 func verifyNoLeaks(t *testing.T) {
 	t.Helper()
-	startSides(t)               // before the snapshot: they live as long as the binary
-	opts := remoteLeakOptions() // IgnoreCurrent: now, before the test starts any
+	startSides(t)                    // before the snapshot: they live as long as the binary
+	opts := remotetest.LeakOptions() // IgnoreCurrent: now, before the test starts any
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 

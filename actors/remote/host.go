@@ -79,12 +79,6 @@ func StartHost(o HostOptions) (*Host, error) {
 // Address is where daemons reach the host.
 func (h *Host) Address() string { return h.transport.Address }
 
-// Registry is the host's counters.
-func (h *Host) Registry() *stats.Registry { return h.registry }
-
-// Pool is the host's buffer pool.
-func (h *Host) Pool() *packet.Pool { return h.pool }
-
 // Stop stops every instance and the transport.
 func (h *Host) Stop() {
 	_ = h.system.Root.StopFuture(h.hostPID).Wait()
@@ -211,7 +205,7 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
 	uplink, err := ctx.SpawnNamed(actor.PropsFromProducer(NewLink(LinkSpec{
 		ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
-		Peer: o.DaemonIn.PID(), Log: h.log,
+		Peer: o.DaemonIn.PID(),
 	}), actor.WithMailbox(upMB.Producer())), "uplink/"+o.Name)
 	if err != nil {
 		return nil, fmt.Errorf("spawn uplink: %w", err)

@@ -8,7 +8,6 @@ package remote
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/zap"
 
 	"switchyard/actors/mailbox"
 	"switchyard/actors/stats"
@@ -24,7 +23,6 @@ type LinkSpec struct {
 	MaxBatch int // batch.max_packets: waiting batches coalesce up to it
 	Policy   mailbox.Policy
 	Peer     *actor.PID // the peer's receiver at start; nil until PeerUp
-	Log      *zap.Logger
 	// OnStarted and OnStopping, if set, run in the actor's turn after the
 	// sender is made and before it is closed.
 	OnStarted  func(ctx actor.Context, s *Sender)

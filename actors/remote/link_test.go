@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/zap"
 
 	"switchyard/actors/devicetest"
 	"switchyard/actors/mailbox"
@@ -65,7 +64,7 @@ func newLinkRig(t *testing.T, window, maxBatch int, policy mailbox.Policy) *link
 	started := make(chan *Sender, 1)
 	props := actor.PropsFromProducer(NewLink(LinkSpec{
 		ID: AckPrefix + r.name, Stats: r.link, Bad: r.bad, Window: window, MaxBatch: maxBatch, Policy: policy,
-		Peer: r.recv.PID(), Log: zap.NewNop(),
+		Peer:      r.recv.PID(),
 		OnStarted: func(_ actor.Context, s *Sender) { started <- s },
 	}), actor.WithMailbox(r.mb.Producer()))
 	if r.pid, err = a.system.Root.SpawnNamed(props, "link/"+r.name); err != nil {

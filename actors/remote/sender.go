@@ -165,9 +165,6 @@ func (s *Sender) SetPeer(pid *actor.PID) {
 	}
 }
 
-// Peer returns the peer's receiver, nil while it is down.
-func (s *Sender) Peer() *actor.PID { return s.peer }
-
 // InFlight reports the envelopes sent and not yet acknowledged.
 func (s *Sender) InFlight() int { return int(s.seq - s.ack.acked.Load()) }
 

@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"switchyard/actors/node"
@@ -80,17 +79,6 @@ func FreeTCPPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// FreeUDPPort returns a UDP port on 127.0.0.1 that is free right now.
-func FreeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // ActorByName returns the named actor of a snapshot (zero if absent).
 func ActorByName(s node.Snapshot, name string) stats.ActorSnapshot {
 	for _, a := range s.Actors {
@@ -125,28 +113,4 @@ protocols:
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// LeakOptions are goleak's options for tests that run protoactor
-// remote. After Shutdown the library keeps goroutines it never stops: the
-// dead-letter throttle (ends after its period), an endpoint writer in its
-// 2 s connect-retry sleep when the peer went first, and gRPC's connection
-// goroutines of those writers. Ours must all be gone.
-func LeakOptions() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*Remote).Shutdown"),
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initializeInternal.func1"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Server).keepalive"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.newHTTP2Server.func2"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).serveStreams"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).Serve"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Server).HandleStreams"),
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"switchyard/actors/node"
 	"switchyard/actors/node/hosttest"
 	"switchyard/actors/remote"
+	"switchyard/actors/remote/remotetest"
 )
 
 func TestMain(m *testing.M) { hosttest.Main(m) }
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) { hosttest.Main(m) }
 // the remote transport out and back, in order and intact, and the host's
 // counters come back to the daemon's stats.
 func TestNodeLoopsPacketsThroughAHost(t *testing.T) {
-	defer goleak.VerifyNone(t, hosttest.LeakOptions()...)
+	defer goleak.VerifyNone(t, remotetest.LeakOptions()...)
 	// Not zaptest: protoactor's endpoint writers outlive the node (their
 	// connect retries) and would log after the test ends.
 	log := zap.NewNop()
@@ -34,7 +35,7 @@ func TestNodeLoopsPacketsThroughAHost(t *testing.T) {
 	}
 
 	dev := devicetest.New(64)
-	n, err := node.New(hosttest.LoopConfig(t, hosttest.FreeUDPPort(t), hostPort, true), node.Options{Device: dev, Log: log.Named("daemon"), Executable: exe})
+	n, err := node.New(hosttest.LoopConfig(t, int(devicetest.FreeUDPPort(t)), hostPort, true), node.Options{Device: dev, Log: log.Named("daemon"), Executable: exe})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"switchyard/actors/devicetest"
 	"switchyard/actors/node"
 	"switchyard/actors/node/hosttest"
+	"switchyard/actors/remote/remotetest"
 )
 
 func TestMain(m *testing.M) { hosttest.Main(m) }
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) { hosttest.Main(m) }
 // host_down, and when a host listens there again the node opens the
 // instance again and traffic flows.
 func TestNodeReconnectsToAHostItDidNotSpawn(t *testing.T) {
-	defer goleak.VerifyNone(t, hosttest.LeakOptions()...)
+	defer goleak.VerifyNone(t, remotetest.LeakOptions()...)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestNodeReconnectsToAHostItDidNotSpawn(t *testing.T) {
 	host := startHost()
 
 	dev := devicetest.New(64)
-	n, err := node.New(hosttest.LoopConfig(t, hosttest.FreeUDPPort(t), hostPort, false), node.Options{Device: dev, Log: zap.NewNop()})
+	n, err := node.New(hosttest.LoopConfig(t, int(devicetest.FreeUDPPort(t)), hostPort, false), node.Options{Device: dev, Log: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
