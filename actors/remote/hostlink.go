@@ -204,6 +204,13 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		// protoactor dropped the connection to the host (and with it the
 		// envelopes in flight). While the host runs, open the instances
 		// again: each gets a new window.
+		if !l.spec.Spawn && (l.state == hostUp || l.state == hostConnecting) {
+			// No process to tell us whether the host lives: it is down
+			// until it answers an OPEN again (as on Terminated).
+			l.down(ctx, "protocol host connection lost")
+			l.retryLater(ctx)
+			return
+		}
 		if l.state == hostUp || l.state == hostConnecting {
 			l.spec.Log.Warn("connection to protocol host lost; opening its instances again", zap.String("host", l.spec.Name))
 			l.gen++
