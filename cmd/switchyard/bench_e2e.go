@@ -69,6 +69,7 @@ func runBenchE2E(args []string) int {
 	floodLen := fs.Int("flood-len", lab.DefaultFloodLen, "iperf3 -l of the UDP flood (bytes)")
 	floodSeconds := fs.Float64("flood-seconds", lab.DefaultFloodDuration.Seconds(), "seconds of the UDP flood")
 	only := fs.String("cases", "", "comma-separated case keys to run (default: all): "+caseKeys())
+	profile := fs.String("profile", "", "directory for a CPU profile of side a's daemon per case (<case>.pprof, taken in the first run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -144,7 +145,7 @@ func runBenchE2E(args []string) int {
 		}
 		fmt.Printf("end to end: %d configurations, iperf3 TCP %d × %g s each, UDP flood %g s (Ctrl-C stops and cleans up)\n",
 			len(cases), *runs, *seconds, *floodSeconds)
-		rep.E2E, failed = runCases(ctx, cases, opts, newProgress(os.Stdout, cases, *runs, *seconds, *floodSeconds))
+		rep.E2E, failed = runCases(ctx, cases, opts, *profile, newProgress(os.Stdout, cases, *runs, *seconds, *floodSeconds))
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "switchyard bench e2e: interrupted; every namespace and process it made is removed")
 			return 130
@@ -229,13 +230,17 @@ func e2eOptions(ctx context.Context, wgGo string, runs int, seconds float64, rat
 	}, cleanup, nil
 }
 
-// runCases runs each case in turn. A failed case becomes a "failed: …" row
+// runCases runs each case in turn, with a CPU profile of side a's daemon
+// per case in profileDir if set. A failed case becomes a "failed: …" row
 // and the run goes on; an interrupt stops it.
-func runCases(ctx context.Context, cases []lab.Case, o lab.E2EOptions, p *progress) (rows []e2eRow, failed bool) {
+func runCases(ctx context.Context, cases []lab.Case, o lab.E2EOptions, profileDir string, p *progress) (rows []e2eRow, failed bool) {
 	o.Progress = p.event
 	o.Log = p.note
 	defer p.stop()
 	for _, c := range cases {
+		if profileDir != "" {
+			o.Profile = filepath.Join(profileDir, c.Key+".pprof")
+		}
 		res, err := lab.RunCase(ctx, c, o)
 		if ctx.Err() != nil {
 			return rows, true
