@@ -64,10 +64,12 @@ func binOverhead(n int) int {
 // arrayHeader is the worst case of an array header (array32).
 const arrayHeader = 5
 
-// Encode borrows b and appends packets b[from:] to dst[:0] until the payload
-// would exceed MaxEnvelopeBytes; it returns the payload and the index of the
-// first packet it did not take (b.Len() when it took them all). It always
-// takes at least one packet: a single packet (≤ 64 KiB) always fits.
+// Encode borrows b and appends a payload of packets b[from:] to dst (the
+// sender leaves room for the envelope's header in front) until the payload
+// would exceed MaxEnvelopeBytes; it returns dst with the payload and the
+// index of the first packet it did not take (b.Len() when it took them all).
+// It always takes at least one packet: a single packet (≤ 64 KiB) always
+// fits.
 func (e *Encoder) Encode(dst []byte, b *packet.Batch, from int) ([]byte, int) {
 	size, to := arrayHeader, from
 	for to < b.Len() {
@@ -78,7 +80,7 @@ func (e *Encoder) Encode(dst []byte, b *packet.Batch, from int) ([]byte, int) {
 		size += binOverhead(n) + n
 		to++
 	}
-	e.w.b = dst[:0]
+	e.w.b = dst
 	// Writes to appendWriter cannot fail.
 	_ = e.enc.EncodeArrayLen(to - from)
 	for i := from; i < to; i++ {

@@ -254,7 +254,7 @@ func TestCodecAllocs(t *testing.T) {
 		dst := make([]byte, 0, MaxEnvelopeBytes)
 		encodeAllInto := func() {
 			for from := 0; from < src.Len(); {
-				dst, from = enc.Encode(dst, src, from)
+				dst, from = enc.Encode(dst[:0], src, from)
 			}
 		}
 		encodeAllInto()

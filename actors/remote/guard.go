@@ -10,8 +10,11 @@ package remote
 // would take the daemon or a host down. The guard is a gRPC interceptor:
 //
 //  1. Unary RPCs are refused with Unimplemented.
-//  2. Every MessageBatch the stream receives is filtered in place before
-//     the endpoint reader reads it: an envelope is kept only if its type is
+//  2. Every MessageBatch the stream receives is decoded by the guard (with
+//     message_data aliasing the received bytes, grpccodec.go; bytes that
+//     are not protobuf are counted malformed and end the stream, as gRPC's
+//     decoding would) and filtered in place before the endpoint reader
+//     reads it: an envelope is kept only if its type is
 //     one this process accepts (switchyard.Envelope, and the watch messages
 //     actor.Watch, actor.Unwatch, actor.Terminated, actor.DeadLetterResponse
 //     with their PIDs present), its serializer is protobuf, its target and
@@ -31,6 +34,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -119,28 +123,67 @@ func (g *Guard) unary(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ gr
 }
 
 func (g *Guard) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &guardedStream{ServerStream: ss, g: g})
+	gs := &guardedStream{ServerStream: ss, g: g}
+	defer gs.release()
+	return handler(srv, gs)
 }
 
+// guardedStream receives a RemoteMessage undecoded (the codec's rawMessage),
+// decodes it with message_data aliasing gRPC's buffers or one pooled copy
+// of them, filters it, and keeps those buffers until the endpoint reader
+// asks for the next message: protoactor has delivered every envelope of a
+// batch by then (grpccodec.go).
 type guardedStream struct {
 	grpc.ServerStream
-	g *Guard
+	g      *Guard
+	held   mem.BufferSlice
+	copied *[]byte
+}
+
+func (s *guardedStream) release() {
+	s.held.Free()
+	s.held = nil
+	if s.copied != nil {
+		bufferPool.Put(s.copied)
+		s.copied = nil
+	}
 }
 
 func (s *guardedStream) RecvMsg(m any) error {
-	err := s.ServerStream.RecvMsg(m)
-	if err != nil {
-		if status.Code(err) == codes.ResourceExhausted {
-			s.g.reject(stats.Oversized, 1, "message above the gRPC limit refused", err.Error())
-		}
+	rm, ok := m.(*remote.RemoteMessage)
+	if !ok {
+		return s.recv(m)
+	}
+	s.release()
+	var raw rawMessage
+	if err := s.recv(&raw); err != nil {
 		return err
 	}
-	if rm, ok := m.(*remote.RemoteMessage); ok {
-		if mb := rm.GetMessageBatch(); mb != nil {
-			s.g.filter(mb)
-		}
+	var b []byte
+	if len(raw.data) == 1 {
+		s.held, b = raw.data, raw.data[0].ReadOnlyData()
+	} else {
+		s.copied = bufferPool.Get(raw.data.Len())
+		raw.data.CopyTo(*s.copied)
+		raw.data.Free()
+		b = *s.copied
+	}
+	if err := parseRemoteMessage(b, rm); err != nil {
+		s.g.reject(stats.Malformed, 1, "undecodable message refused", err.Error())
+		return status.Errorf(codes.Internal, "undecodable message: %v", err)
+	}
+	if mb := rm.GetMessageBatch(); mb != nil {
+		s.g.filter(mb)
 	}
 	return nil
+}
+
+func (s *guardedStream) recv(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if status.Code(err) == codes.ResourceExhausted {
+		s.g.reject(stats.Oversized, 1, "message above the gRPC limit refused", err.Error())
+	}
+	return err
 }
 
 // filter removes the envelopes of mb that protoactor must not see.

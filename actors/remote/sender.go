@@ -88,9 +88,11 @@ func (a *ackProcess) SendUserMessage(_ *actor.PID, m any) {
 func (a *ackProcess) SendSystemMessage(*actor.PID, any) {}
 func (a *ackProcess) Stop(*actor.PID)                   {}
 
-// slot is one in-flight envelope: its payload buffer and the messages that
-// carry it, reused once the envelope is acknowledged.
+// slot is one in-flight envelope: its buffer (the envelope's wire form, see
+// wire.Envelope.Seal) and the messages that carry it, reused once the
+// envelope is acknowledged.
 type slot struct {
+	buf  []byte
 	env  wire.Envelope
 	wrap actor.MessageEnvelope
 }
@@ -255,16 +257,18 @@ func (s *Sender) transmit(ctx actor.Context, b *packet.Batch) {
 	if s.slots == nil {
 		s.slots = make([]slot, s.window+maxSplit)
 	}
-	// The slots about to be reused were acknowledged; this load orders the
-	// endpoint writer's last read of them before our writes (transport.go).
+	// The slots about to be reused were acknowledged; this load orders
+	// gRPC's last read of them before our writes (grpccodec.go).
 	sentEpoch.Load()
 	s.stats.Out(b.Len(), b.Bytes())
 	for from := 0; from < b.Len(); {
 		s.seq++
 		sl := &s.slots[s.seq%uint64(len(s.slots))]
-		sl.env.Kind = wire.Kind_BATCH
-		sl.env.Seq = s.seq
-		sl.env.Payload, from = s.enc.Encode(sl.env.Payload, b, from)
+		if sl.buf == nil {
+			sl.buf = make([]byte, wire.HeaderRoom, wire.HeaderRoom+MaxEnvelopeBytes)
+		}
+		sl.buf, from = s.enc.Encode(sl.buf[:wire.HeaderRoom], b, from)
+		sl.env.Seal(wire.Kind_BATCH, s.seq, sl.buf)
 		sl.wrap.Message, sl.wrap.Sender = &sl.env, s.ackPID
 		s.ack.sent.Store(s.seq)
 		ctx.Send(s.peer, &sl.wrap)

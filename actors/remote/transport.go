@@ -1,10 +1,10 @@
 package remote
 
 // The transport: protoactor remote over gRPC, with the guard installed, the
-// message limit raised, and mutual TLS when configured.
+// message limit raised, the codec that does not copy payloads
+// (grpccodec.go) and its buffer pool, and mutual TLS when configured.
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,13 +13,13 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 )
 
 // TLSFiles names the PEM files of mutual TLS: the CA that signs every
@@ -38,30 +38,6 @@ type Transport struct {
 	Address string // the address peers reach this process at
 }
 
-// sentEpoch counts gRPC messages fully written by any endpoint writer. A
-// Sender reads it before reusing an acknowledged slot: the endpoint writer
-// marshals a slot's envelope on its own goroutine, and the acknowledgement
-// that frees the slot reaches the sender over the network, which the race
-// detector (and the memory model) cannot see. The atomic makes the order
-// visible; it costs one add per gRPC message.
-var sentEpoch atomic.Uint64
-
-func barrier(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cs, err := streamer(ctx, desc, cc, method, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return &barrierStream{cs}, nil
-}
-
-type barrierStream struct{ grpc.ClientStream }
-
-func (s *barrierStream) SendMsg(m any) error {
-	err := s.ClientStream.SendMsg(m)
-	sentEpoch.Add(1)
-	return err
-}
-
 // Start starts protoactor remote on system, listening on listen (port 0:
 // any free port), with guard filtering what peers send. A non-loopback
 // listen address without TLS is refused (config check refuses it first).
@@ -74,18 +50,17 @@ func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, gua
 		grpc.InitialConnWindowSize(FlowWindowBytes),
 		grpc.ReadBufferSize(SocketBufferBytes),
 		grpc.WriteBufferSize(SocketBufferBytes),
-		// Reuse gRPC's receive buffers: protoactor copies every message out
-		// of them (MessageData) before the next read.
-		grpc.RecvBufferPool(grpc.NewSharedBufferPool()),
+		grpc.ForceServerCodecV2(grpcCodec),
+		experimental.BufferPool(bufferPool),
 	)
 	dialOpts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxGRPCMessageBytes), grpc.MaxCallSendMsgSize(MaxGRPCMessageBytes)),
-		grpc.WithStreamInterceptor(barrier),
 		grpc.WithInitialWindowSize(FlowWindowBytes),
 		grpc.WithInitialConnWindowSize(FlowWindowBytes),
 		grpc.WithReadBufferSize(SocketBufferBytes),
 		grpc.WithWriteBufferSize(SocketBufferBytes),
-		grpc.WithRecvBufferPool(grpc.NewSharedBufferPool()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcCodec)),
+		experimental.WithBufferPool(bufferPool),
 	}
 	if files.Enabled() {
 		server, client, err := tlsConfigs(files)
