@@ -57,6 +57,12 @@ const (
 	// the resume time is known to within one interval.
 	remotePingInterval = 50 * time.Millisecond
 
+	// remoteOutageMin (200 ms, 4 ping intervals) is the least gap at a
+	// host's kill that shows traffic waited for the new host: a restart
+	// alone takes remoteBackoff (100 ms) plus a process start (~250 ms
+	// measured), during which the daemon drops as host_down.
+	remoteOutageMin = 4 * remotePingInterval
+
 	// remoteBackoff (100 ms) is supervision.backoff of the fault tests: the
 	// pause before a killed host is started again.
 	remoteBackoff = "100ms"
@@ -360,24 +366,30 @@ func TestRemoteHostKilled(t *testing.T) {
 		t.Logf("TCP transfer across the kill: %d MiB intact (sha256 match), %.2f Gbit/s", res.tr.Received.Bytes>>20, res.tr.Gbps())
 	}
 
-	// The outage: the longest gap between two ping replies must begin at
-	// the kill (replies already in flight may still land just after it:
-	// remoteInFlightSlack) and be shorter than remoteResume.
+	// The outage is the longest gap between two ping replies that begins at
+	// the kill: at the last reply before it, or at most remoteInFlightSlack
+	// after it (replies already in flight may still land just after the
+	// kill). It must be long enough to show the kill interrupted traffic
+	// (remoteOutageMin) and, like every gap of the trace, at most
+	// remoteResume. A gap elsewhere may be the longest on a loaded machine
+	// (CI once saw a 621 ms stall 2 s after a 447 ms outage); it only has to
+	// stay within remoteResume too.
 	last, okLast := replies.LastBefore(killed)
 	first, okFirst := replies.FirstAfter(killed)
-	gap, from := replies.MaxGap()
-	t.Logf("ping every %v: %d replies; last before the kill %v before it, first after %v after it; longest gap %v",
+	outage, from := replies.MaxGapStarting(last, killed.Add(remoteInFlightSlack))
+	gap, gapFrom := replies.MaxGap()
+	t.Logf("ping every %v: %d replies; last before the kill %v before it, first after %v after it; outage %v; longest gap %v (from %v after the kill)",
 		remotePingInterval, len(replies), killed.Sub(last).Round(time.Millisecond), first.Sub(killed).Round(time.Millisecond),
-		gap.Round(time.Millisecond))
+		outage.Round(time.Millisecond), gap.Round(time.Millisecond), gapFrom.Sub(killed).Round(time.Millisecond))
 	switch {
 	case !okLast || !okFirst:
 		t.Errorf("ping: replies before the kill %v, after %v; want both", okLast, okFirst)
+	case outage < remoteOutageMin:
+		t.Errorf("the gap at the kill is %v (from %v after it), want at least %v: the kill did not interrupt traffic?",
+			outage.Round(time.Millisecond), from.Sub(killed).Round(time.Millisecond), remoteOutageMin)
 	case gap > remoteResume:
 		t.Errorf("traffic stopped for %v (from %v after the kill), want at most %v", gap.Round(time.Millisecond),
-			from.Sub(killed).Round(time.Millisecond), remoteResume)
-	case from.After(killed.Add(remoteInFlightSlack)) || from.Add(gap).Before(killed):
-		t.Errorf("the longest gap (%v, from %v after the kill) does not span the kill: the kill did not interrupt traffic?",
-			gap.Round(time.Millisecond), from.Sub(killed).Round(time.Millisecond))
+			gapFrom.Sub(killed).Round(time.Millisecond), remoteResume)
 	}
 
 	if !da.Alive() || da.Pid() != daemonPid {

@@ -244,7 +244,16 @@ func (r PingReplies) LastBefore(t time.Time) (time.Time, bool) {
 // MaxGap returns the longest time between two consecutive replies and when
 // it began.
 func (r PingReplies) MaxGap() (gap time.Duration, from time.Time) {
+	return r.MaxGapStarting(time.Time{}, time.Unix(1<<62, 0))
+}
+
+// MaxGapStarting returns the longest time between two consecutive replies
+// whose earlier reply is in [lo, hi], and when it began.
+func (r PingReplies) MaxGapStarting(lo, hi time.Time) (gap time.Duration, from time.Time) {
 	for i := 1; i < len(r); i++ {
+		if r[i-1].Before(lo) || r[i-1].After(hi) {
+			continue
+		}
 		if g := r[i].Sub(r[i-1]); g > gap {
 			gap, from = g, r[i-1]
 		}

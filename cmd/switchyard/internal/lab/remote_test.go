@@ -74,6 +74,23 @@ func TestParsePingTrace(t *testing.T) {
 	if _, ok := r.FirstAfter(time.Unix(1700000002, 0)); ok {
 		t.Error("FirstAfter past the last reply: found one")
 	}
+	at := func(ms int64) time.Time { return time.Unix(1700000000, 0).Add(time.Duration(ms) * time.Millisecond) }
+	for _, c := range []struct {
+		name     string
+		lo, hi   time.Time
+		wantGap  time.Duration
+		wantFrom time.Time
+	}{
+		{"window holding the longest gap's start", at(150), at(150), 1750 * time.Millisecond, at(150)},
+		{"window before it", at(0), at(149), 50 * time.Millisecond, at(100)},
+		{"window after it", at(151), at(2000), 50 * time.Millisecond, at(1900)},
+		{"no reply starts a gap in it", at(1950), at(3000), 0, time.Time{}},
+	} {
+		gap, from := r.MaxGapStarting(c.lo, c.hi)
+		if gap != c.wantGap || !from.Equal(c.wantFrom) {
+			t.Errorf("%s: MaxGapStarting = %v from %v, want %v from %v", c.name, gap, from, c.wantGap, c.wantFrom)
+		}
+	}
 }
 
 func TestWriteTLSFiles(t *testing.T) {
