@@ -412,13 +412,14 @@ func TestAckProcess(t *testing.T) {
 	owner, ownerPID := addProbe(t, sideA.system, "ack-owner")
 	ack := func(seq uint64) *wire.Envelope { return &wire.Envelope{Kind: wire.Kind_ACK, Seq: seq} }
 	cases := []struct {
-		name      string
-		acked     uint64
-		waiting   bool
-		msg       any
-		wantAcked uint64
-		wantBad   uint64
-		wantFlush bool
+		name         string
+		acked        uint64
+		waiting      bool
+		msg          any
+		wantAcked    uint64
+		wantBad      uint64
+		wantHostDown uint64
+		wantFlush    bool
 	}{
 		{name: "ack", msg: ack(5), wantAcked: 5},
 		{name: "ack of everything sent", msg: ack(10), wantAcked: 10},
@@ -428,6 +429,8 @@ func TestAckProcess(t *testing.T) {
 		{name: "far beyond", acked: 2, msg: ack(^uint64(0)), wantAcked: 2},
 		{name: "not an ack", acked: 2, msg: &wire.Envelope{Kind: wire.Kind_BATCH, Seq: 3}, wantAcked: 2, wantBad: 1},
 		{name: "not an envelope", acked: 2, msg: "ack 3", wantAcked: 2, wantBad: 1},
+		{name: "undeliverable (no connection)", acked: 2, msg: &actor.DeadLetterResponse{Target: ownerPID}, wantAcked: 2, wantHostDown: 1},
+		{name: "undeliverable (no receiver on the far side)", acked: 2, msg: &actor.MessageEnvelope{Message: &actor.DeadLetterResponse{}}, wantAcked: 2, wantHostDown: 1},
 		{name: "waiting owner flushed", waiting: true, msg: ack(4), wantAcked: 4, wantFlush: true},
 		{name: "ack beyond does not flush", waiting: true, msg: ack(12)},
 	}
@@ -444,6 +447,9 @@ func TestAckProcess(t *testing.T) {
 			}
 			if got := bad.Dropped(stats.Malformed); got != c.wantBad {
 				t.Errorf("malformed = %d, want %d", got, c.wantBad)
+			}
+			if got := bad.Dropped(stats.HostDown); got != c.wantHostDown {
+				t.Errorf("host_down = %d, want %d", got, c.wantHostDown)
 			}
 			select {
 			case m := <-owner.got:

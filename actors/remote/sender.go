@@ -63,6 +63,14 @@ type ackProcess struct {
 var flush = &Flush{}
 
 func (a *ackProcess) SendUserMessage(_ *actor.PID, m any) {
+	if undeliverable(m) {
+		// protoactor could not deliver one of our envelopes: its endpoint
+		// writer had no connection (the host just died), or the far side
+		// had no receiver under that id. Not the peer's fault: counted
+		// host_down (in envelopes) on the same counters as hostile input.
+		a.bad.Drop(stats.HostDown, 1)
+		return
+	}
 	env, _ := unwrap(m)
 	if env == nil || env.Kind != wire.Kind_ACK {
 		a.bad.Drop(stats.Malformed, 1)
@@ -83,6 +91,16 @@ func (a *ackProcess) SendUserMessage(_ *actor.PID, m any) {
 	if a.waiting.CompareAndSwap(true, false) {
 		a.system.Root.Send(a.owner, flush)
 	}
+}
+
+// undeliverable reports whether m is protoactor's answer to an envelope it
+// could not deliver.
+func undeliverable(m any) bool {
+	if e, ok := m.(*actor.MessageEnvelope); ok {
+		m = e.Message
+	}
+	_, ok := m.(*actor.DeadLetterResponse)
+	return ok
 }
 
 func (a *ackProcess) SendSystemMessage(*actor.PID, any) {}
