@@ -18,8 +18,9 @@ package remote
 //     release records (sentEpoch) for the sender's reuse.
 //  2. Unmarshal into a received message (the guard's rawMessage) keeps a
 //     reference to gRPC's buffers instead of decoding: the guard parses the
-//     batch itself (parseRemoteMessage), message_data aliasing one
-//     contiguous pooled buffer, and frees it when the endpoint reader asks
+//     batch itself (parseRemoteMessage), message_data aliasing gRPC's
+//     buffer when the message came in one, else one contiguous pooled
+//     copy of its buffers, and frees it when the endpoint reader asks
 //     for the next message — by then protoactor has delivered every
 //     envelope, and the receiver decoded each batch into its own pool.
 //  3. Everything else (connect and disconnect messages, the unary RPCs) goes
@@ -75,8 +76,8 @@ func (releaser) Put(h *[]byte) {
 	holders.Put(h)
 }
 
-// Pool tiers: powers of two from minPoolBytes (256 B) to maxPoolBytes
-// (MaxGRPCMessageBytes, the largest message gRPC lets through).
+// Pool tiers: powers of two from 1<<minPoolShift (256 B) to 1<<maxPoolShift
+// (16 MiB, MaxGRPCMessageBytes: the largest message gRPC lets through).
 const (
 	minPoolShift = 8
 	maxPoolShift = 24
