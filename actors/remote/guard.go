@@ -36,7 +36,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"switchyard/actors/ratelog"
@@ -49,10 +48,10 @@ var envelopeType = string(proto.MessageName(&wire.Envelope{}))
 // accepted are the type names a peer may send, with a check of the decoded
 // message where protoactor would dereference its fields.
 var accepted = map[string]func(data []byte) bool{
-	// The envelope's size is checked first (oversized); here only that it is
-	// well-formed protobuf, without decoding it: protoactor ends the peer's
-	// stream, uncounted, on bytes it cannot unmarshal.
-	envelopeType: wellFormed,
+	// The envelope's size is checked first (oversized); here that it
+	// decodes, with the envelope's own decoder and no copy: protoactor ends
+	// the peer's stream, uncounted, on bytes it cannot unmarshal.
+	envelopeType: func(data []byte) bool { return wire.Check(data) == nil },
 	"actor.Watch": func(data []byte) bool {
 		var m actor.Watch
 		return proto.Unmarshal(data, &m) == nil && m.Watcher != nil
@@ -69,22 +68,6 @@ var accepted = map[string]func(data []byte) bool{
 		var m actor.DeadLetterResponse
 		return proto.Unmarshal(data, &m) == nil
 	},
-}
-
-// wellFormed reports whether data is a sequence of valid protobuf fields.
-func wellFormed(data []byte) bool {
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 {
-			return false
-		}
-		data = data[n:]
-		if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
-			return false
-		}
-		data = data[n:]
-	}
-	return true
 }
 
 // envelopeOverhead is the protobuf framing around an envelope's payload

@@ -328,10 +328,11 @@ func TestGuardCountsGarbageEnvelopes(t *testing.T) {
 	stream := h.connect(t, ctx)
 	valid := marshal(t, &wire.Envelope{Kind: wire.Kind_STATS, Seq: 1})
 	for i, data := range [][]byte{
-		{0xff, 0xff, 0xff},             // a tag with no end
-		{0x1a, 0x10, 0x01},             // payload: 16 bytes announced, 1 there
-		{0x08},                         // kind: no value
-		append(valid, 0x0a, 0x05, 'x'), // valid, then a truncated unknown field
+		{0xff, 0xff, 0xff},                   // a tag with no end
+		{0x1a, 0x10, 0x01},                   // payload: 16 bytes announced, 1 there
+		{0x08},                               // kind: no value
+		append(valid, 0x0a, 0x05, 'x'),       // valid, then a truncated unknown field
+		{0x80, 0x80, 0x80, 0x80, 0x10, 0x00}, // field number 2^29: above protobuf's largest
 	} {
 		err := stream.Send(batchMessage(&remote.MessageBatch{
 			TypeNames: []string{envelopeType},
@@ -347,6 +348,6 @@ func TestGuardCountsGarbageEnvelopes(t *testing.T) {
 			t.Fatalf("batch %d: the valid envelope after a garbage one did not arrive (the stream ended)", i)
 		}
 	}
-	sameDrops(t, "guard", since(b.guard, base), map[stats.Reason]uint64{stats.Malformed: 4})
+	sameDrops(t, "guard", since(b.guard, base), map[stats.Reason]uint64{stats.Malformed: 5})
 	stream.CloseSend()
 }

@@ -174,11 +174,32 @@ func (e *Envelope) AppendWire(b []byte) []byte {
 
 var errInvalid = errors.New("switchyard.Envelope: invalid wire format")
 
+// Check reports whether b is a valid switchyard.Envelope: nil exactly when
+// proto.Unmarshal into an Envelope succeeds (the same decoder, without the
+// copy of a control payload). It allocates nothing. The guard calls it
+// before protoactor unmarshals, which ends the peer's stream on an error.
+func Check(b []byte) error {
+	var e Envelope
+	return e.decode(b)
+}
+
 // unmarshalAlias merges the wire form b into e. A BATCH's payload aliases b;
 // another kind's is a copy.
-// Fields of another wire type than the schema's, and unknown fields, are
-// skipped, as protobuf does for unknown fields.
 func (e *Envelope) unmarshalAlias(b []byte) error {
+	if err := e.decode(b); err != nil {
+		return err
+	}
+	if e.Kind != Kind_BATCH && len(e.Payload) > 0 {
+		e.Payload = bytes.Clone(e.Payload)
+	}
+	e.frame = nil
+	return nil
+}
+
+// decode merges the wire form b into e, the payload aliasing b. Fields of
+// another wire type than the schema's, and unknown fields, are skipped, as
+// protobuf does for unknown fields.
+func (e *Envelope) decode(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num > protowire.MaxValidNumber {
@@ -212,10 +233,6 @@ func (e *Envelope) unmarshalAlias(b []byte) error {
 			b = b[n:]
 		}
 	}
-	if e.Kind != Kind_BATCH && len(e.Payload) > 0 {
-		e.Payload = bytes.Clone(e.Payload)
-	}
-	e.frame = nil
 	return nil
 }
 

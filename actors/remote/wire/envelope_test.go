@@ -1192,3 +1192,30 @@ func TestUnmarshalCopiesControlPayloads(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck: Check accepts exactly what proto.Unmarshal accepts, without
+// allocating (the guard runs it on every envelope).
+func TestCheck(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   []byte
+	}{
+		{"batch", cat(fKind(wire.Kind_BATCH), fSeq(3), fPayload([]byte("abc")))},
+		{"control with payload", cat(fKind(wire.Kind_STATS), fPayload([]byte("abc")))},
+		{"empty", nil},
+		{"tag without value", []byte{0x08}},
+		{"payload overruns", []byte{0x1a, 0x10, 0x01}},
+		{"field number 2^29", []byte{0x80, 0x80, 0x80, 0x80, 0x10, 0x00}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var e wire.Envelope
+			want := proto.Unmarshal(c.in, &e) == nil
+			if got := wire.Check(c.in) == nil; got != want {
+				t.Fatalf("Check ok = %v, want %v (proto.Unmarshal)", got, want)
+			}
+			if n := testing.AllocsPerRun(100, func() { _ = wire.Check(c.in) }); n != 0 {
+				t.Fatalf("Check: %v allocations, want 0", n)
+			}
+		})
+	}
+}
