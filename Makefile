@@ -4,6 +4,7 @@
 
 GO      ?= go
 BIN     := bin/switchyard
+LAB     := bin/switchyard-lab
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 COUNT   ?= 5
@@ -15,8 +16,11 @@ SHELL       := /bin/bash
 
 .PHONY: build test demo bench vet clean
 
+# bin/switchyard is the daemon and operator CLI; bin/switchyard-lab the
+# demo, the benchmark harness and the test tools (it runs bin/switchyard).
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchyard
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(LAB) ./cmd/switchyard-lab
 
 vet:
 	$(GO) vet ./...
@@ -29,7 +33,7 @@ test: vet
 	$(GO) test -race -count=1 ./...
 
 demo: build
-	./$(BIN) demo
+	./$(LAB) demo
 
 # The benchmark harness (BENCHMARKS.md): micro benchmarks, $(COUNT) runs each,
 # summarised as medians (min–max) next to the goals (raw output:
@@ -61,9 +65,9 @@ bench: build bin/wireguard-go
 		-bench 'Lookup|Classify|Split$$|EnqueueDequeue|SendBatch|Envelope' \
 		./router/ ./actors/mailbox/ ./protocols/udp/ ./actors/remote/ | tee $(OUT)/micro.txt
 	$(GO) test -run '^$$' -count $(COUNT) -benchtime $(PIPE_TIME) -bench 'Pipeline' \
-		./actors/node/ | tee -a $(OUT)/micro.txt
-	./$(BIN) bench micro $(OUT)/micro.txt
-	./$(BIN) bench e2e $(E2E_FLAGS) $(E2E) --micro $(OUT)/micro.txt \
+		./node/ | tee -a $(OUT)/micro.txt
+	./$(LAB) bench micro $(OUT)/micro.txt
+	./$(LAB) bench e2e $(E2E_FLAGS) $(E2E) --micro $(OUT)/micro.txt \
 		--wireguard-go bin/wireguard-go --out $(OUT)
 
 clean:

@@ -24,9 +24,8 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Capture reads batches from a TUN device and sends them to the router.
@@ -34,7 +33,7 @@ type Capture struct {
 	dev      tun.Device
 	router   *actor.PID
 	pool     *packet.Pool
-	stats    *stats.Actor
+	stats    *stats.Counters
 	log      *zap.Logger
 	maxBatch int
 	done     chan struct{} // closed when the reader exits
@@ -42,7 +41,7 @@ type Capture struct {
 
 // NewCapture returns the capture actor. It does not touch dev until started.
 // done is closed when the reader goroutine has exited.
-func NewCapture(dev tun.Device, router *actor.PID, pool *packet.Pool, st *stats.Actor, maxBatch int, log *zap.Logger, done chan struct{}) *Capture {
+func NewCapture(dev tun.Device, router *actor.PID, pool *packet.Pool, st *stats.Counters, maxBatch int, log *zap.Logger, done chan struct{}) *Capture {
 	return &Capture{dev: dev, router: router, pool: pool, stats: st, log: log, maxBatch: maxBatch, done: done}
 }
 
@@ -61,7 +60,7 @@ func (c *Capture) read(root *actor.RootContext) {
 		time.Sleep(ReadErrorBackoff) // the pool is exhausted at start: wait for buffers
 	}
 	defer c.pool.PutBufs(bufs)
-	var readErrs, noBufs ratelog.Limiter
+	var readErrs, noBufs stats.LogLimiter
 
 	for {
 		n, err := c.dev.Read(bufs, sizes, packet.Headroom)
@@ -89,7 +88,7 @@ func (c *Capture) read(root *actor.RootContext) {
 
 // forward moves the n read buffers into batches of at most maxBatch packets,
 // refills the read slots, and sends the batches to the router.
-func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, noBufs *ratelog.Limiter) {
+func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, noBufs *stats.LogLimiter) {
 	n := len(read)
 	total := 0
 	for _, s := range sizes {

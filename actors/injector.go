@@ -18,22 +18,21 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"switchyard/actors/mailbox"
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Injector writes batches to the TUN device.
 type Injector struct {
 	dev      tun.Device
-	stats    *stats.Actor
+	stats    *stats.Counters
 	mailbox  *mailbox.Mailbox
 	log      *zap.Logger
-	writeErr ratelog.Limiter
+	writeErr stats.LogLimiter
 }
 
 // NewInjector returns the injector actor for dev.
-func NewInjector(dev tun.Device, st *stats.Actor, mb *mailbox.Mailbox, log *zap.Logger) *Injector {
+func NewInjector(dev tun.Device, st *stats.Counters, mb *mailbox.Mailbox, log *zap.Logger) *Injector {
 	return &Injector{dev: dev, stats: st, mailbox: mb, log: log}
 }
 

@@ -24,8 +24,8 @@ import (
 	"go.uber.org/zap"
 
 	"switchyard/actors/mailbox"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Budget is the restart budget of the protocols.
@@ -39,7 +39,7 @@ type Budget struct {
 // the protocol panics, and closes the mailbox when the protocol stops.
 type protocolActor struct {
 	inner    actor.Actor
-	stats    *stats.Actor
+	stats    *stats.Counters
 	mailbox  *mailbox.Mailbox
 	inflight *packet.Batch
 }

@@ -21,16 +21,16 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"switchyard/actors/mailbox"
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/router"
+	"switchyard/stats"
 )
 
 // Target is one forwarding destination of the router: a protocol instance.
 type Target struct {
 	Name  string
 	PID   *actor.PID
-	Stats *stats.Actor // the protocol's outbound counters
+	Stats *stats.Counters // the protocol's outbound counters
 	down  atomic.Bool
 }
 
@@ -52,7 +52,7 @@ type Router struct {
 	routing  *atomic.Pointer[Routing]
 	injector *actor.PID
 	pool     *packet.Pool
-	stats    *stats.Actor
+	stats    *stats.Counters
 	mailbox  *mailbox.Mailbox
 	src4     netip.Addr // source of ICMPv4 errors: the TUN's IPv4 address
 	src6     netip.Addr // source of ICMPv6 errors
@@ -66,7 +66,7 @@ type Router struct {
 
 // NewRouter returns the router actor. routing is shared with the node, which
 // swaps it on reload.
-func NewRouter(routing *atomic.Pointer[Routing], injector *actor.PID, pool *packet.Pool, st *stats.Actor, mb *mailbox.Mailbox, src4, src6 netip.Addr) *Router {
+func NewRouter(routing *atomic.Pointer[Routing], injector *actor.PID, pool *packet.Pool, st *stats.Counters, mb *mailbox.Mailbox, src4, src6 netip.Addr) *Router {
 	r := &Router{
 		routing:  routing,
 		injector: injector,

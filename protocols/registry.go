@@ -28,9 +28,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"switchyard/actors/stats"
 	"switchyard/config"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Info describes one protocol implementation.
@@ -64,10 +64,10 @@ type Env struct {
 	// Stats counts the outbound stage (router → network). The actor's
 	// mailbox counts In and mailbox drops on the same counters; the
 	// protocol counts Out and its own drops.
-	Stats *stats.Actor
+	Stats *stats.Counters
 	// RecvStats counts the inbound stage (network → injector): In for what
 	// the transport received, Out for what went to the injector, and drops.
-	RecvStats *stats.Actor
+	RecvStats *stats.Counters
 	// MaxBatch is the most packets per batch the node is configured for
 	// (batch.max_packets, ≤ packet.MaxBatch).
 	MaxBatch int

@@ -20,7 +20,7 @@
 //     while the actor runs; shrinking below the depth drops the excess by
 //     the new policy, counted as mailbox_full.
 //
-// Accounting, on the stats.Actor the mailbox is given: every batch posted is
+// Accounting, on the stats.Counters the mailbox is given: every batch posted is
 // counted In; it then leaves as delivered to the actor, dropped (with a
 // reason), or is still queued (depth). The actor counts what it does with the
 // delivered ones.
@@ -34,8 +34,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Policy chooses which batch is dropped when the mailbox is full.
@@ -77,7 +77,7 @@ const (
 type Mailbox struct {
 	capacity int
 	policy   Policy
-	stats    *stats.Actor
+	stats    *stats.Counters
 
 	mu      sync.Mutex
 	ring    []any // batches (or envelopes holding one), capacity entries
@@ -99,7 +99,7 @@ type Mailbox struct {
 
 // New returns a mailbox that holds at most capacity batches (capacity ≥ 1)
 // and counts on s.
-func New(capacity int, policy Policy, s *stats.Actor) *Mailbox {
+func New(capacity int, policy Policy, s *stats.Counters) *Mailbox {
 	if capacity < 1 {
 		capacity = 1
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // manualDispatcher runs scheduled work only when the test says so.
@@ -75,7 +75,7 @@ func TestPolicyPicksTheVictim(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.policy.String(), func(t *testing.T) {
 			pool := packet.NewPool(packet.MaxBatch)
-			st := &stats.Actor{Name: "x"}
+			st := &stats.Counters{Name: "x"}
 			m := New(4, tt.policy, st)
 			d, r := &manualDispatcher{}, &recorder{}
 			m.RegisterHandlers(r, d)
@@ -115,7 +115,7 @@ func TestPolicyPicksTheVictim(t *testing.T) {
 
 func TestSystemMessagesFirstAndNeverDropped(t *testing.T) {
 	pool := packet.NewPool(packet.MaxBatch)
-	st := &stats.Actor{Name: "x"}
+	st := &stats.Counters{Name: "x"}
 	m := New(1, DropNewest, st)
 	d, r := &manualDispatcher{}, &recorder{}
 	m.RegisterHandlers(r, d)
@@ -147,7 +147,7 @@ func TestSystemMessagesFirstAndNeverDropped(t *testing.T) {
 
 func TestSuspendHoldsUserMessages(t *testing.T) {
 	pool := packet.NewPool(packet.MaxBatch)
-	m := New(8, DropNewest, &stats.Actor{})
+	m := New(8, DropNewest, &stats.Counters{})
 	d, r := &manualDispatcher{}, &recorder{}
 	m.RegisterHandlers(r, d)
 	m.PostSystemMessage(&actor.SuspendMailbox{})
@@ -166,7 +166,7 @@ func TestSuspendHoldsUserMessages(t *testing.T) {
 
 func TestCloseDropsAndCounts(t *testing.T) {
 	pool := packet.NewPool(packet.MaxBatch)
-	st := &stats.Actor{}
+	st := &stats.Counters{}
 	m := New(8, DropNewest, st)
 	d, r := &manualDispatcher{}, &recorder{}
 	m.RegisterHandlers(r, d)
@@ -215,7 +215,7 @@ func TestConcurrentSendersExactAccounting(t *testing.T) {
 		t.Run(policy.String(), func(t *testing.T) {
 			const senders, perSender = 4, 5000
 			pool := packet.NewPool(64 * packet.MaxBatch)
-			st := &stats.Actor{Name: "slow"}
+			st := &stats.Counters{Name: "slow"}
 			m := New(16, policy, st)
 			var delivered atomic.Uint64
 			system := actor.NewActorSystem()
@@ -280,7 +280,7 @@ func TestNoSpinWhenFullOrIdle(t *testing.T) {
 	const maxCPU = 60 * time.Millisecond // 20 % of one core over the window
 
 	pool := packet.NewPool(packet.MaxBatch)
-	st := &stats.Actor{}
+	st := &stats.Counters{}
 	m := New(4, DropOldest, st)
 	var delivered atomic.Uint64
 	gate := make(chan struct{})
@@ -341,7 +341,7 @@ func TestParsePolicy(t *testing.T) {
 
 func BenchmarkEnqueueDequeue(b *testing.B) {
 	pool := packet.NewPool(packet.MaxBatch)
-	st := &stats.Actor{}
+	st := &stats.Counters{}
 	m := New(256, DropNewest, st)
 	d, r := &manualDispatcher{}, &nopInvoker{}
 	m.RegisterHandlers(r, d)

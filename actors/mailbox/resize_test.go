@@ -10,8 +10,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 func TestResize(t *testing.T) {
@@ -34,7 +34,7 @@ func TestResize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := packet.NewPool(packet.MaxBatch)
-			st := &stats.Actor{Name: "x"}
+			st := &stats.Counters{Name: "x"}
 			m := New(8, tt.from, st)
 			d, r := &manualDispatcher{}, &recorder{}
 			m.RegisterHandlers(r, d)
@@ -109,7 +109,7 @@ func TestResizeUnderLoad(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const senders, perSender = 3, 3000
 	pool := packet.NewPool(64 * packet.MaxBatch)
-	st := &stats.Actor{Name: "slow"}
+	st := &stats.Counters{Name: "slow"}
 	m := New(32, DropNewest, st)
 	var delivered atomic.Uint64
 	system := actor.NewActorSystem()

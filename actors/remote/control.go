@@ -9,7 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 // Well-known actor ids.
@@ -63,7 +63,7 @@ type Opened struct {
 
 // Report is a host's counters.
 type Report struct {
-	Actors []stats.ActorSnapshot `msgpack:"actors"`
+	Actors []stats.Row `msgpack:"actors"`
 }
 
 func encodeControl(kind wire.Kind, v any) (*wire.Envelope, error) {

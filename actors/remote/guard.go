@@ -38,9 +38,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"switchyard/actors/ratelog"
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 var envelopeType = string(proto.MessageName(&wire.Envelope{}))
@@ -79,13 +78,13 @@ const protoSerializer = 0
 
 // Guard filters what peers send. One per process.
 type Guard struct {
-	stats *stats.Actor
+	stats *stats.Counters
 	log   *zap.Logger
-	limit ratelog.Limiter
+	limit stats.LogLimiter
 }
 
 // NewGuard returns a guard counting on st.
-func NewGuard(st *stats.Actor, log *zap.Logger) *Guard {
+func NewGuard(st *stats.Counters, log *zap.Logger) *Guard {
 	return &Guard{stats: st, log: log}
 }
 

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 func marshal(t *testing.T, m proto.Message) []byte {
@@ -29,7 +29,7 @@ func marshal(t *testing.T, m proto.Message) []byte {
 }
 
 // dropsOf returns the nonzero drops of st by reason.
-func dropsOf(st *stats.Actor) map[stats.Reason]uint64 {
+func dropsOf(st *stats.Counters) map[stats.Reason]uint64 {
 	out := map[stats.Reason]uint64{}
 	for _, r := range stats.Reasons() {
 		if n := st.Dropped(r); n != 0 {
@@ -40,7 +40,7 @@ func dropsOf(st *stats.Actor) map[stats.Reason]uint64 {
 }
 
 // since returns the drops of st counted after base was taken.
-func since(st *stats.Actor, base map[stats.Reason]uint64) map[stats.Reason]uint64 {
+func since(st *stats.Counters, base map[stats.Reason]uint64) map[stats.Reason]uint64 {
 	out := dropsOf(st)
 	for r, n := range base {
 		out[r] -= n
@@ -146,7 +146,7 @@ func TestGuardFilter(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st := &stats.Actor{}
+			st := &stats.Counters{}
 			g := NewGuard(st, zap.NewNop())
 			targets, senders := c.targets, c.senders
 			if targets == nil {
@@ -172,7 +172,7 @@ func TestGuardFilter(t *testing.T) {
 }
 
 func TestGuardRefusesUnaryRPCs(t *testing.T) {
-	st := &stats.Actor{}
+	st := &stats.Counters{}
 	g := NewGuard(st, zap.NewNop())
 	called := false
 	_, err := g.unary(context.Background(), &remote.ListProcessesRequest{}, &grpc.UnaryServerInfo{FullMethod: "/remote.Remoting/ListProcesses"},

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // fill writes packet i of batch tag into p (len(p) ≥ 4): the tag and the
@@ -139,7 +139,7 @@ func verifyNoLeaks(t *testing.T) {
 type side struct {
 	system *actor.ActorSystem
 	tr     *Transport
-	guard  *stats.Actor
+	guard  *stats.Counters
 }
 
 func quietSystem() *actor.ActorSystem {
@@ -185,7 +185,7 @@ func startSides(t *testing.T) {
 
 // startSide starts an actor system with a transport on a free loopback port.
 func startSide() (*side, error) {
-	s := &side{system: quietSystem(), guard: &stats.Actor{Name: "remote", Kind: "remote"}}
+	s := &side{system: quietSystem(), guard: &stats.Counters{Name: "remote", Kind: "remote"}}
 	tr, err := Start(s.system, netip.MustParseAddrPort("127.0.0.1:0"), TLSFiles{}, NewGuard(s.guard, zap.NewNop()))
 	if err != nil {
 		return nil, err

@@ -27,10 +27,10 @@ import (
 	"switchyard/actors"
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
 	"switchyard/config"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // HostOptions configure a protocol host.
@@ -56,7 +56,7 @@ type Host struct {
 // StartHost starts the transport and the host actor.
 func StartHost(o HostOptions) (*Host, error) {
 	h := &Host{system: o.System, pool: packet.NewPool(o.PoolBuffers), registry: &stats.Registry{}, log: o.Log}
-	guard := NewGuard(h.registry.Actor("remote", "remote"), o.Log.Named("guard"))
+	guard := NewGuard(h.registry.Row("remote", "remote"), o.Log.Named("guard"))
 	t, err := Start(o.System, o.Listen, o.TLS, guard)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func (a *hostActor) control(ctx actor.Context, env *wire.Envelope) {
 	case wire.Kind_OPEN:
 		var o Open
 		if err := decodeControl(env, &o); err != nil || o.Name == "" || owner == nil {
-			a.h.registry.Actor("remote", "remote").Drop(stats.Malformed, 1)
+			a.h.registry.Row("remote", "remote").Drop(stats.Malformed, 1)
 			return
 		}
 		reply := Opened{Name: o.Name}
@@ -169,7 +169,7 @@ func (a *hostActor) control(ctx actor.Context, env *wire.Envelope) {
 			a.stop(ctx, in)
 		}
 	default:
-		a.h.registry.Actor("remote", "remote").Drop(stats.Malformed, 1)
+		a.h.registry.Row("remote", "remote").Drop(stats.Malformed, 1)
 	}
 }
 
@@ -195,11 +195,11 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 	}
 	maxBatch := min(max(o.MaxBatch, 1), packet.MaxBatch)
 	h, reg := a.h, a.h.registry
-	bad := reg.Actor("remote", "remote")
-	st := reg.Actor(o.Name, o.Type)
-	recv := reg.Actor(o.Name+".recv", o.Type)
-	upStats := reg.Actor(o.Name+".up", "uplink")
-	inStats := reg.Actor(o.Name+".in", "receiver")
+	bad := reg.Row("remote", "remote")
+	st := reg.Row(o.Name, o.Type)
+	recv := reg.Row(o.Name+".recv", o.Type)
+	upStats := reg.Row(o.Name+".up", "uplink")
+	inStats := reg.Row(o.Name+".in", "receiver")
 
 	// The uplink: the protocol's injector, sending to the daemon.
 	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)

@@ -35,7 +35,7 @@ import (
 
 	"switchyard/actors"
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 // HostSpec configures a host link.
@@ -47,7 +47,7 @@ type HostSpec struct {
 	// arguments (host --listen … and TLS flags). Only with Spawn.
 	Command []string
 	Budget  actors.Budget
-	Stats   *stats.Actor    // host/<name>: restarts and state
+	Stats   *stats.Counters // host/<name>: restarts and state
 	Mirror  *stats.Registry // where the host's reported counters go
 	Log     *zap.Logger
 }
@@ -87,7 +87,7 @@ type hostLink struct {
 	exited   chan struct{}
 	failures []time.Time
 	insts    map[string]*attached
-	mirrored map[string]*stats.Actor
+	mirrored map[string]*stats.Counters
 	stopping bool
 	sub      *eventstream.Subscription
 	flushes  int // EndpointTerminatedEvents this link published itself
@@ -101,7 +101,7 @@ func NewHostLink(spec HostSpec) actor.Producer {
 			spec:     spec,
 			hostPID:  actor.NewPID(spec.Listen, HostActorID),
 			insts:    map[string]*attached{},
-			mirrored: map[string]*stats.Actor{},
+			mirrored: map[string]*stats.Counters{},
 		}
 	}
 }
@@ -268,7 +268,7 @@ func (l *hostLink) control(ctx actor.Context, env *wire.Envelope) {
 			name := l.spec.Name + "/" + s.Name
 			a, ok := l.mirrored[name]
 			if !ok {
-				a = l.spec.Mirror.Actor(name, s.Kind)
+				a = l.spec.Mirror.Row(name, s.Kind)
 				l.mirrored[name] = a
 			}
 			a.Mirror(s)

@@ -10,15 +10,15 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"switchyard/actors/mailbox"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // LinkSpec configures a link actor.
 type LinkSpec struct {
-	ID       string       // AckPrefix + instance name
-	Stats    *stats.Actor // Out and the link's drops (the mailbox counts In)
-	Bad      *stats.Actor // acknowledgements that make no sense
+	ID       string          // AckPrefix + instance name
+	Stats    *stats.Counters // Out and the link's drops (the mailbox counts In)
+	Bad      *stats.Counters // acknowledgements that make no sense
 	Window   int
 	MaxBatch int // batch.max_packets: waiting batches coalesce up to it
 	Policy   mailbox.Policy

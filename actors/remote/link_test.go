@@ -10,11 +10,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"switchyard/actors/devicetest"
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
+	"switchyard/stats"
 )
 
 // linkRig is a link across the test transports: a link actor on side A
@@ -24,12 +24,12 @@ type linkRig struct {
 	t            *testing.T
 	name         string
 	poolA, poolB *packet.Pool
-	coll         *devicetest.Collector
+	coll         *packettest.Collector
 	collPID      *actor.PID
 	recv         *Receiver
 	// link: In from the mailbox, Out, drops, queued (mailbox and pending
 	// ring); in: the receiver's; bad: acknowledgements that make no sense.
-	link, in, bad *stats.Actor
+	link, in, bad *stats.Counters
 	mb            *mailbox.Mailbox
 	pid           *actor.PID
 	s             *Sender
@@ -48,10 +48,10 @@ func newLinkRig(t *testing.T, window, maxBatch int, policy mailbox.Policy) *link
 		name:  fmt.Sprintf("rig-%d", rigs.Add(1)),
 		poolA: packet.NewPool(4096),
 		poolB: packet.NewPool(4096),
-		coll:  &devicetest.Collector{},
-		link:  &stats.Actor{Name: "link", Kind: "link"},
-		in:    &stats.Actor{Name: "link.in", Kind: "receiver"},
-		bad:   &stats.Actor{Name: "remote", Kind: "remote"},
+		coll:  &packettest.Collector{},
+		link:  &stats.Counters{Name: "link", Kind: "link"},
+		in:    &stats.Counters{Name: "link.in", Kind: "receiver"},
+		bad:   &stats.Counters{Name: "remote", Kind: "remote"},
 	}
 	var err error
 	if r.collPID, err = b.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return r.coll }), "collector/"+r.name); err != nil {
@@ -125,17 +125,17 @@ func (r *linkRig) inFlight() int { return int(r.s.ack.sent.Load() - r.s.ack.acke
 // balanced reports whether the link's accounting holds: packets in (from
 // the mailbox) = out + dropped + queued (in the mailbox and the pending
 // ring).
-func balanced(c stats.ActorSnapshot) bool {
+func balanced(c stats.Row) bool {
 	return c.InPackets == c.OutPackets+c.DroppedTotal()+c.Queued()
 }
 
 // settle waits until the link has taken every batch from its mailbox and
 // its accounting holds.
-func (r *linkRig) settle() stats.ActorSnapshot {
+func (r *linkRig) settle() stats.Row {
 	r.t.Helper()
-	var c stats.ActorSnapshot
+	var c stats.Row
 	waitFor(r.t, "the link to settle", func() bool {
-		c = r.link.Counters()
+		c = r.link.Load()
 		return r.mb.Depth() == 0 && balanced(c)
 	})
 	return c
@@ -184,7 +184,7 @@ func TestLinkDeliversInOrder(t *testing.T) {
 	if c.InPackets != uint64(total) || c.OutPackets != uint64(total) || c.DroppedTotal() != 0 {
 		t.Errorf("link: in %d, out %d, drops %v; want %d in and out, no drops", c.InPackets, c.OutPackets, c.Drops, total)
 	}
-	if in := r.in.Counters(); in.InPackets != uint64(total) || in.OutPackets != uint64(total) || in.DroppedTotal() != 0 {
+	if in := r.in.Load(); in.InPackets != uint64(total) || in.OutPackets != uint64(total) || in.DroppedTotal() != 0 {
 		t.Errorf("receiver: in %d, out %d, drops %v; want %d in and out, no drops", in.InPackets, in.OutPackets, in.Drops, total)
 	}
 	waitFor(t, "every envelope acknowledged", func() bool { return r.inFlight() == 0 })
@@ -436,7 +436,7 @@ func TestAckProcess(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			bad := &stats.Actor{}
+			bad := &stats.Counters{}
 			a := &ackProcess{system: sideA.system, owner: ownerPID, bad: bad}
 			a.sent.Store(10)
 			a.acked.Store(c.acked)
@@ -523,7 +523,7 @@ func TestReceiver(t *testing.T) {
 			pool := packet.NewPool(packet.MaxBatch)
 			held := make([][]byte, c.hold)
 			pool.GetBufs(held)
-			st := &stats.Actor{}
+			st := &stats.Counters{}
 			r, err := NewReceiver(sideB.system, fmt.Sprintf("receiver-%d", i), pool, toPID, st, c.maxPackets)
 			if err != nil {
 				t.Fatal(err)
@@ -541,7 +541,7 @@ func TestReceiver(t *testing.T) {
 				}
 				samePackets(t, "sent on", packetsOf(b), expected([]int{20, 1420, 65535}, 1))
 				b.Release()
-				if s := st.Counters(); s.InPackets != 3 || s.OutPackets != 3 || s.InBytes != 20+1420+65535 {
+				if s := st.Load(); s.InPackets != 3 || s.OutPackets != 3 || s.InBytes != 20+1420+65535 {
 					t.Errorf("in %d packets (%d bytes), out %d; want 3 (%d bytes), 3", s.InPackets, s.InBytes, s.OutPackets, 20+1420+65535)
 				}
 			case <-time.After(50 * time.Millisecond):

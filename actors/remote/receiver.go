@@ -21,8 +21,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Receiver decodes a link's batches into this process's pool.
@@ -30,7 +30,7 @@ type Receiver struct {
 	system     *actor.ActorSystem
 	pool       *packet.Pool
 	to         *actor.PID
-	stats      *stats.Actor
+	stats      *stats.Counters
 	maxPackets int
 	pid        *actor.PID
 
@@ -40,7 +40,7 @@ type Receiver struct {
 
 // NewReceiver registers a receiver under id. Batches go to to; st counts
 // them In (decoded), Out (sent on) and dropped.
-func NewReceiver(system *actor.ActorSystem, id string, pool *packet.Pool, to *actor.PID, st *stats.Actor, maxPackets int) (*Receiver, error) {
+func NewReceiver(system *actor.ActorSystem, id string, pool *packet.Pool, to *actor.PID, st *stats.Counters, maxPackets int) (*Receiver, error) {
 	r := &Receiver{system: system, pool: pool, to: to, stats: st, maxPackets: maxPackets, dec: NewDecoder()}
 	pid, ok := system.ProcessRegistry.Add(r, id)
 	if !ok {

@@ -27,8 +27,8 @@ import (
 
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote/wire"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // maxSplit is the most envelopes one batch can need: 128 packets of 64 KiB,
@@ -57,7 +57,7 @@ type ackProcess struct {
 	sent    atomic.Uint64 // highest sequence number sent (written by the owner)
 	acked   atomic.Uint64 // highest sequence number acknowledged
 	waiting atomic.Bool   // the owner has pending batches and wants a Flush
-	bad     *stats.Actor
+	bad     *stats.Counters
 }
 
 var flush = &Flush{}
@@ -119,7 +119,7 @@ type slot struct {
 // Receive only.
 type Sender struct {
 	system *actor.ActorSystem
-	stats  *stats.Actor
+	stats  *stats.Counters
 	policy mailbox.Policy
 	window int
 	// maxBatch bounds coalescing (batch.max_packets, ≤ packet.MaxBatch).
@@ -142,7 +142,7 @@ type Sender struct {
 // waiting batches are coalesced into. Owner is the actor that calls Send; st
 // counts what leaves (Out) and what is dropped; bad counts acks that make
 // no sense.
-func NewSender(system *actor.ActorSystem, id string, owner *actor.PID, st, bad *stats.Actor, window, maxBatch int, policy mailbox.Policy) (*Sender, error) {
+func NewSender(system *actor.ActorSystem, id string, owner *actor.PID, st, bad *stats.Counters, window, maxBatch int, policy mailbox.Policy) (*Sender, error) {
 	if window < 1 {
 		window = 1
 	}

@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 
-	"switchyard/actors/node"
 	"switchyard/config"
+	"switchyard/node"
 )
 
 func runCheck(args []string) int {

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/node"
-	"switchyard/actors/stats"
-	"switchyard/cmd/switchyard/internal/lab"
+	"switchyard/internal/lab"
+	"switchyard/node"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Timeouts and sizes of the namespace tests, each with its unit and reason.
@@ -64,11 +64,13 @@ var (
 	e2eDir  string // holds the binaries; TestMain removes it
 	e2eSkip string // why the namespace tests cannot run here
 
-	// The switchyard binary of the daemons (-race, test protocols) and the
-	// same without -race for the lab tools and stats (the race detector
+	// The switchyard binary of the daemons (-race, test protocols), the
+	// same without -race for the operator commands (stats, reload, check,
+	// top), and switchyard-lab for the traffic tools (the race detector
 	// slows the sender's generator tenfold; the tools are not under test).
-	e2eDaemon = e2eBuild{name: "switchyard-race", flags: []string{"-race", "-tags", "testprotocols"}}
-	e2eTools  = e2eBuild{name: "switchyard", flags: []string{"-tags", "testprotocols"}}
+	e2eDaemon = e2eBuild{name: "switchyard-race", flags: []string{"-race", "-tags", "testprotocols"}, pkg: "."}
+	e2eCLI    = e2eBuild{name: "switchyard", flags: []string{"-tags", "testprotocols"}, pkg: "."}
+	e2eTools  = e2eBuild{name: "switchyard-lab", pkg: "../switchyard-lab"}
 )
 
 func TestMain(m *testing.M) {
@@ -92,6 +94,7 @@ func TestMain(m *testing.M) {
 type e2eBuild struct {
 	name  string
 	flags []string
+	pkg   string // the package to build, relative to this one
 
 	once sync.Once
 	path string
@@ -105,7 +108,7 @@ func (b *e2eBuild) get(t *testing.T) string {
 		defer cancel()
 		start := time.Now()
 		path := filepath.Join(e2eDir, b.name)
-		args := append(append([]string{"build"}, b.flags...), "-o", path, ".")
+		args := append(append([]string{"build"}, b.flags...), "-o", path, b.pkg)
 		if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 			return
@@ -128,7 +131,7 @@ func newLab(t *testing.T) (*lab.Lab, context.Context) {
 		t.Skipf("namespace test skipped: %s", e2eSkip)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTestTimeout)
-	l, err := lab.New(ctx, lab.Options{Binary: e2eDaemon.get(t), Tools: e2eTools.get(t), Dir: t.TempDir()})
+	l, err := lab.New(ctx, lab.Options{Binary: e2eDaemon.get(t), CLI: e2eCLI.get(t), Tools: e2eTools.get(t), Dir: t.TempDir()})
 	if err != nil {
 		cancel()
 		t.Fatalf("build the namespaces: %v", err)
@@ -218,7 +221,7 @@ func mustPing(t *testing.T, ctx context.Context, l *lab.Lab, side *lab.Side, add
 	}
 }
 
-func actor(t *testing.T, s node.Snapshot, name string) stats.ActorSnapshot {
+func actor(t *testing.T, s node.Snapshot, name string) stats.Row {
 	t.Helper()
 	a, ok := lab.FindActor(s, name)
 	if !ok {
@@ -615,65 +618,6 @@ func TestBadInput(t *testing.T) {
 // 10.90.0.1) whose total length field says totalLen.
 func ipv4Header(totalLen int) string {
 	return fmt.Sprintf("4500%04x00000000401100000a5b00020a5a0001", totalLen)
-}
-
-// TestLabTools checks the built-in traffic tools on loopback: what tcp-send
-// sends, tcp-recv receives, hashed alike. It needs no root.
-func TestLabTools(t *testing.T) {
-	bin := e2eTools.get(t)
-	for _, tc := range []struct {
-		name  string
-		bytes int64
-	}{
-		{"one byte", 1},
-		{"a chunk and a tail", labChunkBytes + 7},
-		{"16 MiB", 16 << 20},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			addr := "127.0.0.1:" + freePort(t)
-			recv := exec.Command(bin, "lab", "tcp-recv", "--listen", addr, "--expect", fmt.Sprint(tc.bytes), "--timeout", "20s")
-			var rOut strings.Builder
-			recv.Stdout = &rOut
-			if err := recv.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sOut, err := exec.Command(bin, "lab", "tcp-send", "--to", addr, "--bytes", fmt.Sprint(tc.bytes), "--seed", "7").Output()
-			if err != nil {
-				_ = recv.Process.Kill()
-				t.Fatalf("tcp-send: %v", err)
-			}
-			if err := recv.Wait(); err != nil {
-				t.Fatalf("tcp-recv: %v", err)
-			}
-			var got lab.Transfer
-			if err := decodeJSONLine(string(sOut), &got.Sent); err != nil {
-				t.Fatal(err)
-			}
-			if err := decodeJSONLine(rOut.String(), &got.Received); err != nil {
-				t.Fatal(err)
-			}
-			if !got.Match() || got.Sent.Bytes != tc.bytes {
-				t.Errorf("sent %d bytes %s, received %d bytes %s; want %d bytes, equal hashes",
-					got.Sent.Bytes, got.Sent.SHA256, got.Received.Bytes, got.Received.SHA256, tc.bytes)
-			}
-		})
-	}
-}
-
-func TestXorshift(t *testing.T) {
-	a, b, c := make([]byte, 1000), make([]byte, 1000), make([]byte, 1000)
-	newXorshift4(42).fill(a)
-	newXorshift4(42).fill(b)
-	newXorshift4(43).fill(c)
-	if string(a) != string(b) {
-		t.Error("seed 42 twice: different bytes, want the same")
-	}
-	if string(a) == string(c) {
-		t.Error("seeds 42 and 43: the same bytes, want different")
-	}
-	if tail := a[len(a)-8:]; string(tail) == string(make([]byte, 8)) {
-		t.Errorf("the tail after the last 32-byte step is %x, want it filled", tail)
-	}
 }
 
 func freePort(t *testing.T) string {

@@ -13,7 +13,7 @@ import (
 // TestRunWithoutPrivilegeIsOneLine: a user who cannot create a TUN device
 // gets one line on stderr and exit code 1, not a stack of errors.
 func TestRunWithoutPrivilegeIsOneLine(t *testing.T) {
-	bin := e2eTools.get(t)
+	bin := e2eCLI.get(t)
 	cmd := exec.Command(bin, "run")
 	if os.Geteuid() == 0 {
 		// Run the binary as nobody from a directory nobody can read.

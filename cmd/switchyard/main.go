@@ -1,6 +1,8 @@
-// Command switchyard is the one Switchyard binary: the daemon (run), the
-// config checker (check), the stats clients (stats, top), the two-namespace
-// demo (demo) and version.
+// Command switchyard is the daemon and the operator CLI: the daemon (run),
+// the protocol host (host), the config checker (check), the stats clients
+// (stats, top), reload, WireGuard keys and version. The demo, the benchmark
+// harness and the test clients are in cmd/switchyard-lab, so this binary
+// links none of them.
 package main
 
 import (
@@ -25,8 +27,6 @@ usage:
   switchyard top     [--admin ADDR] [--interval 1s] [--token-file FILE]
                                                live per-actor view (q quits)
   switchyard reload  [--admin ADDR]            re-read the daemon's config file and apply it
-  switchyard demo                              two daemons in two network namespaces (root)
-  switchyard bench   micro [FILE]              summarise go test -bench output (make bench)
   switchyard genkey                            print a new WireGuard private key (base64)
   switchyard pubkey                            read a private key on stdin, print its public key
   switchyard version                           print the version
@@ -55,18 +55,10 @@ func dispatch(args []string) int {
 		return runTop(rest)
 	case "reload":
 		return runReload(rest)
-	case "demo":
-		return runDemo(rest)
-	case "lab":
-		return runLab(rest)
-	case "hostile":
-		return runHostile(rest)
 	case "genkey":
 		return runGenkey(rest)
 	case "pubkey":
 		return runPubkey(rest)
-	case "bench":
-		return runBench(rest)
 	case "version", "--version", "-v":
 		fmt.Println(versionString())
 		return 0

@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/vishvananda/netns"
 
-	"switchyard/actors/node"
-	"switchyard/actors/stats"
-	"switchyard/cmd/switchyard/internal/lab"
+	"switchyard/internal/lab"
+	"switchyard/node"
+	"switchyard/stats"
 )
 
 // Parameters of the metrics and top tests.
@@ -143,7 +143,7 @@ func metricKey(name string, kv ...string) string {
 
 // actorCounters lists, for an actor of a stats snapshot, every series of
 // /metrics that must equal a /stats number once traffic has stopped.
-func actorCounters(a stats.ActorSnapshot) map[string]uint64 {
+func actorCounters(a stats.Row) map[string]uint64 {
 	m := map[string]uint64{
 		metricKey("switchyard_packets_total", "actor", a.Name, "direction", "in"):  a.InPackets,
 		metricKey("switchyard_packets_total", "actor", a.Name, "direction", "out"): a.OutPackets,
@@ -377,7 +377,7 @@ func TestTopInTmux(t *testing.T) {
 	}()
 	t.Cleanup(func() { stopPing(); <-pingDone })
 
-	cmdline := fmt.Sprintf("ip netns exec %s %s top --admin %s --interval 1s", l.A.NS, e2eTools.get(t), l.A.Admin)
+	cmdline := fmt.Sprintf("ip netns exec %s %s top --admin %s --interval 1s", l.A.NS, e2eCLI.get(t), l.A.Admin)
 	if out, err := tmux(ctx, socket, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", cmdline); err != nil {
 		t.Fatalf("tmux new-session: %v: %s", err, out)
 	}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"switchyard/actors/node"
+	"switchyard/node"
 )
 
 // reloadTimeout (30 s) bounds one POST /reload: a reload validates the new

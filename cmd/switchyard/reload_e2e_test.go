@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/cmd/switchyard/internal/lab"
+	"switchyard/internal/lab"
 )
 
 // Reload test parameters.
@@ -115,7 +115,7 @@ func TestReloadLive(t *testing.T) {
 	}
 	before := snapshot(t, ctx, da)
 	start := time.Now()
-	out, stderr, err := l.Exec(ctx, l.A, l.Tools, "reload", "--admin", l.A.Admin)
+	out, stderr, err := l.Exec(ctx, l.A, l.CLI, "reload", "--admin", l.A.Admin)
 	if err != nil {
 		t.Fatalf("switchyard reload: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
 	}
@@ -203,7 +203,7 @@ func TestReloadLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		s0 := snapshot(t, ctx, da)
-		out, stderr, err := l.Exec(ctx, l.A, l.Tools, "reload", "--admin", l.A.Admin)
+		out, stderr, err := l.Exec(ctx, l.A, l.CLI, "reload", "--admin", l.A.Admin)
 		if err == nil {
 			t.Fatalf("switchyard reload of a broken config exited 0:\n%s", out)
 		}

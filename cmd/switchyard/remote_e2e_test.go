@@ -25,11 +25,11 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/node"
 	"switchyard/actors/remote"
-	"switchyard/actors/stats"
-	"switchyard/cmd/switchyard/internal/lab"
+	"switchyard/internal/lab"
+	"switchyard/node"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Limits of the out-of-process tests, each with its unit and reason.
@@ -540,9 +540,9 @@ func TestRemoteHostStopped(t *testing.T) {
 // for longer than a host's report interval (a host's counters reach the
 // daemon up to remote.StatsInterval late), and returns them with the
 // snapshot.
-func settledActor(t *testing.T, ctx context.Context, d *lab.Daemon, name string) (stats.ActorSnapshot, node.Snapshot) {
+func settledActor(t *testing.T, ctx context.Context, d *lab.Daemon, name string) (stats.Row, node.Snapshot) {
 	t.Helper()
-	var last stats.ActorSnapshot
+	var last stats.Row
 	var since time.Time
 	s, err := d.WaitStats(ctx, e2eQuiesceTimeout, func(s node.Snapshot) bool {
 		a, _ := lab.FindActor(s, name)
@@ -558,11 +558,11 @@ func settledActor(t *testing.T, ctx context.Context, d *lab.Daemon, name string)
 	return actor(t, s, name), s
 }
 
-// hostileRun runs `switchyard hostile` in side's namespace and returns its
+// hostileRun runs `switchyard-lab hostile` in side's namespace and returns its
 // report.
-func hostileRun(ctx context.Context, l *lab.Lab, side *lab.Side, args ...string) (hostileReport, string, error) {
+func hostileRun(ctx context.Context, l *lab.Lab, side *lab.Side, args ...string) (lab.HostileReport, string, error) {
 	out, stderr, err := l.Exec(ctx, side, l.Tools, append([]string{"hostile"}, args...)...)
-	var r hostileReport
+	var r lab.HostileReport
 	if err != nil {
 		return r, string(stderr), err
 	}
@@ -600,7 +600,7 @@ func TestRemoteHostile(t *testing.T) {
 		}{
 			{"unknown-type", target.guard, stats.UnknownType, 1, "closed by the server"},
 			// The receiver counts the packets each envelope claims.
-			{"garbage-msgpack", target.receiver, stats.Malformed, uint64(hostileGarbagePackets()), "closed by the server"},
+			{"garbage-msgpack", target.receiver, stats.Malformed, uint64(lab.HostileGarbagePackets()), "closed by the server"},
 			{"oversized-envelope", target.guard, stats.Oversized, 1, "closed by the server"},
 			{"oversized-grpc", target.guard, stats.Oversized, 1, "ResourceExhausted"},
 			{"unary", target.guard, stats.UnknownType, 2, "ListProcesses: Unimplemented; GetProcessDiagnostics: Unimplemented"},

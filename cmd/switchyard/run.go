@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"switchyard/actors/node"
 	"switchyard/config"
+	"switchyard/node"
 	"switchyard/packet"
 )
 

@@ -16,8 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"switchyard/actors/node"
 	"switchyard/config"
+	"switchyard/node"
 )
 
 // statsTimeout (3 s) bounds one request to the admin endpoint.

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/node"
-	"switchyard/actors/stats"
+	"switchyard/node"
 	"switchyard/protocols/wireguard"
+	"switchyard/stats"
 )
 
 // TestStatsPrintsPeers renders the WireGuard protocol's own Info type, sent
@@ -18,7 +18,7 @@ import (
 func TestStatsPrintsPeers(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	hs := now.Add(-7 * time.Second)
-	snap := node.Snapshot{Time: now, Actors: []stats.ActorSnapshot{{
+	snap := node.Snapshot{Time: now, Actors: []stats.Row{{
 		Name: "office", Kind: "wireguard", State: "running",
 		Info: wireguard.Info{PublicKey: "OUR+KEY=", ListenPort: 51820, Peers: []wireguard.PeerInfo{
 			{PublicKey: "PEER+A=", Endpoint: "10.91.0.2:51820", LastHandshake: &hs, RxBytes: 2048, TxBytes: 3 << 20},

@@ -27,7 +27,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
-	"switchyard/actors/node"
+	"switchyard/node"
 )
 
 // mailboxBarWidth (10 cells) is the width of a mailbox depth bar: one cell

@@ -18,14 +18,14 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"switchyard/actors/node"
-	"switchyard/actors/stats"
+	"switchyard/node"
+	"switchyard/stats"
 )
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // snap is a snapshot at t0+at with the given actors.
-func snap(at time.Duration, actors ...stats.ActorSnapshot) node.Snapshot {
+func snap(at time.Duration, actors ...stats.Row) node.Snapshot {
 	return node.Snapshot{Node: "gw-a", Time: t0.Add(at), Uptime: at.Seconds() + 60, Actors: actors,
 		Pool: node.PoolSnapshot{LimitBuffers: 4096, OutstandingBuffers: 12}}
 }
@@ -43,10 +43,10 @@ func TestComputeRates(t *testing.T) {
 		{
 			name: "steady traffic over 2 s",
 			prev: snap(0,
-				stats.ActorSnapshot{Name: "router", Kind: "router", State: "running", InPackets: 1000, InBytes: 1_000_000, OutPackets: 990, OutBytes: 990_000,
+				stats.Row{Name: "router", Kind: "router", State: "running", InPackets: 1000, InBytes: 1_000_000, OutPackets: 990, OutBytes: 990_000,
 					Drops: map[string]uint64{"no_route": 10}, Mailbox: mb(0, 3, 256)}),
 			cur: snap(2*time.Second,
-				stats.ActorSnapshot{Name: "router", Kind: "router", State: "running", InPackets: 3000, InBytes: 3_500_000, OutPackets: 2970, OutBytes: 3_470_000,
+				stats.Row{Name: "router", Kind: "router", State: "running", InPackets: 3000, InBytes: 3_500_000, OutPackets: 2970, OutBytes: 3_470_000,
 					Drops: map[string]uint64{"no_route": 20, "malformed": 10}, Mailbox: mb(5, 9, 256)}),
 			wantSecs: 2,
 			wantActors: []ActorRate{{
@@ -59,7 +59,7 @@ func TestComputeRates(t *testing.T) {
 		{
 			name:     "first sample: no rates",
 			prev:     node.Snapshot{},
-			cur:      snap(time.Second, stats.ActorSnapshot{Name: "capture", State: "running", InPackets: 500, Restarts: 1}),
+			cur:      snap(time.Second, stats.Row{Name: "capture", State: "running", InPackets: 500, Restarts: 1}),
 			wantSecs: 0,
 			wantActors: []ActorRate{{
 				Name: "capture", State: "running", Restarts: 1, RestartsRecent: 1,
@@ -67,10 +67,10 @@ func TestComputeRates(t *testing.T) {
 		},
 		{
 			name: "a restart and a new actor",
-			prev: snap(0, stats.ActorSnapshot{Name: "peer", State: "running", InPackets: 100, Restarts: 2}),
+			prev: snap(0, stats.Row{Name: "peer", State: "running", InPackets: 100, Restarts: 2}),
 			cur: snap(500*time.Millisecond,
-				stats.ActorSnapshot{Name: "peer", State: "restarting", InPackets: 150, Restarts: 3, Drops: map[string]uint64{"crashed": 1}},
-				stats.ActorSnapshot{Name: "peer2", State: "running", InPackets: 10}),
+				stats.Row{Name: "peer", State: "restarting", InPackets: 150, Restarts: 3, Drops: map[string]uint64{"crashed": 1}},
+				stats.Row{Name: "peer2", State: "running", InPackets: 10}),
 			wantSecs: 0.5,
 			wantActors: []ActorRate{
 				{Name: "peer", State: "restarting", InPPS: 100, DropsPerSec: 2, Drops: map[string]float64{"crashed": 2}, Restarts: 3, RestartsRecent: 1},
@@ -79,8 +79,8 @@ func TestComputeRates(t *testing.T) {
 		},
 		{
 			name:     "the daemon restarted: counters went down, count from zero",
-			prev:     snap(0, stats.ActorSnapshot{Name: "capture", State: "running", InPackets: 1_000_000, OutBytes: 5e9}),
-			cur:      snap(time.Second, stats.ActorSnapshot{Name: "capture", State: "running", InPackets: 300, OutBytes: 125_000}),
+			prev:     snap(0, stats.Row{Name: "capture", State: "running", InPackets: 1_000_000, OutBytes: 5e9}),
+			cur:      snap(time.Second, stats.Row{Name: "capture", State: "running", InPackets: 300, OutBytes: 125_000}),
 			wantSecs: 1,
 			wantActors: []ActorRate{
 				{Name: "capture", State: "running", InPPS: 300, OutMbps: 1},
@@ -88,8 +88,8 @@ func TestComputeRates(t *testing.T) {
 		},
 		{
 			name:       "clock went backwards: no rates",
-			prev:       snap(time.Second, stats.ActorSnapshot{Name: "capture", InPackets: 1}),
-			cur:        snap(0, stats.ActorSnapshot{Name: "capture", InPackets: 2}),
+			prev:       snap(time.Second, stats.Row{Name: "capture", InPackets: 1}),
+			cur:        snap(0, stats.Row{Name: "capture", InPackets: 2}),
 			wantSecs:   0,
 			wantActors: []ActorRate{{Name: "capture"}},
 		},
@@ -190,11 +190,11 @@ func TestTopModel(t *testing.T) {
 	if v := m.View(); !strings.Contains(v, "waiting for the first answer") {
 		t.Errorf("view before any data:\n%s", v)
 	}
-	router := func(in uint64, depth int64) stats.ActorSnapshot {
-		return stats.ActorSnapshot{Name: "router", Kind: "router", State: "running", InPackets: in, InBytes: in * 1250,
+	router := func(in uint64, depth int64) stats.Row {
+		return stats.Row{Name: "router", Kind: "router", State: "running", InPackets: in, InBytes: in * 1250,
 			Drops: map[string]uint64{"no_route": in / 100}, Mailbox: &stats.MailboxSnapshot{Capacity: 256, DepthBatches: depth, HighWaterBatches: 200}}
 	}
-	peer := stats.ActorSnapshot{Name: "peer-b", Kind: "udp", State: "down", Restarts: 11}
+	peer := stats.Row{Name: "peer-b", Kind: "udp", State: "down", Restarts: 11}
 	m, cmd := m.Update(snapMsg{snap: snap(0, router(1000, 0), peer), at: t0})
 	if cmd == nil {
 		t.Fatal("no tick scheduled after a snapshot")
@@ -261,7 +261,7 @@ func statsServer(t *testing.T, token string) *httptest.Server {
 			return
 		}
 		i := n.Add(1)
-		s := snap(time.Duration(i)*time.Second, stats.ActorSnapshot{Name: "router", State: "running", InPackets: 100 * i, InBytes: 125_000 * i,
+		s := snap(time.Duration(i)*time.Second, stats.Row{Name: "router", State: "running", InPackets: 100 * i, InBytes: 125_000 * i,
 			Drops: map[string]uint64{"no_route": i}})
 		_ = json.NewEncoder(w).Encode(s)
 	}))

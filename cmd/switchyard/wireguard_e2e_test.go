@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/node"
-	"switchyard/cmd/switchyard/internal/lab"
+	"switchyard/internal/lab"
+	"switchyard/node"
 	"switchyard/protocols/wireguard"
 )
 
@@ -288,7 +288,7 @@ func TestWireGuardKeyFileRefused(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(e2eTools.get(t), "check", "-c", cfg).CombinedOutput()
+	out, err := exec.Command(e2eCLI.get(t), "check", "-c", cfg).CombinedOutput()
 	want := "protocols[0].settings.private_key_file: " + keyFile + " is readable by others (mode 0644); chmod 600 it"
 	if err == nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), cfg+":") {
 		t.Fatalf("switchyard check: %v\n%s\nwant exit 1 and %q with file:line:col", err, out, want)
@@ -296,7 +296,7 @@ func TestWireGuardKeyFileRefused(t *testing.T) {
 	if err := os.Chmod(keyFile, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(e2eTools.get(t), "check", "-c", cfg).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+	if out, err := exec.Command(e2eCLI.get(t), "check", "-c", cfg).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("switchyard check after chmod 600: %v\n%s", err, out)
 	}
 }
@@ -315,7 +315,8 @@ func TestWireGuardBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r, err := lab.WireGuardBench(ctx, lab.WGBenchOptions{
-		Binary:      e2eTools.get(t),
+		Binary:      e2eCLI.get(t),
+		Tools:       e2eTools.get(t),
 		WireGuardGo: wireguardGo(t),
 		Profile:     os.Getenv("SWITCHYARD_WG_PROFILE"),
 		Log:         t.Logf,

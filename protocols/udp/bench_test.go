@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // sendRig is a started udp actor (driven directly, without a mailbox) whose
@@ -42,9 +42,9 @@ func newSendRig(tb testing.TB) *sendRig {
 	system := quietSystem()
 	tb.Cleanup(system.Shutdown)
 	r.a = newUDPActor("bench", Settings{
-		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), devicetest.FreeUDPPort(tb)),
+		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), packettest.FreeUDPPort(tb)),
 		Peer:   netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(peer.LocalAddr().(*net.UDPAddr).Port)),
-	}, protocols.Env{System: system, Pool: r.pool, Stats: &stats.Actor{}, RecvStats: &stats.Actor{}})
+	}, protocols.Env{System: system, Pool: r.pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
 	r.a.start()
 	return r
 }

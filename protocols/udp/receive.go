@@ -27,8 +27,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // reader receives datagrams from one receive function of the bind.

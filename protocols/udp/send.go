@@ -24,10 +24,9 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/conn"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // udpActor is one udp protocol instance.
@@ -47,9 +46,9 @@ type udpActor struct {
 	scratch   [][]byte // the packet slices of the batch in hand, reused
 	gsoLogged bool     // "GSO disabled" was logged once
 
-	sendLog ratelog.Limiter // send errors
-	recvLog ratelog.Limiter // receive errors, shared by the readers
-	poolLog ratelog.Limiter // pool exhaustion on receive, shared by the readers
+	sendLog stats.LogLimiter // send errors
+	recvLog stats.LogLimiter // receive errors, shared by the readers
+	poolLog stats.LogLimiter // pool exhaustion on receive, shared by the readers
 }
 
 func newUDPActor(name string, set Settings, env protocols.Env) *udpActor {

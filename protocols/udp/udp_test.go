@@ -19,10 +19,10 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.zx2c4.com/wireguard/conn"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // ipv4Packet returns a valid IPv4 packet of size bytes (≥ 24) whose payload
@@ -47,9 +47,9 @@ type harness struct {
 	t         *testing.T
 	system    *actor.ActorSystem
 	pool      *packet.Pool
-	stats     *stats.Actor
-	recvStats *stats.Actor
-	coll      *devicetest.Collector
+	stats     *stats.Counters
+	recvStats *stats.Counters
+	coll      *packettest.Collector
 	injector  *actor.PID
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
@@ -69,9 +69,9 @@ func newHarness(t *testing.T, set Settings) *harness {
 		t:         t,
 		system:    quietSystem(),
 		pool:      packet.NewPool(1024),
-		stats:     &stats.Actor{Name: "peer-b", Kind: "udp"},
-		recvStats: &stats.Actor{Name: "peer-b.recv", Kind: "udp"},
-		coll:      &devicetest.Collector{},
+		stats:     &stats.Counters{Name: "peer-b", Kind: "udp"},
+		recvStats: &stats.Counters{Name: "peer-b.recv", Kind: "udp"},
+		coll:      &packettest.Collector{},
 		logs:      logs,
 		log:       zap.New(core),
 		set:       set,
@@ -122,7 +122,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // freePort returns a UDP port free on the wildcard address of both families
 // (StdNetBind binds both).
-func freePort(t *testing.T) uint16 { t.Helper(); return devicetest.FreeUDPPort(t) }
+func freePort(t *testing.T) uint16 { t.Helper(); return packettest.FreeUDPPort(t) }
 
 func listenLoopback(t *testing.T) *net.UDPConn {
 	t.Helper()
@@ -314,7 +314,7 @@ func TestStartFailure(t *testing.T) {
 	a := newUDPActor("peer-b", Settings{
 		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
 		Peer:   netip.MustParseAddrPort("127.0.0.1:9"),
-	}, protocols.Env{Pool: packet.NewPool(512), Stats: &stats.Actor{}, RecvStats: &stats.Actor{}})
+	}, protocols.Env{Pool: packet.NewPool(512), Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
 	func() {
 		defer func() {
 			r := recover()
@@ -353,7 +353,7 @@ func TestDeliverAllocs(t *testing.T) {
 	peer := netip.MustParseAddrPort("127.0.0.1:7001")
 	a := newUDPActor("peer-b", Settings{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), Peer: peer}, protocols.Env{
 		System: system, Injector: system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return releaser{} })),
-		Pool: pool, Stats: &stats.Actor{}, RecvStats: &stats.Actor{},
+		Pool: pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{},
 	})
 	r, ok := newReader(a, nil)
 	if !ok {

@@ -34,9 +34,9 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // wgActor is one wireguard protocol instance.

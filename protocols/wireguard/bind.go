@@ -20,14 +20,14 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 // filterBind is a conn.Bind whose receive functions drop datagrams that are
 // not WireGuard messages, counting them.
 type filterBind struct {
 	conn.Bind
-	stats *stats.Actor // RecvStats
+	stats *stats.Counters // RecvStats
 }
 
 // Open implements conn.Bind.

@@ -7,7 +7,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
-	"switchyard/actors/stats"
+	"switchyard/stats"
 )
 
 func msg(typ byte, size int) []byte {
@@ -72,7 +72,7 @@ func (f *fakeBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 // counted; valid ones keep their slot and size; nothing is allocated.
 func TestFilter(t *testing.T) {
 	dgs := [][]byte{msg(1, 148), []byte("garbage"), msg(4, 200), msg(9, 148), {}, msg(2, 92)}
-	st := &stats.Actor{}
+	st := &stats.Counters{}
 	b := &filterBind{Bind: &fakeBind{datagrams: dgs}, stats: st}
 	fns, _, err := b.Open(0)
 	if err != nil {
@@ -111,7 +111,7 @@ func TestFilter(t *testing.T) {
 
 // TestFilterBindStd: the filter wraps a real StdNetBind (both families).
 func TestFilterBindStd(t *testing.T) {
-	b := &filterBind{Bind: conn.NewStdNetBind(), stats: &stats.Actor{}}
+	b := &filterBind{Bind: conn.NewStdNetBind(), stats: &stats.Counters{}}
 	fns, port, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"switchyard/actors/devicetest"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 )
 
 // ipv4Packet returns a valid IPv4 packet of size bytes (≥ 24) from src to
@@ -77,4 +77,4 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func freePort(t testing.TB) uint16 { t.Helper(); return devicetest.FreeUDPPort(t) }
+func freePort(t testing.TB) uint16 { t.Helper(); return packettest.FreeUDPPort(t) }

@@ -33,10 +33,9 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // feedTUN is the tun.Device of one device instance. Read is called by one
@@ -56,7 +55,7 @@ type feedTUN struct {
 	cur *packet.Batch
 	pos int
 
-	poolLog ratelog.Limiter // pool exhaustion in Write
+	poolLog stats.LogLimiter // pool exhaustion in Write
 }
 
 func newFeedTUN(name string, env *protocols.Env, maxBatch int) *feedTUN {

@@ -14,10 +14,10 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 var (
@@ -27,7 +27,7 @@ var (
 
 func newTestTUN(t *testing.T, injector *actor.PID, system *actor.ActorSystem, pool *packet.Pool, maxBatch int) (*feedTUN, *protocols.Env) {
 	env := &protocols.Env{System: system, Injector: injector, Pool: pool,
-		Stats: &stats.Actor{Name: "wg"}, RecvStats: &stats.Actor{Name: "wg.recv"}, Log: zap.NewNop()}
+		Stats: &stats.Counters{Name: "wg"}, RecvStats: &stats.Counters{Name: "wg.recv"}, Log: zap.NewNop()}
 	return newFeedTUN("wg-test", env, maxBatch), env
 }
 
@@ -167,7 +167,7 @@ func TestTUNWrite(t *testing.T) {
 	system := quietSystem()
 	defer system.Shutdown()
 	pool := packet.NewPool(2048)
-	coll := &devicetest.Collector{}
+	coll := &packettest.Collector{}
 	inj := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return coll }))
 	ft, env := newTestTUN(t, inj, system, pool, 8)
 

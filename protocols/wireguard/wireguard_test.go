@@ -13,10 +13,10 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // node is one wireguard instance in the test's actor system, with a
@@ -27,9 +27,9 @@ type node struct {
 	name      string
 	set       Settings
 	pool      *packet.Pool
-	stats     *stats.Actor
-	recvStats *stats.Actor
-	coll      *devicetest.Collector
+	stats     *stats.Counters
+	recvStats *stats.Counters
+	coll      *packettest.Collector
 	injector  *actor.PID
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
@@ -41,9 +41,9 @@ func newNode(t *testing.T, system *actor.ActorSystem, name string, set Settings)
 	n := &node{
 		t: t, system: system, name: name, set: set,
 		pool:      packet.NewPool(1024),
-		stats:     &stats.Actor{Name: name, Kind: "wireguard"},
-		recvStats: &stats.Actor{Name: name + ".recv", Kind: "wireguard"},
-		coll:      &devicetest.Collector{},
+		stats:     &stats.Counters{Name: name, Kind: "wireguard"},
+		recvStats: &stats.Counters{Name: name + ".recv", Kind: "wireguard"},
+		coll:      &packettest.Collector{},
 		logs:      logs,
 		log:       zap.New(core),
 	}
@@ -282,7 +282,7 @@ func TestStartFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hog.Close()
-	a := newWGActor("a", sa, protocols.Env{Pool: packet.NewPool(128), Stats: &stats.Actor{}, RecvStats: &stats.Actor{}})
+	a := newWGActor("a", sa, protocols.Env{Pool: packet.NewPool(128), Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
 	func() {
 		defer func() {
 			r := recover()
@@ -314,7 +314,7 @@ func TestSendAllocs(t *testing.T) {
 	}
 	sa, _ := pair(t, mustKey(pubA))
 	pool := packet.NewPool(1024)
-	a := newWGActor("a", sa, protocols.Env{Pool: pool, Stats: &stats.Actor{}, RecvStats: &stats.Actor{}, Log: zap.NewNop()})
+	a := newWGActor("a", sa, protocols.Env{Pool: pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{}, Log: zap.NewNop()})
 	a.tun = newFeedTUN("a", &a.env, packet.MaxBatch) // no device: the test reads
 	bufs, sizes := deviceBufs(packet.MaxBatch), make([]int, packet.MaxBatch)
 	pkts := make([][]byte, packet.MaxBatch)

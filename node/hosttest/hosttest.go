@@ -1,0 +1,116 @@
+// Package hosttest holds what the node's tests with protocol hosts share.
+// Each of those tests lives in its own package under this folder, so each
+// test binary runs one remote transport: protoactor's remote leaves
+// goroutines behind after a shutdown, and two transports in one process
+// race on gRPC's global logger (inside protoactor). For the same reason
+// each package has one such test, and -count above 1 reports that race.
+package hosttest
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"switchyard/actors/remote"
+	"switchyard/config"
+	"switchyard/node"
+	_ "switchyard/protocols/udp" // the protocol the loop runs
+	"switchyard/stats"
+)
+
+// Main is a test binary's TestMain: with the arguments `host …` the binary
+// is a protocol host (what a node spawns as `<binary> host --listen …`, as
+// the daemon spawns `switchyard host`); otherwise it runs the tests.
+func Main(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "host" {
+		os.Exit(runHost(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// runHost is a minimal `switchyard host`: the flags the node passes.
+func runHost(args []string) int {
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	listen := fs.String("listen", "", "")
+	pool := fs.Int("pool-buffers", 1024, "")
+	fs.String("log-level", "info", "")
+	ready := fs.Int("ready-fd", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	addr, err := netip.ParseAddrPort(*listen)
+	if err != nil {
+		return 2
+	}
+	system := actor.NewActorSystem()
+	h, err := remote.StartHost(remote.HostOptions{Listen: addr, PoolBuffers: *pool, System: system, Log: zap.NewNop()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if *ready > 0 {
+		f := os.NewFile(uintptr(*ready), "ready")
+		fmt.Fprintln(f, h.Address())
+		f.Close()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	h.Stop()
+	return 0
+}
+
+// FreeTCPPort returns a TCP port on 127.0.0.1 that is free right now.
+func FreeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ActorByName returns the named actor of a snapshot (zero if absent).
+func ActorByName(s node.Snapshot, name string) stats.Row {
+	for _, a := range s.Actors {
+		if a.Name == name {
+			return a
+		}
+	}
+	return stats.Row{}
+}
+
+func LoopConfig(t *testing.T, udpPort, hostPort int, spawn bool) *config.Config {
+	t.Helper()
+	yaml := fmt.Sprintf(`
+node: {name: loop}
+tun: {name: sytest0, mtu: 1420, addresses: [10.90.0.1/24], install_routes: false}
+batch: {max_packets: 128, pool_buffers: 4096}
+mailbox: {capacity: 1024, policy: drop_newest}
+supervision: {max_restarts: 3, within: 10s, backoff: 10ms}
+remote: {listen: "127.0.0.1:0", window: 8}
+hosts:
+  - {name: h, listen: "127.0.0.1:%d", spawn: %v}
+routes:
+  - {prefix: 10.90.0.0/24, to: self}
+protocols:
+  - name: self
+    type: udp
+    host: h
+    settings: {listen: "127.0.0.1:%d", peer: "127.0.0.1:%d"}
+`, hostPort, spawn, udpPort, udpPort)
+	cfg, err := config.Parse("loop.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}

@@ -1,0 +1,426 @@
+// Package stats holds the per-actor counters of the data path: packets,
+// bytes and batches in and out, drops by reason, mailbox depth and
+// high-water mark, restarts. Every counter is an atomic updated once per
+// batch; reading them (Snapshot) never blocks forwarding.
+//
+// The invariant tests check, per actor, once traffic has stopped:
+//
+//	in_packets = out_packets + Σ drops + queued_packets
+package stats
+
+import (
+	"math/bits"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Reason is why packets were dropped. Every drop on the data path has one.
+type Reason uint8
+
+// Drop reasons. The strings are the labels users see in stats and metrics.
+const (
+	MailboxFull     Reason = iota // the actor's mailbox was at capacity; the policy chose the victim
+	NoRoute                       // no route matched the destination
+	RouteDrop                     // a route with action: drop matched
+	Rejected                      // a route with action: reject matched (an ICMP error was sent back)
+	Malformed                     // not a valid IPv4/IPv6 packet
+	ProtocolDown                  // the target protocol exceeded its restart budget
+	NoBuffers                     // the buffer pool was exhausted
+	UnknownPeer                   // a datagram from an address other than the configured peer
+	SendError                     // the transport refused the send
+	WriteError                    // the TUN refused the write
+	Crashed                       // the batch in hand when the actor panicked
+	Stopped                       // left in the mailbox when the actor stopped
+	DeadLetter                    // sent to an actor that no longer exists
+	TooManySegments               // a TUN read had more segments than the batch holds
+	NoPeer                        // no WireGuard peer's allowed IPs matched
+	HostDown                      // the protocol host process is down
+	RemoteWindow                  // the remote flow-control window was full
+	UnknownType                   // a remote message of a type this process does not accept
+	Oversized                     // a remote batch or message above the size limit
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	MailboxFull:     "mailbox_full",
+	NoRoute:         "no_route",
+	RouteDrop:       "route_drop",
+	Rejected:        "rejected",
+	Malformed:       "malformed",
+	ProtocolDown:    "protocol_down",
+	NoBuffers:       "no_buffers",
+	UnknownPeer:     "unknown_peer",
+	SendError:       "send_error",
+	WriteError:      "write_error",
+	Crashed:         "crashed",
+	Stopped:         "stopped",
+	DeadLetter:      "dead_letter",
+	TooManySegments: "too_many_segments",
+	NoPeer:          "no_peer",
+	HostDown:        "host_down",
+	RemoteWindow:    "remote_window",
+	UnknownType:     "unknown_type",
+	Oversized:       "oversized",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every drop reason in label order of declaration.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+// State of an actor as the operator sees it.
+type State int32
+
+const (
+	Running    State = iota
+	Restarting       // failed; waiting out its backoff before the restart
+	Down             // exceeded its restart budget (or stopped for good)
+)
+
+func (s State) String() string {
+	switch s {
+	case Running:
+		return "running"
+	case Restarting:
+		return "restarting"
+	case Down:
+		return "down"
+	}
+	return "unknown"
+}
+
+// Counters is the set of counters of one data-path actor (or stage). All methods
+// are safe for concurrent use and do not allocate.
+type Counters struct {
+	Name string // the instance name: "capture", "router", "peer-b", "peer-b.recv", "injector"
+	Kind string // what it is: "capture", "router", "udp", "injector", …
+
+	inPackets, inBytes, inBatches    atomic.Uint64
+	outPackets, outBytes, outBatches atomic.Uint64
+	drops                            [numReasons]atomic.Uint64
+	restarts                         atomic.Uint64
+	state                            atomic.Int32
+
+	// Mailbox gauges; zero for stages without a mailbox.
+	mailboxCapacity  atomic.Int64
+	mailboxPolicy    atomic.Value // string
+	depthBatches     atomic.Int64
+	depthPackets     atomic.Int64
+	highWaterBatches atomic.Int64
+
+	// batchSizes counts arriving batches by size: bucket i holds the
+	// batches of 2^(i-1)+1 … 2^i packets (bucket 0: 0 or 1 packet), the
+	// last bucket those above BatchSizeBuckets' last bound.
+	batchSizes [numBatchBuckets]atomic.Uint64
+
+	info atomic.Pointer[func() any] // protocol-specific details (e.g. WireGuard peers)
+}
+
+// BatchSizeBuckets are the upper bounds, in packets, of the batch-size
+// histogram: powers of two up to the TUN batch size (128).
+var BatchSizeBuckets = [...]float64{1, 2, 4, 8, 16, 32, 64, 128}
+
+// numBatchBuckets is the histogram's buckets: one per bound and one for
+// batches above the last (there should be none).
+const numBatchBuckets = len(BatchSizeBuckets) + 1
+
+// batchBucket is the histogram bucket of a batch of n packets: the least i
+// with n ≤ 2^i, without a loop or a branch per bound.
+func batchBucket(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	i := bits.Len(uint(n - 1))
+	if i >= numBatchBuckets {
+		return numBatchBuckets - 1
+	}
+	return i
+}
+
+// SetInfo registers a function whose result is served as the actor's "info"
+// in snapshots (for example per-peer handshake times). It is called on every
+// snapshot, off the data path, and must be safe for concurrent use.
+func (a *Counters) SetInfo(f func() any) {
+	if f == nil {
+		a.info.Store(nil)
+		return
+	}
+	a.info.Store(&f)
+}
+
+// In counts one batch of packets (bytes of payload) arriving at the actor,
+// and its size in the batch-size histogram.
+func (a *Counters) In(packets, bytes int) {
+	a.inBatches.Add(1)
+	a.inPackets.Add(uint64(packets))
+	a.inBytes.Add(uint64(bytes))
+	a.batchSizes[batchBucket(packets)].Add(1)
+}
+
+// Out counts one batch of packets leaving the actor for the next hop.
+func (a *Counters) Out(packets, bytes int) {
+	a.outBatches.Add(1)
+	a.outPackets.Add(uint64(packets))
+	a.outBytes.Add(uint64(bytes))
+}
+
+// Drop counts packets dropped for reason r.
+func (a *Counters) Drop(r Reason, packets int) {
+	if packets > 0 {
+		a.drops[r].Add(uint64(packets))
+	}
+}
+
+// Dropped reports the packets dropped for reason r.
+func (a *Counters) Dropped(r Reason) uint64 { return a.drops[r].Load() }
+
+// Restarted counts one restart.
+func (a *Counters) Restarted() { a.restarts.Add(1) }
+
+// SetState records the actor's state.
+func (a *Counters) SetState(s State) { a.state.Store(int32(s)) }
+
+// State reports the actor's state.
+func (a *Counters) State() State { return State(a.state.Load()) }
+
+// SetMailbox records the mailbox's bound and policy.
+func (a *Counters) SetMailbox(capacity int, policy string) {
+	a.mailboxCapacity.Store(int64(capacity))
+	a.mailboxPolicy.Store(policy)
+}
+
+// Queued adjusts the mailbox depth by batches and packets (negative when
+// taken out) and raises the high-water mark.
+func (a *Counters) Queued(batches, packets int) {
+	d := a.depthBatches.Add(int64(batches))
+	a.depthPackets.Add(int64(packets))
+	for {
+		hw := a.highWaterBatches.Load()
+		if d <= hw || a.highWaterBatches.CompareAndSwap(hw, d) {
+			return
+		}
+	}
+}
+
+// BatchSizes copies the batch-size histogram of the batches that arrived
+// (In): counts[i] is the batches of at most BatchSizeBuckets[i] packets
+// and more than the bound before (not cumulative); the last entry counts
+// the batches above every bound.
+func (a *Counters) BatchSizes() (counts [numBatchBuckets]uint64) {
+	for i := range counts {
+		counts[i] = a.batchSizes[i].Load()
+	}
+	return counts
+}
+
+// Gauge is one protocol-specific metric sample, such as a WireGuard peer's
+// last handshake. The admin endpoint serves it as
+// switchyard_<Name>{actor="<instance>", <Labels>} Value.
+type Gauge struct {
+	Name   string            // metric name without the switchyard_ prefix: [a-zA-Z_][a-zA-Z0-9_]*
+	Help   string            // one line; the same for every sample of a Name
+	Labels map[string]string // besides "actor"; the same keys for every sample of a Name
+	Value  float64
+}
+
+// MetricsInfo is implemented by an actor's info (see SetInfo) that has
+// metrics of its own: GET /metrics serves its Gauges next to the actor's
+// counters. Gauges runs at scrape time, off the data path.
+type MetricsInfo interface {
+	Gauges() []Gauge
+}
+
+// Row is a point-in-time copy of an Actor's counters, as served by
+// GET /stats.
+type Row struct {
+	Name       string            `json:"name"`
+	Kind       string            `json:"kind"`
+	State      string            `json:"state"`
+	InPackets  uint64            `json:"in_packets"`
+	InBytes    uint64            `json:"in_bytes"`
+	InBatches  uint64            `json:"in_batches"`
+	OutPackets uint64            `json:"out_packets"`
+	OutBytes   uint64            `json:"out_bytes"`
+	OutBatches uint64            `json:"out_batches"`
+	Drops      map[string]uint64 `json:"drops"`
+	Restarts   uint64            `json:"restarts"`
+	Mailbox    *MailboxSnapshot  `json:"mailbox,omitempty"`
+	Info       any               `json:"info,omitempty"`
+}
+
+// MailboxSnapshot describes an actor's mailbox.
+type MailboxSnapshot struct {
+	Capacity         int64  `json:"capacity_batches"`
+	Policy           string `json:"policy"`
+	DepthBatches     int64  `json:"depth_batches"`
+	DepthPackets     int64  `json:"depth_packets"`
+	HighWaterBatches int64  `json:"high_water_batches"`
+}
+
+// DroppedTotal sums the drops over every reason.
+func (s Row) DroppedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
+}
+
+// Queued reports the packets waiting in the mailbox.
+func (s Row) Queued() uint64 {
+	if s.Mailbox == nil || s.Mailbox.DepthPackets < 0 {
+		return 0
+	}
+	return uint64(s.Mailbox.DepthPackets)
+}
+
+// Snapshot copies the counters and the info. Drops lists only reasons with
+// drops.
+func (a *Counters) Snapshot() Row {
+	s := a.Load()
+	s.Info = a.Info()
+	return s
+}
+
+// Info returns the actor's info (see SetInfo), nil if it has none.
+func (a *Counters) Info() any {
+	if f := a.info.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
+}
+
+// Counters is Snapshot without the info: atomic loads only, never a call
+// into the protocol.
+func (a *Counters) Load() Row {
+	s := Row{
+		Name:       a.Name,
+		Kind:       a.Kind,
+		State:      a.State().String(),
+		InPackets:  a.inPackets.Load(),
+		InBytes:    a.inBytes.Load(),
+		InBatches:  a.inBatches.Load(),
+		OutPackets: a.outPackets.Load(),
+		OutBytes:   a.outBytes.Load(),
+		OutBatches: a.outBatches.Load(),
+		Drops:      map[string]uint64{},
+		Restarts:   a.restarts.Load(),
+	}
+	for r := Reason(0); r < numReasons; r++ {
+		if n := a.drops[r].Load(); n > 0 {
+			s.Drops[r.String()] = n
+		}
+	}
+	if c := a.mailboxCapacity.Load(); c > 0 {
+		policy, _ := a.mailboxPolicy.Load().(string)
+		s.Mailbox = &MailboxSnapshot{
+			Capacity:         c,
+			Policy:           policy,
+			DepthBatches:     a.depthBatches.Load(),
+			DepthPackets:     a.depthPackets.Load(),
+			HighWaterBatches: a.highWaterBatches.Load(),
+		}
+	}
+	return s
+}
+
+// Registry is the set of actors of one node, in the order they were added.
+type Registry struct {
+	mu     sync.Mutex
+	actors []*Counters
+}
+
+// Actor returns the counters named name, creating them on first use. The
+// same name always gets the same counters, so they survive restarts.
+func (r *Registry) Row(name, kind string) *Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.actors {
+		if a.Name == name {
+			return a
+		}
+	}
+	a := &Counters{Name: name, Kind: kind}
+	r.actors = append(r.actors, a)
+	return a
+}
+
+// Remove forgets the actor named name (a protocol removed by a reload).
+func (r *Registry) Remove(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, a := range r.actors {
+		if a.Name == name {
+			r.actors = append(r.actors[:i], r.actors[i+1:]...)
+			return
+		}
+	}
+}
+
+// Actors returns the registered actors, in registration order.
+func (r *Registry) All() []*Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Counters(nil), r.actors...)
+}
+
+// Snapshot copies every actor's counters, in registration order.
+func (r *Registry) Snapshot() []Row {
+	r.mu.Lock()
+	actors := append([]*Counters(nil), r.actors...)
+	r.mu.Unlock()
+	out := make([]Row, 0, len(actors))
+	for _, a := range actors {
+		out = append(out, a.Snapshot())
+	}
+	return out
+}
+
+// SortByName orders snapshots by actor name (for stable output in tests).
+func SortByName(s []Row) {
+	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+}
+
+// Mirror sets the counters to those of s, an actor of another process (a
+// protocol host's, reported to the daemon): the daemon serves them like
+// its own. Counters start again from zero when that process restarts.
+// Reasons this build does not know are ignored.
+func (a *Counters) Mirror(s Row) {
+	a.inPackets.Store(s.InPackets)
+	a.inBytes.Store(s.InBytes)
+	a.inBatches.Store(s.InBatches)
+	a.outPackets.Store(s.OutPackets)
+	a.outBytes.Store(s.OutBytes)
+	a.outBatches.Store(s.OutBatches)
+	for r := Reason(0); r < numReasons; r++ {
+		a.drops[r].Store(s.Drops[r.String()])
+	}
+	a.restarts.Store(s.Restarts)
+	switch s.State {
+	case "running":
+		a.SetState(Running)
+	case "restarting":
+		a.SetState(Restarting)
+	case "down":
+		a.SetState(Down)
+	}
+	if m := s.Mailbox; m != nil {
+		a.mailboxCapacity.Store(m.Capacity)
+		a.mailboxPolicy.Store(m.Policy)
+		a.depthBatches.Store(m.DepthBatches)
+		a.depthPackets.Store(m.DepthPackets)
+		a.highWaterBatches.Store(m.HighWaterBatches)
+	}
+}

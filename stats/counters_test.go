@@ -1,0 +1,107 @@
+package stats
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestBatchBucket(t *testing.T) {
+	tests := []struct {
+		packets int
+		want    int
+	}{
+		{0, 0}, {1, 0}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {8, 3}, {9, 4}, {16, 4},
+		{17, 5}, {32, 5}, {33, 6}, {47, 6}, {64, 6}, {65, 7}, {128, 7}, {129, 8}, {1 << 20, 8},
+	}
+	for _, tt := range tests {
+		if got := batchBucket(tt.packets); got != tt.want {
+			t.Errorf("batchBucket(%d) = %d, want %d", tt.packets, got, tt.want)
+		}
+		// The bucket's bound holds the batch and the bound below does not.
+		if b := batchBucket(tt.packets); b < len(BatchSizeBuckets) {
+			if float64(tt.packets) > BatchSizeBuckets[b] {
+				t.Errorf("%d packets in bucket %d (le %v)", tt.packets, b, BatchSizeBuckets[b])
+			}
+			if b > 0 && float64(tt.packets) <= BatchSizeBuckets[b-1] {
+				t.Errorf("%d packets in bucket %d, but bound %v holds it", tt.packets, b, BatchSizeBuckets[b-1])
+			}
+		}
+	}
+}
+
+func TestCounters(t *testing.T) {
+	var r Registry
+	a := r.Row("peer", "udp")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 1000 {
+				a.In(47, 47*1400)
+				a.In(1, 100)
+				a.Out(47, 47*1400)
+				a.Drop(MailboxFull, 1)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := r.Row("peer", "udp"); got != a {
+		t.Error("Registry.Actor returned new counters for a known name")
+	}
+	s := r.Snapshot()[0]
+	checks := []struct {
+		name      string
+		got, want uint64
+	}{
+		{"in_packets", s.InPackets, 4000 * 48},
+		{"in_batches", s.InBatches, 8000},
+		{"in_bytes", s.InBytes, 4000 * (47*1400 + 100)},
+		{"out_packets", s.OutPackets, 4000 * 47},
+		{"out_batches", s.OutBatches, 4000},
+		{"drops[mailbox_full]", s.Drops["mailbox_full"], 4000},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	got := a.BatchSizes()
+	want := [numBatchBuckets]uint64{0: 4000, 6: 4000}
+	if got != want {
+		t.Errorf("BatchSizes() = %v, want %v", got, want)
+	}
+	var total uint64
+	for _, n := range got {
+		total += n
+	}
+	if total != s.InBatches {
+		t.Errorf("histogram holds %d batches, in_batches = %d", total, s.InBatches)
+	}
+	if got := len(r.All()); got != 1 {
+		t.Errorf("len(Actors()) = %d, want 1", got)
+	}
+}
+
+func TestHotPathAllocations(t *testing.T) {
+	a := &Counters{Name: "router"}
+	allocs := testing.AllocsPerRun(1000, func() {
+		a.In(64, 64*1400)
+		a.Out(64, 64*1400)
+		a.Drop(NoRoute, 1)
+		a.Queued(1, 64)
+		a.Queued(-1, -64)
+	})
+	if allocs != 0 {
+		t.Errorf("In/Out/Drop/Queued: %v allocations per call, want 0", allocs)
+	}
+}
+
+func BenchmarkIn(b *testing.B) {
+	a := &Counters{Name: "router"}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a.In(47, 47*1400)
+		}
+	})
+}

@@ -1,0 +1,42 @@
+// LogLimiter and its friends log recurring per-packet problems (a full pool, a failed
+// send, garbage from the network) at most once per LogInterval, with the count
+// of occurrences since the previous line, so a flood never becomes a log
+// line per packet.
+
+package stats
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// LogInterval (1 s) is the shortest time between two lines about the same
+// problem.
+const LogInterval = time.Second
+
+// LogLimiter rate-limits the lines of one kind of event. The zero value is
+// ready; it is safe for concurrent use.
+type LogLimiter struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int // events since the last line
+}
+
+// Event counts n events and, when LogInterval has passed since the last line,
+// logs msg at warn level with the count, the instance and err. It does not
+// allocate when it does not log.
+func (l *LogLimiter) Event(log *zap.Logger, msg, instance string, n int, err error) {
+	l.mu.Lock()
+	l.count += n
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < LogInterval {
+		l.mu.Unlock()
+		return
+	}
+	count := l.count
+	l.count, l.last = 0, now
+	l.mu.Unlock()
+	log.Warn(msg, zap.String("instance", instance), zap.Int("count", count), zap.Error(err))
+}
