@@ -54,16 +54,21 @@ func (c *Capture) Receive(ctx actor.Context) {
 
 func (c *Capture) read(root *actor.RootContext) {
 	defer close(c.done)
-	bufs := make([][]byte, packet.MaxBatch)
-	sizes := make([]int, packet.MaxBatch)
-	for !c.pool.GetBufs(bufs) {
+	h, ok := packet.NewHarvester(c.pool, packet.MaxBatch, c.maxBatch)
+	for !ok {
 		time.Sleep(ReadErrorBackoff) // the pool is exhausted at start: wait for buffers
+		h, ok = packet.NewHarvester(c.pool, packet.MaxBatch, c.maxBatch)
 	}
-	defer c.pool.PutBufs(bufs)
+	defer h.Release()
+	sizes := make([]int, packet.MaxBatch)
+	emit := func(b *packet.Batch, bytes int) {
+		c.stats.Out(b.Len(), bytes)
+		root.Send(c.router, b)
+	}
 	var readErrs, noBufs stats.LogLimiter
 
 	for {
-		n, err := c.dev.Read(bufs, sizes, packet.Headroom)
+		n, err := c.dev.Read(h.Slots, sizes, packet.Headroom)
 		if err != nil {
 			switch {
 			case errors.Is(err, os.ErrClosed):
@@ -82,43 +87,15 @@ func (c *Capture) read(root *actor.RootContext) {
 		if n == 0 {
 			continue
 		}
-		c.forward(root, bufs[:n], sizes[:n], &noBufs)
-	}
-}
-
-// forward moves the n read buffers into batches of at most maxBatch packets,
-// refills the read slots, and sends the batches to the router.
-func (c *Capture) forward(root *actor.RootContext, read [][]byte, sizes []int, noBufs *stats.LogLimiter) {
-	n := len(read)
-	total := 0
-	for _, s := range sizes {
-		total += s
-	}
-	c.stats.In(n, total)
-
-	var batches [packet.MaxBatch]*packet.Batch
-	nb := 0
-	for i := 0; i < n; i += c.maxBatch {
-		end := min(i+c.maxBatch, n)
-		b := c.pool.GetBatch()
-		for j := i; j < end; j++ {
-			b.Append(read[j], sizes[j])
+		total := 0
+		for _, s := range sizes[:n] {
+			total += s
 		}
-		batches[nb] = b
-		nb++
-	}
-	if !c.pool.GetBufs(read) {
-		// No buffers to read into next time: drop this read, keep its buffers.
-		for _, b := range batches[:nb] {
-			b.Reset()
-			b.Release()
+		c.stats.In(n, total)
+		if !h.Move(h.All(n), sizes, emit) {
+			// No buffers to read into next time: drop this read, keep its buffers.
+			c.stats.Drop(stats.NoBuffers, n)
+			noBufs.Event(c.log, "buffer pool exhausted; dropping reads", "capture", n, nil)
 		}
-		c.stats.Drop(stats.NoBuffers, n)
-		noBufs.Event(c.log, "buffer pool exhausted; dropping reads", "capture", n, nil)
-		return
-	}
-	for _, b := range batches[:nb] {
-		c.stats.Out(b.Len(), b.Bytes())
-		root.Send(c.router, b)
 	}
 }

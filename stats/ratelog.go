@@ -22,6 +22,11 @@ type LogLimiter struct {
 	mu    sync.Mutex
 	last  time.Time
 	count int // events since the last line
+
+	// Allow's window: its start, lines allowed in it, lines refused.
+	start      time.Time
+	lines      int
+	suppressed int
 }
 
 // Event counts n events and, when LogInterval has passed since the last line,
@@ -39,4 +44,22 @@ func (l *LogLimiter) Event(log *zap.Logger, msg, instance string, n int, err err
 	l.count, l.last = 0, now
 	l.mu.Unlock()
 	log.Warn(msg, zap.String("instance", instance), zap.Int("count", count), zap.Error(err))
+}
+
+// Allow is for a logger that writes its own lines (a library's): it allows
+// burst lines per LogInterval and refuses the rest. The first line allowed
+// in a new interval reports how many were refused since the previous one.
+func (l *LogLimiter) Allow(burst int) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); now.Sub(l.start) >= LogInterval {
+		suppressed = l.suppressed
+		l.start, l.lines, l.suppressed = now, 0, 0
+	}
+	if l.lines >= burst {
+		l.suppressed++
+		return false, 0
+	}
+	l.lines++
+	return true, suppressed
 }

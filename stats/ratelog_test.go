@@ -2,6 +2,7 @@ package stats
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"go.uber.org/zap"
@@ -32,5 +33,26 @@ func TestEventLogsOncePerIntervalWithTheCount(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { l.Event(log, "send failed", "peer", 1, err) }); n != 0 {
 		t.Fatalf("Event allocates %v times when it does not log", n)
+	}
+}
+
+func TestAllowBurstThenReportsSuppressed(t *testing.T) {
+	var l LogLimiter
+	var got []bool
+	for range 5 {
+		ok, n := l.Allow(3)
+		got = append(got, ok)
+		if n != 0 {
+			t.Errorf("suppressed = %d within the first interval, want 0", n)
+		}
+	}
+	if want := []bool{true, true, true, false, false}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Allow(3) five times = %v, want %v", got, want)
+	}
+	l.mu.Lock()
+	l.start = l.start.Add(-LogInterval) // the interval has passed
+	l.mu.Unlock()
+	if ok, n := l.Allow(3); !ok || n != 2 {
+		t.Errorf("first Allow of the next interval = %v, %d; want true, 2 suppressed", ok, n)
 	}
 }

@@ -40,12 +40,12 @@ type reader struct {
 
 	peer netip.AddrPort
 
-	bufs  [][]byte // the pool buffers owned, full length
-	pkts  [][]byte // bufs[i][Headroom:], what the receive function fills
+	h     *packet.Harvester // the pool buffers owned (h.Slots), full length
+	pkts  [][]byte          // h.Slots[i][Headroom:], what the receive function fills
 	sizes []int
 	eps   []conn.Endpoint
-	good  []int    // indexes of the datagrams that pass the checks
-	fresh [][]byte // replacements for the buffers moved into batches
+	good  []int       // indexes of the datagrams that pass the checks
+	emit  packet.Emit // r.emit, made once
 }
 
 // newReader takes packet.MaxBatch buffers from the pool for a reader of recv.
@@ -57,19 +57,20 @@ func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
 		family:  recv.PrettyName(),
 		failMsg: "udp receive failed (" + recv.PrettyName() + ")",
 		peer:    a.set.Peer,
-		bufs:    make([][]byte, packet.MaxBatch),
 		pkts:    make([][]byte, packet.MaxBatch),
 		sizes:   make([]int, packet.MaxBatch),
 		eps:     make([]conn.Endpoint, packet.MaxBatch),
 		good:    make([]int, 0, packet.MaxBatch),
-		fresh:   make([][]byte, packet.MaxBatch),
 	}
-	if !a.env.Pool.GetBufs(r.bufs) {
+	h, ok := packet.NewHarvester(a.env.Pool, packet.MaxBatch, a.maxBatch)
+	if !ok {
 		return nil, false
 	}
-	for i, buf := range r.bufs {
+	r.h = h
+	for i, buf := range h.Slots {
 		r.pkts[i] = buf[packet.Headroom:]
 	}
+	r.emit = r.send
 	return r, true
 }
 
@@ -132,29 +133,13 @@ func (r *reader) deliver(n int) {
 		return
 	}
 
-	fresh := r.fresh[:len(good)]
-	if !env.Pool.GetBufs(fresh) {
+	if !r.h.Move(good, r.sizes, r.emit) {
 		env.RecvStats.Drop(stats.NoBuffers, len(good))
 		r.a.poolLog.Event(env.Log, "udp receive: buffer pool exhausted, packets dropped", r.a.name, len(good), nil)
 		return
 	}
-	var b *packet.Batch
-	outBytes := 0
-	for j, i := range good {
-		if b == nil {
-			b = env.Pool.GetBatch()
-		}
-		b.Append(r.bufs[i], r.sizes[i])
-		outBytes += r.sizes[i]
-		r.bufs[i], r.pkts[i] = fresh[j], fresh[j][packet.Headroom:]
-		fresh[j] = nil
-		if b.Len() == r.a.maxBatch {
-			r.emit(b, outBytes)
-			b, outBytes = nil, 0
-		}
-	}
-	if b != nil {
-		r.emit(b, outBytes)
+	for _, i := range good {
+		r.pkts[i] = r.h.Slots[i][packet.Headroom:]
 	}
 }
 
@@ -166,14 +151,15 @@ func (r *reader) fromPeer(ep conn.Endpoint) bool {
 	return ok && sep.Port() == r.peer.Port() && sep.Addr().Unmap() == r.peer.Addr()
 }
 
-// emit counts b out and passes it to the injector (ownership passes).
-func (r *reader) emit(b *packet.Batch, bytes int) {
+// send takes ownership of b: it counts it out and passes it to the
+// injector.
+func (r *reader) send(b *packet.Batch, bytes int) {
 	r.a.env.RecvStats.Out(b.Len(), bytes)
 	r.a.env.System.Root.Send(r.a.env.Injector, b)
 }
 
 // release returns the reader's buffers to the pool.
 func (r *reader) release() {
-	r.a.env.Pool.PutBufs(r.bufs)
+	r.h.Release()
 	clear(r.pkts)
 }

@@ -20,10 +20,8 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -169,7 +167,7 @@ func (a *wgActor) send(b *packet.Batch) {
 	}
 	noPeer, malformed := 0, 0
 	b.Filter(func(pkt []byte) bool {
-		dst, ok := destination(pkt)
+		dst, ok := packet.Destination(pkt)
 		switch {
 		case !ok || len(pkt) > maxPacket:
 			malformed++
@@ -187,26 +185,6 @@ func (a *wgActor) send(b *packet.Batch) {
 		return
 	}
 	a.tun.push(b)
-}
-
-// destination returns the destination address of an IPv4 or IPv6 packet.
-func destination(pkt []byte) (netip.Addr, bool) {
-	if len(pkt) == 0 {
-		return netip.Addr{}, false
-	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if len(pkt) < packet.IPv4HeaderBytes {
-			return netip.Addr{}, false
-		}
-		return netip.AddrFrom4([4]byte(pkt[16:20])), true
-	case 6:
-		if len(pkt) < packet.IPv6HeaderBytes {
-			return netip.Addr{}, false
-		}
-		return netip.AddrFrom16([16]byte(pkt[24:40])), true
-	}
-	return netip.Addr{}, false
 }
 
 // stop closes the device (which closes the TUN and the bind and waits for
@@ -319,55 +297,24 @@ func parseIpcGet(text string) Info {
 }
 
 // newDeviceLogger routes wireguard-go's log through zap: errors as warnings
-// and verbose lines at debug, at most deviceLogBurst lines per logInterval
+// and verbose lines at debug, at most deviceLogBurst lines per stats.LogInterval
 // (the device logs some events per packet).
 func newDeviceLogger(log *zap.Logger) *device.Logger {
-	lim := &lineLimiter{}
+	lim := &stats.LogLimiter{}
 	l := &device.Logger{
 		Verbosef: device.DiscardLogf,
 		Errorf: func(format string, args ...any) {
-			if lim.allow(log) {
-				log.Warn("wireguard-go: " + fmt.Sprintf(format, args...))
+			if ok, n := lim.Allow(deviceLogBurst); ok {
+				log.Warn("wireguard-go: "+fmt.Sprintf(format, args...), zap.Int("suppressed_before", n))
 			}
 		},
 	}
 	if log.Core().Enabled(zapcore.DebugLevel) {
 		l.Verbosef = func(format string, args ...any) {
-			if lim.allow(log) {
-				log.Debug("wireguard-go: " + fmt.Sprintf(format, args...))
+			if ok, n := lim.Allow(deviceLogBurst); ok {
+				log.Debug("wireguard-go: "+fmt.Sprintf(format, args...), zap.Int("suppressed_before", n))
 			}
 		}
 	}
 	return l
-}
-
-// lineLimiter allows deviceLogBurst lines per logInterval and reports how
-// many it suppressed. Safe for concurrent use.
-type lineLimiter struct {
-	mu         sync.Mutex
-	start      time.Time
-	lines      int
-	suppressed int
-}
-
-func (l *lineLimiter) allow(log *zap.Logger) bool {
-	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.start) >= logInterval {
-		suppressed := l.suppressed
-		l.start, l.lines, l.suppressed = now, 0, 0
-		l.mu.Unlock()
-		if suppressed > 0 {
-			log.Warn("wireguard-go: log lines suppressed", zap.Int("count", suppressed))
-		}
-		l.mu.Lock()
-	}
-	ok := l.lines < deviceLogBurst
-	if ok {
-		l.lines++
-	} else {
-		l.suppressed++
-	}
-	l.mu.Unlock()
-	return ok
 }

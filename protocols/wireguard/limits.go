@@ -33,12 +33,7 @@ const (
 	// bytes of base64, so anything much larger is not a key file.
 	keyFileMaxBytes = 4 << 10
 
-	// logInterval (1 s) is the shortest time between two log lines of one
-	// kind per instance; the events in between are counted and reported in
-	// the next line.
-	logInterval = time.Second
-
 	// deviceLogBurst (10 lines) is how many lines wireguard-go's own logger
-	// may write per logInterval; the rest are counted and reported.
+	// may write per stats.LogInterval; the rest are counted and reported.
 	deviceLogBurst = 10
 )

@@ -56,10 +56,11 @@ type feedTUN struct {
 	pos int
 
 	poolLog stats.LogLimiter // pool exhaustion in Write
+	emit    packet.Emit      // t.send, made once
 }
 
 func newFeedTUN(name string, env *protocols.Env, maxBatch int) *feedTUN {
-	return &feedTUN{
+	t := &feedTUN{
 		name:     name,
 		env:      env,
 		maxBatch: maxBatch,
@@ -67,6 +68,8 @@ func newFeedTUN(name string, env *protocols.Env, maxBatch int) *feedTUN {
 		events:   make(chan tun.Event, 1),
 		closed:   make(chan struct{}),
 	}
+	t.emit = t.send
+	return t
 }
 
 // up reports the interface up to the device (once, after it is configured).
@@ -160,30 +163,23 @@ func (t *feedTUN) Write(bufs [][]byte, offset int) (int, error) {
 		env.RecvStats.Drop(stats.Stopped, len(bufs))
 		return 0, os.ErrClosed
 	}
-	var fresh [packet.MaxBatch][]byte
-	for start := 0; start < len(bufs); start += t.maxBatch {
-		chunk := bufs[start:min(start+t.maxBatch, len(bufs))]
-		inBytes := 0
-		for _, buf := range chunk {
-			inBytes += len(buf) - offset
-		}
-		env.RecvStats.In(len(chunk), inBytes)
-		dst := fresh[:len(chunk)]
-		if !env.Pool.GetBufs(dst) {
-			env.RecvStats.Drop(stats.NoBuffers, len(chunk))
-			t.poolLog.Event(env.Log, "wireguard receive: buffer pool exhausted, packets dropped", t.name, len(chunk), nil)
-			continue
-		}
-		b := env.Pool.GetBatch()
-		for i, buf := range chunk {
-			m := copy(dst[i][packet.Headroom:], buf[offset:])
-			b.Append(dst[i], m)
-			dst[i] = nil
-		}
-		env.RecvStats.Out(len(chunk), inBytes)
-		env.System.Root.Send(env.Injector, b)
+	inBytes := 0
+	for _, buf := range bufs {
+		inBytes += len(buf) - offset
+	}
+	env.RecvStats.In(len(bufs), inBytes)
+	if dropped := env.Pool.Copy(bufs, offset, t.maxBatch, t.emit); dropped > 0 {
+		env.RecvStats.Drop(stats.NoBuffers, dropped)
+		t.poolLog.Event(env.Log, "wireguard receive: buffer pool exhausted, packets dropped", t.name, dropped, nil)
 	}
 	return len(bufs), nil
+}
+
+// send takes ownership of b: it counts it out and passes it to the
+// injector.
+func (t *feedTUN) send(b *packet.Batch, bytes int) {
+	t.env.RecvStats.Out(b.Len(), bytes)
+	t.env.System.Root.Send(t.env.Injector, b)
 }
 
 // drain releases the batches left in the feed and the one Read was copying
