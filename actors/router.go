@@ -94,21 +94,13 @@ func (r *Router) Receive(ctx actor.Context) {
 	}
 }
 
-var routerReasons = [...]struct {
-	from router.DropReason
-	to   stats.Reason
-}{
-	{router.Malformed, stats.Malformed},
-	{router.NoRoute, stats.NoRoute},
-	{router.RouteDrop, stats.RouteDrop},
-	{router.Rejected, stats.Rejected},
-}
-
 func (r *Router) route(ctx actor.Context, b *packet.Batch) {
 	rt := r.routing.Load()
 	res := r.splitter.Split(rt.Table, b, r.onReject)
-	for _, m := range routerReasons {
-		r.stats.Drop(m.to, res.Drops[m.from])
+	for reason := router.Malformed; reason < router.NumDropReasons; reason++ {
+		if sr, ok := reason.Reason(); ok {
+			r.stats.Drop(sr, res.Drops[reason])
+		}
 	}
 	for _, out := range res.Out {
 		t := rt.Targets[out.Target]

@@ -20,6 +20,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"switchyard/packet"
+	"switchyard/stats"
 )
 
 // Action is what a route does with the packets it matches.
@@ -49,8 +50,9 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
 
-// DropReason says why a packet did not go to a target. The router actor maps
-// each reason to a drop counter.
+// DropReason says why a packet did not go to a target: an index into
+// Result.Drops, so a split counts without a map. Its counter is the stats
+// reason Reason returns; the labels users see live in stats alone.
 type DropReason uint8
 
 // Drop reasons, in counter order.
@@ -71,20 +73,31 @@ const (
 	NumDropReasons
 )
 
-// String returns the reason's counter label: "none", "malformed",
-// "no_route", "route_drop" or "rejected".
+// statsReasons maps each DropReason but None to its counter.
+var statsReasons = [NumDropReasons]stats.Reason{
+	Malformed: stats.Malformed,
+	NoRoute:   stats.NoRoute,
+	RouteDrop: stats.RouteDrop,
+	Rejected:  stats.Rejected,
+}
+
+// Reason returns the stats reason packets dropped for r are counted under.
+// None has none: it is not a drop.
+func (r DropReason) Reason() (stats.Reason, bool) {
+	if r == None || r >= NumDropReasons {
+		return 0, false
+	}
+	return statsReasons[r], true
+}
+
+// String returns the reason's counter label ("malformed", "no_route",
+// "route_drop", "rejected"), or "none".
 func (r DropReason) String() string {
-	switch r {
-	case None:
+	if sr, ok := r.Reason(); ok {
+		return sr.String()
+	}
+	if r == None {
 		return "none"
-	case Malformed:
-		return "malformed"
-	case NoRoute:
-		return "no_route"
-	case RouteDrop:
-		return "route_drop"
-	case Rejected:
-		return "rejected"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

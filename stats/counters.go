@@ -16,6 +16,9 @@ import (
 )
 
 // Reason is why packets were dropped. Every drop on the data path has one.
+// The reasons every node has are declared here; a protocol declares its own
+// with NewReason in its package (see protocols/udp, protocols/wireguard), so
+// adding one touches only its folder.
 type Reason uint8
 
 // Drop reasons. The strings are the labels users see in stats and metrics.
@@ -27,22 +30,27 @@ const (
 	Malformed                     // not a valid IPv4/IPv6 packet
 	ProtocolDown                  // the target protocol exceeded its restart budget
 	NoBuffers                     // the buffer pool was exhausted
-	UnknownPeer                   // a datagram from an address other than the configured peer
 	SendError                     // the transport refused the send
 	WriteError                    // the TUN refused the write
 	Crashed                       // the batch in hand when the actor panicked
 	Stopped                       // left in the mailbox when the actor stopped
 	DeadLetter                    // sent to an actor that no longer exists
 	TooManySegments               // a TUN read had more segments than the batch holds
-	NoPeer                        // no WireGuard peer's allowed IPs matched
 	HostDown                      // the protocol host process is down
 	RemoteWindow                  // the remote flow-control window was full
 	UnknownType                   // a remote message of a type this process does not accept
 	Oversized                     // a remote batch or message above the size limit
-	numReasons
+	numCoreReasons
 )
 
-var reasonNames = [numReasons]string{
+// MaxReasons (64) bounds the reasons of one build, core and protocols'
+// together: every row of counters has one atomic counter per possible reason.
+const MaxReasons = 64
+
+// reasonNames holds every reason's label, core reasons first. NewReason
+// appends to it from package init functions only, before any goroutine can
+// read it, so reads need no lock.
+var reasonNames = []string{
 	MailboxFull:     "mailbox_full",
 	NoRoute:         "no_route",
 	RouteDrop:       "route_drop",
@@ -50,30 +58,48 @@ var reasonNames = [numReasons]string{
 	Malformed:       "malformed",
 	ProtocolDown:    "protocol_down",
 	NoBuffers:       "no_buffers",
-	UnknownPeer:     "unknown_peer",
 	SendError:       "send_error",
 	WriteError:      "write_error",
 	Crashed:         "crashed",
 	Stopped:         "stopped",
 	DeadLetter:      "dead_letter",
 	TooManySegments: "too_many_segments",
-	NoPeer:          "no_peer",
 	HostDown:        "host_down",
 	RemoteWindow:    "remote_window",
 	UnknownType:     "unknown_type",
 	Oversized:       "oversized",
 }
 
+// NewReason declares a drop reason of a protocol: call it in a package-level
+// var declaration (`var NoPeer = stats.NewReason("no_peer")`). A name already
+// declared returns the same reason, so two protocols may share one. It
+// panics past MaxReasons or on an empty name: a programming error.
+func NewReason(name string) Reason {
+	if name == "" {
+		panic("stats: empty drop reason")
+	}
+	for i, n := range reasonNames {
+		if n == name {
+			return Reason(i)
+		}
+	}
+	if len(reasonNames) >= MaxReasons {
+		panic("stats: more than MaxReasons drop reasons")
+	}
+	reasonNames = append(reasonNames, name)
+	return Reason(len(reasonNames) - 1)
+}
+
 func (r Reason) String() string {
-	if r < numReasons {
+	if int(r) < len(reasonNames) {
 		return reasonNames[r]
 	}
 	return "unknown"
 }
 
-// Reasons lists every drop reason in label order of declaration.
+// Reasons lists every drop reason in order of declaration.
 func Reasons() []Reason {
-	rs := make([]Reason, numReasons)
+	rs := make([]Reason, len(reasonNames))
 	for i := range rs {
 		rs[i] = Reason(i)
 	}
@@ -109,7 +135,7 @@ type Counters struct {
 
 	inPackets, inBytes, inBatches    atomic.Uint64
 	outPackets, outBytes, outBatches atomic.Uint64
-	drops                            [numReasons]atomic.Uint64
+	drops                            [MaxReasons]atomic.Uint64
 	restarts                         atomic.Uint64
 	state                            atomic.Int32
 
@@ -318,7 +344,7 @@ func (a *Counters) Load() Row {
 		Drops:      map[string]uint64{},
 		Restarts:   a.restarts.Load(),
 	}
-	for r := Reason(0); r < numReasons; r++ {
+	for r := range Reason(len(reasonNames)) {
 		if n := a.drops[r].Load(); n > 0 {
 			s.Drops[r.String()] = n
 		}
@@ -404,7 +430,7 @@ func (a *Counters) Mirror(s Row) {
 	a.outPackets.Store(s.OutPackets)
 	a.outBytes.Store(s.OutBytes)
 	a.outBatches.Store(s.OutBatches)
-	for r := Reason(0); r < numReasons; r++ {
+	for r := range Reason(len(reasonNames)) {
 		a.drops[r].Store(s.Drops[r.String()])
 	}
 	a.restarts.Store(s.Restarts)

@@ -105,3 +105,21 @@ func BenchmarkIn(b *testing.B) {
 		}
 	})
 }
+
+func TestNewReason(t *testing.T) {
+	a := NewReason("test_reason_a")
+	if got := NewReason("test_reason_a"); got != a {
+		t.Errorf("NewReason twice with one name = %d and %d, want the same reason", a, got)
+	}
+	if got, want := a.String(), "test_reason_a"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if a < numCoreReasons {
+		t.Errorf("a protocol's reason %d overlaps the core reasons (< %d)", a, numCoreReasons)
+	}
+	c := &Counters{Name: "x"}
+	c.Drop(a, 3)
+	if got := c.Snapshot().Drops["test_reason_a"]; got != 3 {
+		t.Errorf("drops[test_reason_a] = %d, want 3", got)
+	}
+}

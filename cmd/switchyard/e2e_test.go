@@ -24,6 +24,7 @@ import (
 	"switchyard/internal/lab"
 	"switchyard/node"
 	"switchyard/packet"
+	"switchyard/protocols/udp"
 	"switchyard/stats"
 )
 
@@ -551,8 +552,8 @@ func TestBadInput(t *testing.T) {
 			{"truncated IPv4 header from the peer", peerAddr, lab.Flood{Hex: "4500001c0000"}, stats.Malformed},
 			{"IPv4 length beyond the datagram from the peer", peerAddr, lab.Flood{Hex: ipv4Header(1000)}, stats.Malformed},
 			{"truncated IPv6 header from the peer", peerAddr, lab.Flood{Hex: "6000000000140640"}, stats.Malformed},
-			{"from the peer's address, another port", netip.MustParseAddrPort("10.91.0.2:7999"), lab.Flood{Payload: "garbage", Size: 64}, stats.UnknownPeer},
-			{"from another address, the peer's port", netip.MustParseAddrPort("10.91.0.3:7000"), lab.Flood{Hex: ipv4Header(20)}, stats.UnknownPeer},
+			{"from the peer's address, another port", netip.MustParseAddrPort("10.91.0.2:7999"), lab.Flood{Payload: "garbage", Size: 64}, udp.UnknownPeer},
+			{"from another address, the peer's port", netip.MustParseAddrPort("10.91.0.3:7000"), lab.Flood{Hex: ipv4Header(20)}, udp.UnknownPeer},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				before := actor(t, snapshot(t, ctx, da), "peer.recv")

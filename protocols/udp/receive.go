@@ -127,7 +127,7 @@ func (r *reader) deliver(n int) {
 	clear(r.eps[:n]) // the endpoints are garbage now; do not pin them
 	r.good = good[:0]
 	env.RecvStats.In(n, inBytes)
-	env.RecvStats.Drop(stats.UnknownPeer, unknown)
+	env.RecvStats.Drop(UnknownPeer, unknown)
 	env.RecvStats.Drop(stats.Malformed, malformed)
 	if len(good) == 0 {
 		return

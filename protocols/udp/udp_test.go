@@ -174,7 +174,7 @@ func TestLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "5 unknown_peer drops", func() bool { return h.recvStats.Dropped(stats.UnknownPeer) == 5 })
+	waitFor(t, "5 unknown_peer drops", func() bool { return h.recvStats.Dropped(UnknownPeer) == 5 })
 
 	// (3) Garbage from the peer is dropped as malformed.
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -179,7 +179,7 @@ func (a *wgActor) send(b *packet.Batch) {
 		return true
 	})
 	a.env.Stats.Drop(stats.Malformed, malformed)
-	a.env.Stats.Drop(stats.NoPeer, noPeer)
+	a.env.Stats.Drop(NoPeer, noPeer)
 	if b.Len() == 0 {
 		b.Release()
 		return

@@ -154,7 +154,7 @@ func TestPairLoopback(t *testing.T) {
 		}
 	}
 	a.coll.Release()
-	if got := b.stats.Dropped(stats.NoPeer); got != 1 {
+	if got := b.stats.Dropped(NoPeer); got != 1 {
 		t.Errorf("b no_peer = %d, want 1", got)
 	}
 	if got := b.stats.Dropped(stats.Malformed); got != 1 {
