@@ -15,7 +15,6 @@ package node
 // failed.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -197,19 +196,16 @@ func (protocolCollector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (c protocolCollector) Collect(ch chan<- prometheus.Metric) {
-	now := c.src.now()
 	for _, a := range c.src.actors() {
 		info := a.Info()
 		if info == nil {
 			continue
 		}
-		var gauges []stats.Gauge
-		if mi, ok := info.(stats.MetricsInfo); ok {
-			gauges = mi.Gauges()
-		} else {
-			gauges = peerGauges(a.Kind, info, now)
+		mi, ok := info.(stats.MetricsInfo)
+		if !ok {
+			continue
 		}
-		for _, g := range gauges {
+		for _, g := range mi.Gauges() {
 			if m, err := gaugeMetric(a.Name, g); err == nil {
 				ch <- m
 			} else {
@@ -249,65 +245,6 @@ func gaugeMetric(actor string, g stats.Gauge) (prometheus.Metric, error) {
 	}
 	d := prometheus.NewDesc(prometheus.BuildFQName(MetricsNamespace, "", g.Name), help, keys, nil)
 	return prometheus.NewConstMetric(d, prometheus.GaugeValue, g.Value, values...)
-}
-
-// peerInfo is the shape of a protocol's info that has peers, as GET /stats
-// serves it (the wireguard protocol's): what peerGauges reads when the info
-// does not implement stats.MetricsInfo itself.
-type peerInfo struct {
-	Peers []struct {
-		PublicKey     string     `json:"public_key"`
-		LastHandshake *time.Time `json:"last_handshake"`
-	} `json:"peers"`
-}
-
-// peerGauges derives per-peer handshake gauges from an info with peers
-// (see peerInfo); it returns nothing for any other info. The names carry
-// the protocol type: switchyard_wireguard_peer_last_handshake_timestamp_seconds.
-func peerGauges(kind string, info any, now time.Time) []stats.Gauge {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return nil
-	}
-	var pi peerInfo
-	if json.Unmarshal(b, &pi) != nil || len(pi.Peers) == 0 {
-		return nil
-	}
-	prefix := metricLabelSafe(kind) + "_peer_"
-	out := make([]stats.Gauge, 0, 2*len(pi.Peers))
-	for _, p := range pi.Peers {
-		if p.PublicKey == "" {
-			continue
-		}
-		labels := map[string]string{"peer": p.PublicKey}
-		ts := 0.0
-		if p.LastHandshake != nil && !p.LastHandshake.IsZero() {
-			ts = float64(p.LastHandshake.UnixNano()) / 1e9
-			out = append(out, stats.Gauge{
-				Name:   prefix + "handshake_age_seconds",
-				Help:   "Seconds since the peer's last completed handshake (absent before the first).",
-				Labels: labels,
-				Value:  now.Sub(*p.LastHandshake).Seconds(),
-			})
-		}
-		out = append(out, stats.Gauge{
-			Name:   prefix + "last_handshake_timestamp_seconds",
-			Help:   "Unix time of the peer's last completed handshake; 0 before the first.",
-			Labels: labels,
-			Value:  ts,
-		})
-	}
-	return out
-}
-
-// metricLabelSafe maps s onto the characters of a metric name.
-func metricLabelSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
-			return r
-		}
-		return '_'
-	}, s)
 }
 
 // buildInfo is switchyard_build_info{version, revision, goversion} 1.

@@ -233,18 +233,8 @@ type fakeGauges []stats.Gauge
 
 func (f fakeGauges) Gauges() []stats.Gauge { return f }
 
-// wgLikeInfo has the JSON shape of the wireguard protocol's info.
-type wgLikeInfo struct {
-	PublicKey string `json:"public_key"`
-	Peers     []struct {
-		PublicKey     string     `json:"public_key"`
-		LastHandshake *time.Time `json:"last_handshake"`
-	} `json:"peers"`
-}
-
 func TestProtocolCollector(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	hs := now.Add(-42 * time.Second)
 	var reg stats.Registry
 	reg.Row("capture", "capture") // no info
 	reg.Row("custom", "udp").SetInfo(func() any {
@@ -252,27 +242,11 @@ func TestProtocolCollector(t *testing.T) {
 			{Name: "udp_peer_rtt_seconds", Help: "RTT.", Labels: map[string]string{"peer": "10.0.0.2:7000"}, Value: 0.25},
 		}
 	})
-	wg := reg.Row("wg0", "wireguard")
-	wg.SetInfo(func() any {
-		var in wgLikeInfo
-		in.PublicKey = "self"
-		in.Peers = append(in.Peers, struct {
-			PublicKey     string     `json:"public_key"`
-			LastHandshake *time.Time `json:"last_handshake"`
-		}{"KEYA=", &hs}, struct {
-			PublicKey     string     `json:"public_key"`
-			LastHandshake *time.Time `json:"last_handshake"`
-		}{"KEYB=", nil})
-		return in
-	})
-	reg.Row("odd", "udp").SetInfo(func() any { return map[string]int{"x": 1} }) // unknown shape: nothing
+	reg.Row("odd", "udp").SetInfo(func() any { return map[string]int{"x": 1} }) // no Gauges method: nothing
 
 	got := gather(t, protocolCollector{testSource(&reg, now)})
 	want := map[string]float64{
-		"switchyard_udp_peer_rtt_seconds{actor=custom,peer=10.0.0.2:7000}":                 0.25,
-		"switchyard_wireguard_peer_handshake_age_seconds{actor=wg0,peer=KEYA=}":            42,
-		"switchyard_wireguard_peer_last_handshake_timestamp_seconds{actor=wg0,peer=KEYA=}": float64(hs.Unix()),
-		"switchyard_wireguard_peer_last_handshake_timestamp_seconds{actor=wg0,peer=KEYB=}": 0,
+		"switchyard_udp_peer_rtt_seconds{actor=custom,peer=10.0.0.2:7000}": 0.25,
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %d series, want %d: %v", len(got), len(want), got)

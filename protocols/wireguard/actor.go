@@ -218,6 +218,34 @@ type Info struct {
 	Peers      []PeerInfo `json:"peers"`
 }
 
+// Gauges implements stats.MetricsInfo: per peer, the Unix time of its last
+// handshake (0 before the first) and, once there was one, its age.
+func (in Info) Gauges() []stats.Gauge { return in.gaugesAt(time.Now()) }
+
+func (in Info) gaugesAt(now time.Time) []stats.Gauge {
+	out := make([]stats.Gauge, 0, 2*len(in.Peers))
+	for _, p := range in.Peers {
+		labels := map[string]string{"peer": p.PublicKey}
+		ts := 0.0
+		if p.LastHandshake != nil && !p.LastHandshake.IsZero() {
+			ts = float64(p.LastHandshake.UnixNano()) / 1e9
+			out = append(out, stats.Gauge{
+				Name:   "wireguard_peer_handshake_age_seconds",
+				Help:   "Seconds since the peer's last completed handshake (absent before the first).",
+				Labels: labels,
+				Value:  now.Sub(*p.LastHandshake).Seconds(),
+			})
+		}
+		out = append(out, stats.Gauge{
+			Name:   "wireguard_peer_last_handshake_timestamp_seconds",
+			Help:   "Unix time of the peer's last completed handshake; 0 before the first.",
+			Labels: labels,
+			Value:  ts,
+		})
+	}
+	return out
+}
+
 // info reads the device's peers through UAPI. It runs off the data path,
 // on every stats snapshot, and is safe for concurrent use.
 func (a *wgActor) info() any {

@@ -1,6 +1,7 @@
 package wireguard
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"switchyard/config"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // Fixed test keys (generated with wg genkey / wg pubkey).
@@ -337,4 +339,23 @@ func TestUAPI(t *testing.T) {
 	if got != want {
 		t.Errorf("uapi() =\n%s\nwant\n%s", got, want)
 	}
+}
+
+func TestInfoGauges(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	hs := now.Add(-42 * time.Second)
+	in := Info{PublicKey: "self", Peers: []PeerInfo{{PublicKey: "KEYA=", LastHandshake: &hs}, {PublicKey: "KEYB="}}}
+	got := map[string]float64{}
+	for _, g := range in.gaugesAt(now) {
+		got[g.Name+"{"+g.Labels["peer"]+"}"] = g.Value
+	}
+	want := map[string]float64{
+		"wireguard_peer_handshake_age_seconds{KEYA=}":            42,
+		"wireguard_peer_last_handshake_timestamp_seconds{KEYA=}": float64(hs.Unix()),
+		"wireguard_peer_last_handshake_timestamp_seconds{KEYB=}": 0,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("gauges = %v, want %v", got, want)
+	}
+	var _ stats.MetricsInfo = in // what the node's /metrics looks for
 }
