@@ -290,13 +290,13 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 		Name:     p.cfg.Name,
 		Settings: p.settings,
 		Env: protocols.Env{
-			System:    n.system,
-			Injector:  n.injector,
-			Pool:      n.pool,
-			Stats:     st,
-			RecvStats: recv,
-			MaxBatch:  n.cfg.Batch.MaxPackets,
-			Log:       n.log.Named("protocol").With(zap.String("protocol", p.cfg.Name)),
+			System:      n.system,
+			Injector:    n.injector,
+			Pool:        n.pool,
+			ToNetwork:   st,
+			FromNetwork: recv,
+			MaxBatch:    n.cfg.Batch.MaxPackets,
+			Log:         n.log.Named("protocol").With(zap.String("protocol", p.cfg.Name)),
 		},
 	}
 	t := &actors.Target{Name: p.cfg.Name, Stats: st}

@@ -7,11 +7,11 @@
 //
 //  1. It receives *packet.Batch messages from the router and takes ownership
 //     of each: it sends the packets on its transport and releases the batch
-//     (or drops and counts them, then releases). Env.Stats counts them out.
+//     (or drops and counts them, then releases). Env.ToNetwork counts them out.
 //  2. On *actor.Started it opens its transport and starts its reader
 //     goroutines; readers receive datagrams in batches into pooled buffers,
 //     turn them into IP packets and Send a *packet.Batch to Env.Injector
-//     (ownership passes), counting on Env.RecvStats.
+//     (ownership passes), counting on Env.FromNetwork.
 //  3. On *actor.Stopping and *actor.Restarting it closes the transport and
 //     waits for its readers to exit, so a restart never leaks a socket or a
 //     goroutine.
@@ -61,13 +61,15 @@ type Env struct {
 	Injector *actor.PID
 	// Pool supplies buffers and batch headers.
 	Pool *packet.Pool
-	// Stats counts the outbound stage (router → network). The actor's
-	// mailbox counts In and mailbox drops on the same counters; the
-	// protocol counts Out and its own drops.
-	Stats *stats.Counters
-	// RecvStats counts the inbound stage (network → injector): In for what
-	// the transport received, Out for what went to the injector, and drops.
-	RecvStats *stats.Counters
+	// ToNetwork counts the outbound stage (router → protocol → network):
+	// the actor's mailbox counts In and mailbox drops on these counters; the
+	// protocol counts Out (what it handed to its transport) and its own
+	// drops. Its stats row is the instance's name ("peer-b").
+	ToNetwork *stats.Counters
+	// FromNetwork counts the inbound stage (network → protocol →
+	// injector): In for what the transport received, Out for what went to
+	// the injector, and drops. Its stats row is "<name>.recv".
+	FromNetwork *stats.Counters
 	// MaxBatch is the most packets per batch the node is configured for
 	// (batch.max_packets, ≤ packet.MaxBatch).
 	MaxBatch int

@@ -215,7 +215,7 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 	// The protocol, under the host's supervisor.
 	mb := mailbox.New(max(o.Capacity, 1), policy, st)
 	inst := protocols.Instance{Name: o.Name, Settings: settings, Env: protocols.Env{
-		System: h.system, Injector: uplink, Pool: h.pool, Stats: st, RecvStats: recv,
+		System: h.system, Injector: uplink, Pool: h.pool, ToNetwork: st, FromNetwork: recv,
 		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
 	}}
 	ctx.Send(h.sup, &actors.SetBudget{Budget: actors.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}})

@@ -44,7 +44,7 @@ func newSendRig(tb testing.TB) *sendRig {
 	r.a = newUDPActor("bench", Settings{
 		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), packettest.FreeUDPPort(tb)),
 		Peer:   netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(peer.LocalAddr().(*net.UDPAddr).Port)),
-	}, protocols.Env{System: system, Pool: r.pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
+	}, protocols.Env{System: system, Pool: r.pool, ToNetwork: &stats.Counters{}, FromNetwork: &stats.Counters{}})
 	r.a.start()
 	return r
 }
@@ -91,7 +91,7 @@ func BenchmarkSendBatch(b *testing.B) {
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N*n), "ns/pkt")
-			if d := r.a.env.Stats.Dropped(stats.SendError); d > 0 {
+			if d := r.a.env.ToNetwork.Dropped(stats.SendError); d > 0 {
 				b.Errorf("%d send errors", d)
 			}
 			r.close(b)
@@ -116,7 +116,7 @@ func TestSendAllocs(t *testing.T) {
 	if allocs[packet.MaxBatch] > allocs[1]+0.5 {
 		t.Errorf("send allocates per packet: %v for 1, %v for 128", allocs[1], allocs[packet.MaxBatch])
 	}
-	if got := r.a.env.Stats.Snapshot().OutPackets; got == 0 {
+	if got := r.a.env.ToNetwork.Snapshot().OutPackets; got == 0 {
 		t.Error("nothing counted out")
 	}
 }

@@ -16,7 +16,7 @@ package udp
 //  5. Closing the bind makes the receive function return net.ErrClosed: the
 //     reader returns its buffers to the pool and exits.
 //
-// RecvStats: In counts every datagram received, Out what went to the
+// FromNetwork: In counts every datagram received, Out what went to the
 // injector, and drops the rest, so In = Out + drops exactly.
 
 import (
@@ -126,15 +126,15 @@ func (r *reader) deliver(n int) {
 	}
 	clear(r.eps[:n]) // the endpoints are garbage now; do not pin them
 	r.good = good[:0]
-	env.RecvStats.In(n, inBytes)
-	env.RecvStats.Drop(UnknownPeer, unknown)
-	env.RecvStats.Drop(stats.Malformed, malformed)
+	env.FromNetwork.In(n, inBytes)
+	env.FromNetwork.Drop(UnknownPeer, unknown)
+	env.FromNetwork.Drop(stats.Malformed, malformed)
 	if len(good) == 0 {
 		return
 	}
 
 	if !r.h.Move(good, r.sizes, r.emit) {
-		env.RecvStats.Drop(stats.NoBuffers, len(good))
+		env.FromNetwork.Drop(stats.NoBuffers, len(good))
 		r.a.poolLog.Event(env.Log, "udp receive: buffer pool exhausted, packets dropped", r.a.name, len(good), nil)
 		return
 	}
@@ -154,7 +154,7 @@ func (r *reader) fromPeer(ep conn.Endpoint) bool {
 // send takes ownership of b: it counts it out and passes it to the
 // injector.
 func (r *reader) send(b *packet.Batch, bytes int) {
-	r.a.env.RecvStats.Out(b.Len(), bytes)
+	r.a.env.FromNetwork.Out(b.Len(), bytes)
 	r.a.env.System.Root.Send(r.a.env.Injector, b)
 }
 

@@ -138,7 +138,7 @@ func (a *udpActor) start() {
 func (a *udpActor) send(b *packet.Batch) {
 	if a.bind == nil {
 		// Not started (the last start failed): nothing can be sent.
-		a.env.Stats.Drop(stats.SendError, b.Len())
+		a.env.ToNetwork.Drop(stats.SendError, b.Len())
 		b.Release()
 		return
 	}
@@ -154,7 +154,7 @@ func (a *udpActor) send(b *packet.Batch) {
 		bytes += len(pkt)
 	}
 	if oversized > 0 {
-		a.env.Stats.Drop(stats.Malformed, oversized)
+		a.env.ToNetwork.Drop(stats.Malformed, oversized)
 	}
 	if len(bufs) > 0 {
 		err := a.bind.Send(bufs, a.peer)
@@ -162,10 +162,10 @@ func (a *udpActor) send(b *packet.Batch) {
 			err = a.gsoDisabled(err)
 		}
 		if err != nil {
-			a.env.Stats.Drop(stats.SendError, len(bufs))
+			a.env.ToNetwork.Drop(stats.SendError, len(bufs))
 			a.sendLog.Event(a.env.Log, "udp send failed", a.name, len(bufs), err)
 		} else {
-			a.env.Stats.Out(len(bufs), bytes)
+			a.env.ToNetwork.Out(len(bufs), bytes)
 		}
 	}
 	clear(bufs)

@@ -87,7 +87,7 @@ func (h *harness) spawn() {
 	info, _ := protocols.Lookup("udp")
 	inst := protocols.Instance{Name: "peer-b", Settings: h.set, Env: protocols.Env{
 		System: h.system, Injector: h.injector, Pool: h.pool,
-		Stats: h.stats, RecvStats: h.recvStats, MaxBatch: packet.MaxBatch, Log: h.log,
+		ToNetwork: h.stats, FromNetwork: h.recvStats, MaxBatch: packet.MaxBatch, Log: h.log,
 	}}
 	h.pid = h.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return info.New(inst) }))
 	waitFor(h.t, "udp actor listening", func() bool { return h.logs.FilterMessage("udp listening").Len() > before })
@@ -314,7 +314,7 @@ func TestStartFailure(t *testing.T) {
 	a := newUDPActor("peer-b", Settings{
 		Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
 		Peer:   netip.MustParseAddrPort("127.0.0.1:9"),
-	}, protocols.Env{Pool: packet.NewPool(512), Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
+	}, protocols.Env{Pool: packet.NewPool(512), ToNetwork: &stats.Counters{}, FromNetwork: &stats.Counters{}})
 	func() {
 		defer func() {
 			r := recover()
@@ -353,7 +353,7 @@ func TestDeliverAllocs(t *testing.T) {
 	peer := netip.MustParseAddrPort("127.0.0.1:7001")
 	a := newUDPActor("peer-b", Settings{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), Peer: peer}, protocols.Env{
 		System: system, Injector: system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return releaser{} })),
-		Pool: pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{},
+		Pool: pool, ToNetwork: &stats.Counters{}, FromNetwork: &stats.Counters{},
 	})
 	r, ok := newReader(a, nil)
 	if !ok {

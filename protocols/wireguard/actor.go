@@ -84,7 +84,7 @@ func (a *wgActor) Receive(ctx actor.Context) {
 		a.start()
 	case *actor.Stopping:
 		a.stop()
-		a.env.Stats.SetInfo(nil)
+		a.env.ToNetwork.SetInfo(nil)
 	case *actor.Restarting:
 		a.stop()
 	}
@@ -94,7 +94,7 @@ func (a *wgActor) Receive(ctx actor.Context) {
 // the supervisor logs it, counts a restart and retries after its backoff.
 func (a *wgActor) start() {
 	t := newFeedTUN(a.name, &a.env, a.maxBatch)
-	bind := &filterBind{Bind: a.newBind(), stats: a.env.RecvStats}
+	bind := &filterBind{Bind: a.newBind(), stats: a.env.FromNetwork}
 	dev := device.NewDevice(t, bind, newDeviceLogger(a.env.Log))
 	if err := dev.IpcSet(a.uapi()); err != nil {
 		dev.Close()
@@ -107,7 +107,7 @@ func (a *wgActor) start() {
 	t.up()
 	a.tun = t
 	a.dev.Store(dev)
-	a.env.Stats.SetInfo(a.info)
+	a.env.ToNetwork.SetInfo(a.info)
 	a.env.Log.Info("wireguard up", zap.String("instance", a.name),
 		zap.Stringer("public_key", PublicKey(a.set.PrivateKey)),
 		zap.Int("listen_port", int(a.listenPort(dev))),
@@ -161,7 +161,7 @@ func (a *wgActor) listenPort(dev *device.Device) uint16 {
 func (a *wgActor) send(b *packet.Batch) {
 	if a.tun == nil {
 		// Not started (the last start failed): nothing can be sent.
-		a.env.Stats.Drop(stats.SendError, b.Len())
+		a.env.ToNetwork.Drop(stats.SendError, b.Len())
 		b.Release()
 		return
 	}
@@ -178,8 +178,8 @@ func (a *wgActor) send(b *packet.Batch) {
 		}
 		return true
 	})
-	a.env.Stats.Drop(stats.Malformed, malformed)
-	a.env.Stats.Drop(NoPeer, noPeer)
+	a.env.ToNetwork.Drop(stats.Malformed, malformed)
+	a.env.ToNetwork.Drop(NoPeer, noPeer)
 	if b.Len() == 0 {
 		b.Release()
 		return

@@ -8,7 +8,7 @@ package wireguard
 //     1-4 in the first byte, three zero reserved bytes, and the exact size of
 //     its type (handshake initiation 148, response 92, cookie reply 64) or at
 //     least 32 bytes (transport: header and tag).
-//  3. A datagram that fails is counted on RecvStats (in, and dropped as
+//  3. A datagram that fails is counted on FromNetwork (in, and dropped as
 //     malformed) and its size set to 0: the device skips datagrams shorter
 //     than a keepalive without a look. The device finds each datagram by
 //     index in its own array, so the slots stay where they are.
@@ -27,7 +27,7 @@ import (
 // not WireGuard messages, counting them.
 type filterBind struct {
 	conn.Bind
-	stats *stats.Counters // RecvStats
+	stats *stats.Counters // FromNetwork
 }
 
 // Open implements conn.Bind.

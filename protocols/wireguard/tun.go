@@ -103,7 +103,7 @@ func (t *feedTUN) push(b *packet.Batch) bool {
 }
 
 func (t *feedTUN) dropStopped(b *packet.Batch) {
-	t.env.Stats.Drop(stats.Stopped, b.Len())
+	t.env.ToNetwork.Drop(stats.Stopped, b.Len())
 	b.Release()
 }
 
@@ -142,7 +142,7 @@ func (t *feedTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 	}
 	if n > 0 {
-		t.env.Stats.Out(n, bytes)
+		t.env.ToNetwork.Out(n, bytes)
 	}
 	return n, nil
 }
@@ -159,17 +159,17 @@ func (t *feedTUN) Write(bufs [][]byte, offset int) (int, error) {
 		for _, buf := range bufs {
 			bytes += len(buf) - offset
 		}
-		env.RecvStats.In(len(bufs), bytes)
-		env.RecvStats.Drop(stats.Stopped, len(bufs))
+		env.FromNetwork.In(len(bufs), bytes)
+		env.FromNetwork.Drop(stats.Stopped, len(bufs))
 		return 0, os.ErrClosed
 	}
 	inBytes := 0
 	for _, buf := range bufs {
 		inBytes += len(buf) - offset
 	}
-	env.RecvStats.In(len(bufs), inBytes)
+	env.FromNetwork.In(len(bufs), inBytes)
 	if dropped := env.Pool.Copy(bufs, offset, t.maxBatch, t.emit); dropped > 0 {
-		env.RecvStats.Drop(stats.NoBuffers, dropped)
+		env.FromNetwork.Drop(stats.NoBuffers, dropped)
 		t.poolLog.Event(env.Log, "wireguard receive: buffer pool exhausted, packets dropped", t.name, dropped, nil)
 	}
 	return len(bufs), nil
@@ -178,7 +178,7 @@ func (t *feedTUN) Write(bufs [][]byte, offset int) (int, error) {
 // send takes ownership of b: it counts it out and passes it to the
 // injector.
 func (t *feedTUN) send(b *packet.Batch, bytes int) {
-	t.env.RecvStats.Out(b.Len(), bytes)
+	t.env.FromNetwork.Out(b.Len(), bytes)
 	t.env.System.Root.Send(t.env.Injector, b)
 }
 
@@ -187,7 +187,7 @@ func (t *feedTUN) send(b *packet.Batch, bytes int) {
 // closed, when no Read can run any more.
 func (t *feedTUN) drain() {
 	if t.cur != nil {
-		t.env.Stats.Drop(stats.Stopped, t.cur.Len()-t.pos)
+		t.env.ToNetwork.Drop(stats.Stopped, t.cur.Len()-t.pos)
 		t.cur.Release()
 		t.cur = nil
 	}

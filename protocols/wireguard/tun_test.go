@@ -27,7 +27,7 @@ var (
 
 func newTestTUN(t *testing.T, injector *actor.PID, system *actor.ActorSystem, pool *packet.Pool, maxBatch int) (*feedTUN, *protocols.Env) {
 	env := &protocols.Env{System: system, Injector: injector, Pool: pool,
-		Stats: &stats.Counters{Name: "wg"}, RecvStats: &stats.Counters{Name: "wg.recv"}, Log: zap.NewNop()}
+		ToNetwork: &stats.Counters{Name: "wg"}, FromNetwork: &stats.Counters{Name: "wg.recv"}, Log: zap.NewNop()}
 	return newFeedTUN("wg-test", env, maxBatch), env
 }
 
@@ -80,7 +80,7 @@ func TestTUNRead(t *testing.T) {
 			t.Errorf("packet %d differs", i)
 		}
 	}
-	if s := env.Stats.Snapshot(); s.OutPackets != 5 || s.OutBatches != 2 {
+	if s := env.ToNetwork.Snapshot(); s.OutPackets != 5 || s.OutBatches != 2 {
 		t.Errorf("stats out = %d packets in %d reads, want 5 in 2", s.OutPackets, s.OutBatches)
 	}
 	if err := pool.CheckLeaks(); err != nil {
@@ -103,7 +103,7 @@ func TestTUNRead(t *testing.T) {
 	if ft.push(batchOf(t, pool, [][]byte{ipv4Packet(ipA, ipB, 0, 40)})) {
 		t.Error("push after Close accepted the batch")
 	}
-	if got := env.Stats.Dropped(stats.Stopped); got != 1 {
+	if got := env.ToNetwork.Dropped(stats.Stopped); got != 1 {
 		t.Errorf("stopped drops = %d, want 1", got)
 	}
 	if err := pool.CheckLeaks(); err != nil {
@@ -151,7 +151,7 @@ func TestTUNPushBlocksUntilClose(t *testing.T) {
 	}
 	ft.drain()
 	// In the feed: feedDepth batches of 3; in hand: 2; refused: 3.
-	if got, want := env.Stats.Dropped(stats.Stopped), uint64(feedDepth*3+2+3); got != want {
+	if got, want := env.ToNetwork.Dropped(stats.Stopped), uint64(feedDepth*3+2+3); got != want {
 		t.Errorf("stopped drops = %d, want %d", got, want)
 	}
 	if err := pool.CheckLeaks(); err != nil {
@@ -215,7 +215,7 @@ func TestTUNWrite(t *testing.T) {
 			t.Errorf("batch of %d packets, want ≤ maxBatch 8", n)
 		}
 	}
-	s := env.RecvStats.Snapshot()
+	s := env.FromNetwork.Snapshot()
 	if s.InPackets != uint64(total) || s.OutPackets != uint64(total) || s.DroppedTotal() != 0 {
 		t.Errorf("recv stats: in %d out %d drops %v, want %d, %d, none", s.InPackets, s.OutPackets, s.Drops, total, total)
 	}
@@ -233,7 +233,7 @@ func TestTUNWrite(t *testing.T) {
 	if n, err := ft.Write(bufs, offset); n != 3 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
-	if got := env.RecvStats.Dropped(stats.NoBuffers); got != 3 {
+	if got := env.FromNetwork.Dropped(stats.NoBuffers); got != 3 {
 		t.Errorf("no_buffers = %d, want 3", got)
 	}
 	pool.PutBufs(hold)
@@ -243,7 +243,7 @@ func TestTUNWrite(t *testing.T) {
 	if _, err := ft.Write(bufs, offset); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Write after Close = %v, want os.ErrClosed", err)
 	}
-	s = env.RecvStats.Snapshot()
+	s = env.FromNetwork.Snapshot()
 	if s.InPackets != s.OutPackets+s.DroppedTotal() {
 		t.Errorf("recv stats: in %d != out %d + drops %v", s.InPackets, s.OutPackets, s.Drops)
 	}

@@ -58,7 +58,7 @@ func (n *node) spawn() {
 	info, _ := protocols.Lookup("wireguard")
 	inst := protocols.Instance{Name: n.name, Settings: n.set, Env: protocols.Env{
 		System: n.system, Injector: n.injector, Pool: n.pool,
-		Stats: n.stats, RecvStats: n.recvStats, MaxBatch: packet.MaxBatch, Log: n.log,
+		ToNetwork: n.stats, FromNetwork: n.recvStats, MaxBatch: packet.MaxBatch, Log: n.log,
 	}}
 	n.pid = n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return info.New(inst) }))
 	waitFor(n.t, 5*time.Second, n.name+" up", func() bool { return n.logs.FilterMessage("wireguard up").Len() > before })
@@ -282,7 +282,7 @@ func TestStartFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hog.Close()
-	a := newWGActor("a", sa, protocols.Env{Pool: packet.NewPool(128), Stats: &stats.Counters{}, RecvStats: &stats.Counters{}})
+	a := newWGActor("a", sa, protocols.Env{Pool: packet.NewPool(128), ToNetwork: &stats.Counters{}, FromNetwork: &stats.Counters{}})
 	func() {
 		defer func() {
 			r := recover()
@@ -297,7 +297,7 @@ func TestStartFailure(t *testing.T) {
 	}()
 	// Batches after a failed start are dropped and counted.
 	a.send(batchOf(t, a.env.Pool, [][]byte{ipv4Packet(ipA, ipB, 0, 40)}))
-	if got := a.env.Stats.Dropped(stats.SendError); got != 1 {
+	if got := a.env.ToNetwork.Dropped(stats.SendError); got != 1 {
 		t.Errorf("send_error = %d, want 1", got)
 	}
 	a.stop()
@@ -314,7 +314,7 @@ func TestSendAllocs(t *testing.T) {
 	}
 	sa, _ := pair(t, mustKey(pubA))
 	pool := packet.NewPool(1024)
-	a := newWGActor("a", sa, protocols.Env{Pool: pool, Stats: &stats.Counters{}, RecvStats: &stats.Counters{}, Log: zap.NewNop()})
+	a := newWGActor("a", sa, protocols.Env{Pool: pool, ToNetwork: &stats.Counters{}, FromNetwork: &stats.Counters{}, Log: zap.NewNop()})
 	a.tun = newFeedTUN("a", &a.env, packet.MaxBatch) // no device: the test reads
 	bufs, sizes := deviceBufs(packet.MaxBatch), make([]int, packet.MaxBatch)
 	pkts := make([][]byte, packet.MaxBatch)
