@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"switchyard/actors/mailbox"
 	"switchyard/packet"
 	"switchyard/stats"
 )
@@ -26,14 +25,13 @@ import (
 type Injector struct {
 	dev      tun.Device
 	stats    *stats.Counters
-	mailbox  *mailbox.Mailbox
 	log      *zap.Logger
 	writeErr stats.LogLimiter
 }
 
 // NewInjector returns the injector actor for dev.
-func NewInjector(dev tun.Device, st *stats.Counters, mb *mailbox.Mailbox, log *zap.Logger) *Injector {
-	return &Injector{dev: dev, stats: st, mailbox: mb, log: log}
+func NewInjector(dev tun.Device, st *stats.Counters, log *zap.Logger) *Injector {
+	return &Injector{dev: dev, stats: st, log: log}
 }
 
 func validPacket(pkt []byte) bool { return packet.Check(pkt) == nil }
@@ -43,8 +41,6 @@ func (in *Injector) Receive(ctx actor.Context) {
 	switch b := ctx.Message().(type) {
 	case *packet.Batch:
 		in.write(b)
-	case *actor.Stopped:
-		in.mailbox.Close()
 	}
 }
 

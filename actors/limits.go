@@ -7,8 +7,4 @@ const (
 	// ReadErrorBackoff (10 ms) is how long a reader goroutine pauses after a
 	// read error that is not a shutdown, so a broken device cannot spin a core.
 	ReadErrorBackoff = 10 * time.Millisecond
-
-	// SpawnTimeout (5 s) bounds how long assembling a node waits for the
-	// protocols supervisor to spawn a child.
-	SpawnTimeout = 5 * time.Second
 )

@@ -15,36 +15,21 @@ package actors
 
 import (
 	"net/netip"
+	"switchyard/actors/stage"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"switchyard/actors/mailbox"
 	"switchyard/packet"
 	"switchyard/router"
 	"switchyard/stats"
 )
 
-// Target is one forwarding destination of the router: a protocol instance.
-type Target struct {
-	Name  string
-	PID   *actor.PID
-	Stats *stats.Counters // the protocol's outbound counters
-	down  atomic.Bool
-}
-
-// SetDown marks the target as stopped for good (its routes drop as
-// protocol_down) or up again.
-func (t *Target) SetDown(down bool) { t.down.Store(down) }
-
-// Down reports whether the target is stopped for good.
-func (t *Target) Down() bool { return t.down.Load() }
-
 // Routing is an immutable route table with the targets its routes index.
 type Routing struct {
 	Table   *router.Table
-	Targets []*Target
+	Targets []*stage.Target
 }
 
 // Router is the routing actor.
@@ -53,7 +38,6 @@ type Router struct {
 	injector *actor.PID
 	pool     *packet.Pool
 	stats    *stats.Counters
-	mailbox  *mailbox.Mailbox
 	src4     netip.Addr // source of ICMPv4 errors: the TUN's IPv4 address
 	src6     netip.Addr // source of ICMPv6 errors
 	limiter  *router.RateLimiter
@@ -66,13 +50,12 @@ type Router struct {
 
 // NewRouter returns the router actor. routing is shared with the node, which
 // swaps it on reload.
-func NewRouter(routing *atomic.Pointer[Routing], injector *actor.PID, pool *packet.Pool, st *stats.Counters, mb *mailbox.Mailbox, src4, src6 netip.Addr) *Router {
+func NewRouter(routing *atomic.Pointer[Routing], injector *actor.PID, pool *packet.Pool, st *stats.Counters, src4, src6 netip.Addr) *Router {
 	r := &Router{
 		routing:  routing,
 		injector: injector,
 		pool:     pool,
 		stats:    st,
-		mailbox:  mb,
 		src4:     src4,
 		src6:     src6,
 		limiter:  router.NewRateLimiter(router.ICMPErrorsPerSecond, router.ICMPErrorBurst),
@@ -89,8 +72,6 @@ func (r *Router) Receive(ctx actor.Context) {
 		r.ctx = ctx
 		r.route(ctx, b)
 		r.ctx = nil
-	case *actor.Stopped:
-		r.mailbox.Close()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"switchyard/actors/stage"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,19 +189,18 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	n.injectorMB = injMB
-	injector := actors.NewInjector(n.dev, injStats, injMB, n.log.Named("injector"))
-	if n.injector, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return injector },
-		actor.WithMailbox(injMB.Producer())), "injector"); err != nil {
+	injector := actors.NewInjector(n.dev, injStats, n.log.Named("injector"))
+	if n.injector, err = root.SpawnNamed(stage.Props(func() actor.Actor { return injector }, injMB, injStats), "injector"); err != nil {
 		return fmt.Errorf("spawn injector: %w", err)
 	}
 
 	// Protocols, under their supervisor.
-	budget := actors.Budget{
+	budget := stage.Budget{
 		MaxRestarts: cfg.Supervision.MaxRestarts,
 		Within:      time.Duration(cfg.Supervision.Within),
 		Backoff:     time.Duration(cfg.Supervision.Backoff),
 	}
-	sup := actors.NewProtocolSupervisor(budget, n.log.Named("supervisor"))
+	sup := stage.NewProtocolSupervisor(budget, n.log.Named("supervisor"))
 	if n.supervisor, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
 		return fmt.Errorf("spawn protocol supervisor: %w", err)
 	}
@@ -211,7 +211,7 @@ func (n *Node) Start() (err error) {
 	}
 
 	n.running = make(map[string]*runningProtocol, len(n.protocols))
-	targets := make([]*actors.Target, 0, len(n.protocols))
+	targets := make([]*stage.Target, 0, len(n.protocols))
 	for _, p := range n.protocols {
 		rp, err := n.spawnProtocol(p)
 		if err != nil {
@@ -236,9 +236,8 @@ func (n *Node) Start() (err error) {
 	// ICMP errors are sourced from the rejected destination itself (the
 	// zero Addr tells router.Unreachable so): the kernel discards an error
 	// whose source is one of its own addresses, such as the TUN's.
-	rt := actors.NewRouter(&n.routing, n.injector, n.pool, rtStats, rtMB, netip.Addr{}, netip.Addr{})
-	if n.router, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return rt },
-		actor.WithMailbox(rtMB.Producer())), "router"); err != nil {
+	rt := actors.NewRouter(&n.routing, n.injector, n.pool, rtStats, netip.Addr{}, netip.Addr{})
+	if n.router, err = root.SpawnNamed(stage.Props(func() actor.Actor { return rt }, rtMB, rtStats), "router"); err != nil {
 		return fmt.Errorf("spawn router: %w", err)
 	}
 
@@ -272,7 +271,7 @@ func (n *Node) mailbox(mc config.Mailbox, st *stats.Counters) (*mailbox.Mailbox,
 // runningProtocol is a protocol instance the node has spawned.
 type runningProtocol struct {
 	parsed  parsedProtocol
-	target  *actors.Target
+	target  *stage.Target
 	mailbox *mailbox.Mailbox
 }
 
@@ -299,7 +298,7 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 			Log:         n.log.Named("protocol").With(zap.String("protocol", p.cfg.Name)),
 		},
 	}
-	t := &actors.Target{Name: p.cfg.Name, Stats: st}
+	t := &stage.Target{Name: p.cfg.Name, Stats: st}
 	producer := func() actor.Actor { return p.info.New(inst) }
 	if p.cfg.Host != "" {
 		if producer, err = n.remoteProducer(p, st, mb); err != nil {
@@ -307,7 +306,7 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 		}
 	}
 	reply := make(chan *actor.PID, 1)
-	n.system.Root.Send(n.supervisor, &actors.SpawnProtocol{
+	n.system.Root.Send(n.supervisor, &stage.SpawnProtocol{
 		Name:     p.cfg.Name,
 		Producer: producer,
 		Mailbox:  mb,
@@ -320,13 +319,13 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 			return nil, fmt.Errorf("spawn protocol %q failed", p.cfg.Name)
 		}
 		t.PID = pid
-	case <-time.After(actors.SpawnTimeout):
-		return nil, fmt.Errorf("spawn protocol %q: no answer within %v", p.cfg.Name, actors.SpawnTimeout)
+	case <-time.After(stage.SpawnTimeout):
+		return nil, fmt.Errorf("spawn protocol %q: no answer within %v", p.cfg.Name, stage.SpawnTimeout)
 	}
 	return &runningProtocol{parsed: p, target: t, mailbox: mb}, nil
 }
 
-func buildRouting(routes []config.Route, targets []*actors.Target) (*actors.Routing, error) {
+func buildRouting(routes []config.Route, targets []*stage.Target) (*actors.Routing, error) {
 	index := make(map[string]int, len(targets))
 	for i, t := range targets {
 		index[t.Name] = i
@@ -396,7 +395,7 @@ func (n *Node) Stop() {
 	if n.captureDone != nil {
 		select {
 		case <-n.captureDone:
-		case <-time.After(actors.SpawnTimeout):
+		case <-time.After(stage.SpawnTimeout):
 			n.log.Error("capture reader did not exit after the device closed")
 		}
 	}

@@ -36,6 +36,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"switchyard/actors/stage"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -146,7 +147,7 @@ type plan struct {
 	table     *router.Table
 	routes    []Change
 	defaultMB bool // router and injector mailboxes change
-	budget    *actors.Budget
+	budget    *stage.Budget
 	level     *zapcore.Level
 	addrAdd   []netip.Prefix
 	addrDel   []netip.Prefix
@@ -333,8 +334,8 @@ func instanceChange(old, cur parsedProtocol) string {
 	return ""
 }
 
-func budgetOf(s config.Supervision) actors.Budget {
-	return actors.Budget{
+func budgetOf(s config.Supervision) stage.Budget {
+	return stage.Budget{
 		MaxRestarts: s.MaxRestarts,
 		Within:      time.Duration(s.Within),
 		Backoff:     time.Duration(s.Backoff),
@@ -407,7 +408,7 @@ func (n *Node) apply(pl *plan, res *Result) {
 
 	// a, b: restarted and added protocols.
 	running := make(map[string]*runningProtocol, len(pl.protocols))
-	targets := make([]*actors.Target, len(pl.protocols))
+	targets := make([]*stage.Target, len(pl.protocols))
 	for i, pp := range pl.protocols {
 		name := pp.p.cfg.Name
 		switch pp.action {
@@ -440,7 +441,7 @@ func (n *Node) apply(pl *plan, res *Result) {
 			fail(err)
 			// Its routes drop as protocol_down until a later reload.
 			st := n.registry.Row(name, pp.p.cfg.Type)
-			rp = &runningProtocol{parsed: pp.p, target: &actors.Target{Name: name, Stats: st}}
+			rp = &runningProtocol{parsed: pp.p, target: &stage.Target{Name: name, Stats: st}}
 			rp.target.SetDown(true)
 		}
 		running[name] = rp
@@ -552,7 +553,7 @@ func (n *Node) apply(pl *plan, res *Result) {
 
 	// h: budget and log level.
 	if pl.budget != nil {
-		n.system.Root.Send(n.supervisor, &actors.SetBudget{Budget: *pl.budget})
+		n.system.Root.Send(n.supervisor, &stage.SetBudget{Budget: *pl.budget})
 		change(Change{ChangeSupervision, "supervision", fmt.Sprintf("max_restarts %d within %s backoff %s",
 			pl.cfg.Supervision.MaxRestarts, pl.cfg.Supervision.Within, pl.cfg.Supervision.Backoff)})
 	}
@@ -621,7 +622,7 @@ func (n *Node) stopProtocol(rp *runningProtocol, fail func(error)) {
 		return // it never spawned
 	}
 	done := make(chan struct{})
-	n.system.Root.Send(n.supervisor, &actors.StopProtocol{PID: rp.target.PID, Done: done})
+	n.system.Root.Send(n.supervisor, &stage.StopProtocol{PID: rp.target.PID, Done: done})
 	select {
 	case <-done:
 	case <-time.After(StopTimeout):

@@ -18,13 +18,13 @@ package remote
 import (
 	"fmt"
 	"net/netip"
+	"switchyard/actors/stage"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"switchyard/actors"
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote/wire"
 	"switchyard/config"
@@ -62,8 +62,8 @@ func StartHost(o HostOptions) (*Host, error) {
 		return nil, err
 	}
 	h.transport = t
-	budget := actors.Budget{MaxRestarts: 10, Within: 10 * time.Second, Backoff: 100 * time.Millisecond}
-	sup := actors.NewProtocolSupervisor(budget, o.Log.Named("supervisor"))
+	budget := stage.Budget{MaxRestarts: 10, Within: 10 * time.Second, Backoff: 100 * time.Millisecond}
+	sup := stage.NewProtocolSupervisor(budget, o.Log.Named("supervisor"))
 	if h.sup, err = o.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
 		t.Stop()
 		return nil, fmt.Errorf("spawn protocol supervisor: %w", err)
@@ -203,10 +203,10 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 
 	// The uplink: the protocol's injector, sending to the daemon.
 	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
-	uplink, err := ctx.SpawnNamed(actor.PropsFromProducer(NewLink(LinkSpec{
+	uplink, err := ctx.SpawnNamed(stage.Props(NewLink(LinkSpec{
 		ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
 		Peer: o.DaemonIn.PID(),
-	}), actor.WithMailbox(upMB.Producer())), "uplink/"+o.Name)
+	}), upMB, upStats), "uplink/"+o.Name)
 	if err != nil {
 		return nil, fmt.Errorf("spawn uplink: %w", err)
 	}
@@ -218,15 +218,15 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 		System: h.system, Injector: uplink, Pool: h.pool, ToNetwork: st, FromNetwork: recv,
 		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
 	}}
-	ctx.Send(h.sup, &actors.SetBudget{Budget: actors.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}})
+	ctx.Send(h.sup, &stage.SetBudget{Budget: stage.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}})
 	reply := make(chan *actor.PID, 1)
-	ctx.Send(h.sup, &actors.SpawnProtocol{
+	ctx.Send(h.sup, &stage.SpawnProtocol{
 		Name: o.Name, Producer: func() actor.Actor { return info.New(inst) },
-		Mailbox: mb, Target: &actors.Target{Name: o.Name, Stats: st}, Reply: reply,
+		Mailbox: mb, Target: &stage.Target{Name: o.Name, Stats: st}, Reply: reply,
 	})
 	select {
 	case in.protocol = <-reply:
-	case <-time.After(actors.SpawnTimeout):
+	case <-time.After(stage.SpawnTimeout):
 	}
 	if in.protocol == nil {
 		a.stop(ctx, in)
@@ -250,10 +250,10 @@ func (a *hostActor) stop(ctx actor.Context, in *instance) {
 	}
 	if in.protocol != nil {
 		done := make(chan struct{})
-		ctx.Send(a.h.sup, &actors.StopProtocol{PID: in.protocol, Done: done})
+		ctx.Send(a.h.sup, &stage.StopProtocol{PID: in.protocol, Done: done})
 		select {
 		case <-done:
-		case <-time.After(actors.SpawnTimeout):
+		case <-time.After(stage.SpawnTimeout):
 			a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name))
 		}
 	}

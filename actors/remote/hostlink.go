@@ -24,6 +24,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"switchyard/actors/stage"
 	"sync"
 	"syscall"
 	"time"
@@ -33,7 +34,6 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
 
-	"switchyard/actors"
 	"switchyard/actors/remote/wire"
 	"switchyard/stats"
 )
@@ -46,7 +46,7 @@ type HostSpec struct {
 	// Command is the host process to spawn: the switchyard binary and its
 	// arguments (host --listen … and TLS flags). Only with Spawn.
 	Command []string
-	Budget  actors.Budget
+	Budget  stage.Budget
 	Stats   *stats.Counters // host/<name>: restarts and state
 	Mirror  *stats.Registry // where the host's reported counters go
 	Log     *zap.Logger

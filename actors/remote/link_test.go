@@ -12,6 +12,7 @@ import (
 
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote/wire"
+	"switchyard/actors/stage"
 	"switchyard/packet"
 	"switchyard/packet/packettest"
 	"switchyard/stats"
@@ -62,11 +63,11 @@ func newLinkRig(t *testing.T, window, maxBatch int, policy mailbox.Policy) *link
 	}
 	r.mb = mailbox.New(1024, policy, r.link)
 	started := make(chan *Sender, 1)
-	props := actor.PropsFromProducer(NewLink(LinkSpec{
+	props := stage.Props(NewLink(LinkSpec{
 		ID: AckPrefix + r.name, Stats: r.link, Bad: r.bad, Window: window, MaxBatch: maxBatch, Policy: policy,
 		Peer:      r.recv.PID(),
 		OnStarted: func(_ actor.Context, s *Sender) { started <- s },
-	}), actor.WithMailbox(r.mb.Producer()))
+	}), r.mb, r.link)
 	if r.pid, err = a.system.Root.SpawnNamed(props, "link/"+r.name); err != nil {
 		t.Fatal(err)
 	}
@@ -594,4 +595,50 @@ func TestLinkLargestBatchBehindABusyConnection(t *testing.T) {
 	waitFor(t, "the largest batch acknowledged", func() bool { return r.inFlight() == 0 })
 	time.Sleep(20 * time.Millisecond)
 	samePackets(t, "the largest batch at side B", r.coll.Packets(), expected(large, 100))
+}
+
+// TestLinkStopReleasesQueued: batches still queued in a link's mailbox when
+// it stops (a host's uplink at an instance's close) are released and counted
+// stopped, so in = out + dropped holds and the pool gets every buffer back.
+// Spawned without the Stage wrapper, the same link leaked them.
+func TestLinkStopReleasesQueued(t *testing.T) {
+	system := actor.NewActorSystem()
+	pool := packet.NewPool(1024)
+	st := &stats.Counters{Name: "x.up", Kind: "uplink"}
+	mb := mailbox.New(64, mailbox.DropNewest, st)
+	gate := make(chan struct{})
+	pid, err := system.Root.SpawnNamed(stage.Props(NewLink(LinkSpec{
+		ID: AckPrefix + "stop-test", Stats: st, Bad: &stats.Counters{}, Window: 4, MaxBatch: packet.MaxBatch, Policy: mailbox.DropNewest,
+		OnStarted: func(actor.Context, *Sender) { <-gate }, // hold the actor's first turn
+	}), mb, st), "uplink/stop-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches, per = 5, 3
+	for range batches {
+		b := pool.GetBatch()
+		bufs := make([][]byte, per)
+		if !pool.GetBufs(bufs) {
+			t.Fatal("pool empty")
+		}
+		for _, buf := range bufs {
+			b.Append(buf, 100)
+		}
+		system.Root.Send(pid, b)
+	}
+	stopped := system.Root.StopFuture(pid)
+	close(gate)
+	if err := stopped.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s := st.Snapshot()
+	if got, want := s.Drops["stopped"], uint64(batches*per); got != want {
+		t.Errorf("drops[stopped] = %d, want %d (drops %v)", got, want, s.Drops)
+	}
+	if s.InPackets != s.OutPackets+s.DroppedTotal() {
+		t.Errorf("in %d != out %d + dropped %d", s.InPackets, s.OutPackets, s.DroppedTotal())
+	}
+	if err := pool.CheckLeaks(); err != nil {
+		t.Error(err)
+	}
 }

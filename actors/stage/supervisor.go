@@ -1,9 +1,10 @@
-package actors
+package stage
 
 // Protocol supervision.
 //
-//  1. Every protocol instance runs as a child of one ProtocolSupervisor,
-//     wrapped in a protocolActor that remembers the batch in hand.
+//  1. Every protocol instance runs as a child of one ProtocolSupervisor (the
+//     daemon's and each protocol host's), wrapped in a Stage that remembers
+//     the batch in hand.
 //  2. A panic in a protocol (a bad packet, a failed bind) suspends its
 //     mailbox; batches keep queueing up to its bound and then drop by its
 //     policy. The batch in hand is released and counted as crashed.
@@ -24,7 +25,6 @@ import (
 	"go.uber.org/zap"
 
 	"switchyard/actors/mailbox"
-	"switchyard/packet"
 	"switchyard/stats"
 )
 
@@ -33,42 +33,6 @@ type Budget struct {
 	MaxRestarts int           // restarts allowed within Within
 	Within      time.Duration // the window failures are counted in
 	Backoff     time.Duration // wait before each restart
-}
-
-// protocolActor wraps a protocol's actor: it releases the batch in hand if
-// the protocol panics, and closes the mailbox when the protocol stops.
-type protocolActor struct {
-	inner    actor.Actor
-	stats    *stats.Counters
-	mailbox  *mailbox.Mailbox
-	inflight *packet.Batch
-}
-
-func (p *protocolActor) Receive(ctx actor.Context) {
-	switch msg := ctx.Message().(type) {
-	case *packet.Batch:
-		// The protocol takes ownership. If it panics it must not have passed
-		// the batch on or released it: then the batch is still ours to drop.
-		p.inflight = msg
-		p.inner.Receive(ctx)
-		p.inflight = nil
-	case *actor.Restarting, *actor.Stopping:
-		p.dropInflight()
-		p.inner.Receive(ctx)
-	case *actor.Stopped:
-		p.inner.Receive(ctx)
-		p.mailbox.Close()
-	default:
-		p.inner.Receive(ctx)
-	}
-}
-
-func (p *protocolActor) dropInflight() {
-	if p.inflight != nil {
-		p.stats.Drop(stats.Crashed, p.inflight.Len())
-		p.inflight.Release()
-		p.inflight = nil
-	}
 }
 
 // SpawnProtocol asks the supervisor to spawn a protocol child. The PID is
@@ -116,11 +80,7 @@ func (s *ProtocolSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *SpawnProtocol:
 		st := m.Target.Stats
-		inner := m.Producer
-		props := actor.PropsFromProducer(func() actor.Actor {
-			return &protocolActor{inner: inner(), stats: st, mailbox: m.Mailbox}
-		}, actor.WithMailbox(m.Mailbox.Producer()))
-		pid, err := ctx.SpawnNamed(props, "protocol/"+m.Name)
+		pid, err := ctx.SpawnNamed(Props(m.Producer, m.Mailbox, st), "protocol/"+m.Name)
 		if err != nil {
 			s.log.Error("spawn protocol", zap.String("protocol", m.Name), zap.Error(err))
 			m.Reply <- nil
