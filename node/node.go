@@ -305,23 +305,20 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 			return nil, err
 		}
 	}
-	reply := make(chan *actor.PID, 1)
-	n.system.Root.Send(n.supervisor, &stage.SpawnProtocol{
+	res, err := n.system.Root.RequestFuture(n.supervisor, &stage.SpawnProtocol{
 		Name:     p.cfg.Name,
 		Producer: producer,
 		Mailbox:  mb,
 		Target:   t,
-		Reply:    reply,
-	})
-	select {
-	case pid := <-reply:
-		if pid == nil {
-			return nil, fmt.Errorf("spawn protocol %q failed", p.cfg.Name)
-		}
-		t.PID = pid
-	case <-time.After(stage.SpawnTimeout):
+	}, stage.SpawnTimeout).Result()
+	if err != nil {
 		return nil, fmt.Errorf("spawn protocol %q: no answer within %v", p.cfg.Name, stage.SpawnTimeout)
 	}
+	spawned := res.(*stage.ProtocolSpawned)
+	if spawned.PID == nil {
+		return nil, spawned.Err
+	}
+	t.PID = spawned.PID
 	return &runningProtocol{parsed: p, target: t, mailbox: mb}, nil
 }
 

@@ -621,11 +621,7 @@ func (n *Node) stopProtocol(rp *runningProtocol, fail func(error)) {
 	if rp.target.PID == nil {
 		return // it never spawned
 	}
-	done := make(chan struct{})
-	n.system.Root.Send(n.supervisor, &stage.StopProtocol{PID: rp.target.PID, Done: done})
-	select {
-	case <-done:
-	case <-time.After(StopTimeout):
+	if _, err := n.system.Root.RequestFuture(n.supervisor, &stage.StopProtocol{PID: rp.target.PID}, StopTimeout).Result(); err != nil {
 		fail(fmt.Errorf("stop protocol %q: not stopped within %v", rp.parsed.cfg.Name, StopTimeout))
 	}
 }

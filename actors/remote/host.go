@@ -68,7 +68,7 @@ func StartHost(o HostOptions) (*Host, error) {
 		t.Stop()
 		return nil, fmt.Errorf("spawn protocol supervisor: %w", err)
 	}
-	ha := &hostActor{h: h, instances: map[string]*instance{}}
+	ha := &hostActor{h: h, budget: budget, instances: map[string]*instance{}}
 	if h.hostPID, err = o.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return ha }), HostActorID); err != nil {
 		t.Stop()
 		return nil, fmt.Errorf("spawn host actor: %w", err)
@@ -96,6 +96,7 @@ type instance struct {
 
 type hostActor struct {
 	h         *Host
+	budget    stage.Budget // the supervisor's, as last set by an OPEN
 	instances map[string]*instance
 	ticker    *time.Ticker
 	done      chan struct{}
@@ -128,7 +129,7 @@ func (a *hostActor) Receive(ctx actor.Context) {
 		for name, in := range a.instances {
 			if in.owner.Equal(m.Who) {
 				a.h.log.Info("daemon gone: stopping its instance", zap.String("protocol", name), zap.String("daemon", m.Who.Address))
-				a.stop(ctx, in)
+				a.stop(ctx, in, nil)
 			}
 		}
 	case *statsTick:
@@ -137,9 +138,7 @@ func (a *hostActor) Receive(ctx actor.Context) {
 		a.ticker.Stop()
 		close(a.done)
 		a.wg.Wait()
-		for _, in := range a.instances {
-			a.stop(ctx, in)
-		}
+		a.stopAll(ctx)
 	}
 }
 
@@ -152,46 +151,59 @@ func (a *hostActor) control(ctx actor.Context, env *wire.Envelope) {
 			a.h.registry.Row("remote", "remote").Drop(stats.Malformed, 1)
 			return
 		}
-		reply := Opened{Name: o.Name}
-		in, err := a.open(ctx, owner, o)
-		if err != nil {
-			reply.Error = err.Error()
-			a.h.log.Error("open protocol instance", zap.String("protocol", o.Name), zap.Error(err))
-		} else {
-			reply.In = refOf(in.receiver.PID())
-			a.h.log.Info("protocol instance open", zap.String("protocol", o.Name), zap.String("type", o.Type), zap.String("daemon", owner.Address))
+		if old, ok := a.instances[o.Name]; ok {
+			// A re-open replaces the instance once the old one is gone.
+			a.stop(ctx, old, func() { a.open(ctx, owner, o) })
+			return
 		}
-		if e, err := encodeControl(wire.Kind_OPENED, reply); err == nil {
-			ctx.Send(owner, e)
-		}
+		a.open(ctx, owner, o)
 	case wire.Kind_CLOSE:
 		if in, ok := a.instances[string(env.Payload)]; ok && owner != nil && in.owner.Equal(owner) {
-			a.stop(ctx, in)
+			a.stop(ctx, in, nil)
 		}
 	default:
 		a.h.registry.Row("remote", "remote").Drop(stats.Malformed, 1)
 	}
 }
 
-func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance, error) {
-	if old, ok := a.instances[o.Name]; ok {
-		a.stop(ctx, old)
+// answer sends the OPENED reply for o to its owner.
+func (a *hostActor) answer(ctx actor.Context, owner *actor.PID, o Open, in *instance, err error) {
+	reply := Opened{Name: o.Name}
+	if err != nil {
+		reply.Error = err.Error()
+		a.h.log.Error("open protocol instance", zap.String("protocol", o.Name), zap.Error(err))
+	} else {
+		reply.In = refOf(in.receiver.PID())
+		a.h.log.Info("protocol instance open", zap.String("protocol", o.Name), zap.String("type", o.Type), zap.String("daemon", owner.Address))
 	}
+	if e, err := encodeControl(wire.Kind_OPENED, reply); err == nil {
+		ctx.Send(owner, e)
+	}
+}
+
+// open starts an instance: the uplink, then the protocol under the host's
+// supervisor (asked with a request: the actor does not wait in its turn),
+// then the receiver; it answers the owner when done.
+func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) {
 	info, ok := protocols.Lookup(o.Type)
 	if !ok {
-		return nil, fmt.Errorf("unknown protocol type %q (known: %v)", o.Type, protocols.Names())
+		a.answer(ctx, owner, o, nil, fmt.Errorf("unknown protocol type %q (known: %v)", o.Type, protocols.Names()))
+		return
 	}
 	set, err := config.NewSettings(o.ConfigFile, o.SettingsPath, o.Settings)
 	if err != nil {
-		return nil, err
+		a.answer(ctx, owner, o, nil, err)
+		return
 	}
 	settings, err := info.Parse(set)
 	if err != nil {
-		return nil, err
+		a.answer(ctx, owner, o, nil, err)
+		return
 	}
 	policy, err := mailbox.ParsePolicy(o.Policy)
 	if err != nil {
-		return nil, err
+		a.answer(ctx, owner, o, nil, err)
+		return
 	}
 	maxBatch := min(max(o.MaxBatch, 1), packet.MaxBatch)
 	h, reg := a.h, a.h.registry
@@ -208,9 +220,12 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 		Peer: o.DaemonIn.PID(),
 	}), upMB, upStats), "uplink/"+o.Name)
 	if err != nil {
-		return nil, fmt.Errorf("spawn uplink: %w", err)
+		a.answer(ctx, owner, o, nil, fmt.Errorf("spawn uplink: %w", err))
+		return
 	}
 	in := &instance{name: o.Name, owner: owner, uplink: uplink}
+	a.instances[o.Name] = in
+	ctx.Watch(owner)
 
 	// The protocol, under the host's supervisor.
 	mb := mailbox.New(max(o.Capacity, 1), policy, st)
@@ -218,51 +233,99 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) (*instance
 		System: h.system, Injector: uplink, Pool: h.pool, ToNetwork: st, FromNetwork: recv,
 		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
 	}}
-	ctx.Send(h.sup, &stage.SetBudget{Budget: stage.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}})
-	reply := make(chan *actor.PID, 1)
-	ctx.Send(h.sup, &stage.SpawnProtocol{
+	budget := stage.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}
+	if budget != a.budget {
+		a.budget = budget
+		ctx.Send(h.sup, &stage.SetBudget{Budget: budget})
+	}
+	f := ctx.RequestFuture(h.sup, &stage.SpawnProtocol{
 		Name: o.Name, Producer: func() actor.Actor { return info.New(inst) },
-		Mailbox: mb, Target: &stage.Target{Name: o.Name, Stats: st}, Reply: reply,
+		Mailbox: mb, Target: &stage.Target{Name: o.Name, Stats: st},
+	}, stage.SpawnTimeout)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if a.instances[o.Name] != in {
+			return // closed or replaced meanwhile
+		}
+		spawned, _ := res.(*stage.ProtocolSpawned)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("spawn protocol %q: no answer within %v", o.Name, stage.SpawnTimeout)
+		case spawned == nil || spawned.PID == nil:
+			err = fmt.Errorf("spawn protocol %q failed", o.Name)
+			if spawned != nil && spawned.Err != nil {
+				err = spawned.Err
+			}
+		}
+		if err != nil {
+			a.stop(ctx, in, nil)
+			a.answer(ctx, owner, o, nil, err)
+			return
+		}
+		in.protocol = spawned.PID
+		// The receiver last: batches flow once the daemon knows its PID.
+		if in.receiver, err = NewReceiver(h.system, ReceiverPrefix+o.Name, h.pool, in.protocol, inStats, maxBatch); err != nil {
+			a.stop(ctx, in, nil)
+			a.answer(ctx, owner, o, nil, err)
+			return
+		}
+		a.answer(ctx, owner, o, in, nil)
 	})
-	select {
-	case in.protocol = <-reply:
-	case <-time.After(stage.SpawnTimeout):
-	}
-	if in.protocol == nil {
-		a.stop(ctx, in)
-		return nil, fmt.Errorf("spawn protocol %q failed", o.Name)
-	}
-	// The receiver last: batches flow once the daemon knows its PID.
-	if in.receiver, err = NewReceiver(h.system, ReceiverPrefix+o.Name, h.pool, in.protocol, inStats, maxBatch); err != nil {
-		a.stop(ctx, in)
-		return nil, err
-	}
-	a.instances[o.Name] = in
-	ctx.Watch(owner)
-	return in, nil
 }
 
 // stop removes an instance: receiver first (no new batches), then the
-// protocol (its socket closes) and the uplink.
-func (a *hostActor) stop(ctx actor.Context, in *instance) {
-	if in.receiver != nil {
-		in.receiver.Close()
-	}
-	if in.protocol != nil {
-		done := make(chan struct{})
-		ctx.Send(a.h.sup, &stage.StopProtocol{PID: in.protocol, Done: done})
-		select {
-		case <-done:
-		case <-time.After(stage.SpawnTimeout):
-			a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name))
-		}
-	}
-	if in.uplink != nil {
-		_ = ctx.StopFuture(in.uplink).Wait()
-	}
+// protocol (its socket closes) and the uplink, each asked with a request so
+// the actor never waits in its turn; then runs, if not nil, in this
+// actor's turn.
+func (a *hostActor) stop(ctx actor.Context, in *instance, then func()) {
 	if a.instances[in.name] == in {
 		delete(a.instances, in.name)
 	}
+	if in.receiver != nil {
+		in.receiver.Close()
+	}
+	stopUplink := func() {
+		if in.uplink == nil {
+			if then != nil {
+				then()
+			}
+			return
+		}
+		ctx.ReenterAfter(ctx.StopFuture(in.uplink), func(any, error) {
+			if then != nil {
+				then()
+			}
+		})
+	}
+	if in.protocol == nil {
+		stopUplink()
+		return
+	}
+	f := ctx.RequestFuture(a.h.sup, &stage.StopProtocol{PID: in.protocol}, stage.SpawnTimeout)
+	ctx.ReenterAfter(f, func(_ any, err error) {
+		if err != nil {
+			a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name), zap.Error(err))
+		}
+		stopUplink()
+	})
+}
+
+// stopAll stops every instance and waits for them: the host is shutting
+// down, and a turn that ends now runs no continuation.
+func (a *hostActor) stopAll(ctx actor.Context) {
+	for _, in := range a.instances {
+		if in.receiver != nil {
+			in.receiver.Close()
+		}
+		if in.protocol != nil {
+			if _, err := ctx.RequestFuture(a.h.sup, &stage.StopProtocol{PID: in.protocol}, stage.SpawnTimeout).Result(); err != nil {
+				a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name), zap.Error(err))
+			}
+		}
+		if in.uplink != nil {
+			_ = ctx.StopFuture(in.uplink).Wait()
+		}
+	}
+	clear(a.instances)
 }
 
 // report sends the host's counters to every daemon with an instance here.

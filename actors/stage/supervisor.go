@@ -35,23 +35,31 @@ type Budget struct {
 	Backoff     time.Duration // wait before each restart
 }
 
-// SpawnProtocol asks the supervisor to spawn a protocol child. The PID is
-// sent on Reply.
+// SpawnProtocol asks the supervisor to spawn a protocol child. Send it with
+// a request (RequestFuture); the answer is a *ProtocolSpawned.
 type SpawnProtocol struct {
 	Name     string
 	Producer actor.Producer // the protocol's own actor
 	Mailbox  *mailbox.Mailbox
 	Target   *Target
-	Reply    chan<- *actor.PID
 }
 
-// StopProtocol asks the supervisor to stop a protocol child for good. Done
-// is closed once the supervisor has seen the child terminate: from then on
-// a new child may be spawned under the same name.
-type StopProtocol struct {
-	PID  *actor.PID
-	Done chan<- struct{}
+// ProtocolSpawned answers SpawnProtocol: the child's PID, or nil and why not.
+type ProtocolSpawned struct {
+	PID *actor.PID
+	Err error
 }
+
+// StopProtocol asks the supervisor to stop a protocol child for good. Send it
+// with a request; the answer, a *ProtocolStopped, comes once the supervisor
+// has seen the child terminate: from then on a new child may be spawned
+// under the same name.
+type StopProtocol struct {
+	PID *actor.PID
+}
+
+// ProtocolStopped answers StopProtocol.
+type ProtocolStopped struct{}
 
 // SetBudget replaces the supervisor's restart budget (a config reload). It
 // applies to failures from then on; restart statistics already gathered
@@ -66,13 +74,13 @@ type SetBudget struct {
 type ProtocolSupervisor struct {
 	budget   Budget
 	log      *zap.Logger
-	children map[string]*Target           // by PID.Id
-	stopping map[string][]chan<- struct{} // StopProtocol.Done by PID.Id, closed on Terminated
+	children map[string]*Target       // by PID.Id
+	stopping map[string][]*actor.PID // who asked StopProtocol, by PID.Id, answered on Terminated
 }
 
 // NewProtocolSupervisor returns the supervisor actor.
 func NewProtocolSupervisor(b Budget, log *zap.Logger) *ProtocolSupervisor {
-	return &ProtocolSupervisor{budget: b, log: log, children: map[string]*Target{}, stopping: map[string][]chan<- struct{}{}}
+	return &ProtocolSupervisor{budget: b, log: log, children: map[string]*Target{}, stopping: map[string][]*actor.PID{}}
 }
 
 // Receive spawns and stops children, and replaces the budget, on request.
@@ -83,27 +91,29 @@ func (s *ProtocolSupervisor) Receive(ctx actor.Context) {
 		pid, err := ctx.SpawnNamed(Props(m.Producer, m.Mailbox, st), "protocol/"+m.Name)
 		if err != nil {
 			s.log.Error("spawn protocol", zap.String("protocol", m.Name), zap.Error(err))
-			m.Reply <- nil
+			ctx.Respond(&ProtocolSpawned{Err: fmt.Errorf("spawn protocol %q: %w", m.Name, err)})
 			return
 		}
 		s.children[pid.Id] = m.Target
 		st.SetState(stats.Running)
-		m.Reply <- pid
+		ctx.Respond(&ProtocolSpawned{PID: pid})
 	case *StopProtocol:
-		// Done closes when this actor has seen the child's Terminated, not
-		// when a stop future completes: protoactor forgets the child only
-		// then, and a successor spawned under the same name before that
+		// The answer comes when this actor has seen the child's Terminated,
+		// not when a stop future completes: protoactor forgets the child
+		// only then, and a successor spawned under the same name before that
 		// would be forgotten in its place (and never stopped).
 		delete(s.children, m.PID.Id)
 		if !hasChild(ctx, m.PID) {
-			close(m.Done) // already gone (stopped after its restart budget)
+			ctx.Respond(&ProtocolStopped{}) // already gone (stopped after its restart budget)
 			return
 		}
-		s.stopping[m.PID.Id] = append(s.stopping[m.PID.Id], m.Done)
+		if who := ctx.Sender(); who != nil {
+			s.stopping[m.PID.Id] = append(s.stopping[m.PID.Id], who)
+		}
 		ctx.Stop(m.PID)
 	case *actor.Terminated:
-		for _, done := range s.stopping[m.Who.Id] {
-			close(done)
+		for _, who := range s.stopping[m.Who.Id] {
+			ctx.Send(who, &ProtocolStopped{})
 		}
 		delete(s.stopping, m.Who.Id)
 	case *restartChild:
