@@ -393,23 +393,49 @@ func diffPrefixes(old, cur []netip.Prefix) (added, removed []netip.Prefix) {
 
 func mailboxString(m config.Mailbox) string { return fmt.Sprintf("%d %s", m.Capacity, m.Policy) }
 
-// apply carries out a plan; see the flow at the top of this file. Failures
-// are recorded in res and logged; the rest of the plan still applies.
+// apply carries out a plan; see the flow at the top of this file, one step
+// a method. Failures are recorded in res and logged; the rest of the plan
+// still applies.
 func (n *Node) apply(pl *plan, res *Result) {
-	old := n.current.Load()
-	change := func(c Change) {
-		res.Changes = append(res.Changes, c)
-		n.log.Info("reload: "+strings.ReplaceAll(c.Kind, "_", " "), zap.String("name", c.Name), zap.String("detail", c.Detail))
-	}
-	fail := func(err error) {
-		res.Errors = append(res.Errors, err.Error())
-		n.log.Error("reload: part of the new config was not applied", zap.Error(err))
-	}
+	a := &applier{n: n, pl: pl, res: res, old: n.current.Load()}
+	running, targets := a.protocols()
+	a.mailboxes()
+	link := n.link(pl, a.fail)
+	kernel := a.kernelRoutesOut(link)
+	a.swapTable(targets)
+	a.removeProtocols()
+	kernel = append(kernel, a.addressesAndRoutesIn(link)...)
+	n.kernelRoutes = kernel
+	a.budgetAndLogLevel()
+	a.commit(running)
+}
 
-	// a, b: restarted and added protocols.
-	running := make(map[string]*runningProtocol, len(pl.protocols))
-	targets := make([]*stage.Target, len(pl.protocols))
-	for i, pp := range pl.protocols {
+// applier is one apply's state: the plan, the config it replaces and the
+// result it fills.
+type applier struct {
+	n   *Node
+	pl  *plan
+	res *Result
+	old *config.Config
+}
+
+func (a *applier) change(c Change) {
+	a.res.Changes = append(a.res.Changes, c)
+	a.n.log.Info("reload: "+strings.ReplaceAll(c.Kind, "_", " "), zap.String("name", c.Name), zap.String("detail", c.Detail))
+}
+
+func (a *applier) fail(err error) {
+	a.res.Errors = append(a.res.Errors, err.Error())
+	a.n.log.Error("reload: part of the new config was not applied", zap.Error(err))
+}
+
+// protocols (steps a, b) restarts and adds protocols and resizes the
+// mailboxes of those kept; it returns the running set and the targets in
+// the new config's order.
+func (a *applier) protocols() (map[string]*runningProtocol, []*stage.Target) {
+	running := make(map[string]*runningProtocol, len(a.pl.protocols))
+	targets := make([]*stage.Target, len(a.pl.protocols))
+	for i, pp := range a.pl.protocols {
 		name := pp.p.cfg.Name
 		switch pp.action {
 		case keepProtocol:
@@ -419,160 +445,183 @@ func (n *Node) apply(pl *plan, res *Result) {
 				from := pp.old.parsed.cfg.Mailbox
 				pp.old.parsed = pp.p
 				if err := resize(pp.old.mailbox, pp.p.cfg.Mailbox); err != nil {
-					fail(fmt.Errorf("resize the mailbox of %q: %w", name, err))
+					a.fail(fmt.Errorf("resize the mailbox of %q: %w", name, err))
 					continue
 				}
-				change(Change{ChangeMailboxResized, name, mailboxString(from) + " → " + mailboxString(pp.p.cfg.Mailbox)})
+				a.change(Change{ChangeMailboxResized, name, mailboxString(from) + " → " + mailboxString(pp.p.cfg.Mailbox)})
 			} else {
 				pp.old.parsed = pp.p // same instance; keep the new positions
 			}
 			continue
 		case restartProtocol:
 			pp.old.target.SetDown(true)
-			n.stopProtocol(pp.old, fail)
+			a.n.stopProtocol(pp.old, a.fail)
 			if pp.old.parsed.cfg.Type != pp.p.cfg.Type {
 				// The stats rows carry the type: start them afresh.
-				n.registry.Remove(name)
-				n.registry.Remove(name + ".recv")
+				a.n.registry.Remove(name)
+				a.n.registry.Remove(name + ".recv")
 			}
 		}
-		rp, err := n.spawnProtocol(pp.p)
+		rp, err := a.n.spawnProtocol(pp.p)
 		if err != nil {
-			fail(err)
+			a.fail(err)
 			// Its routes drop as protocol_down until a later reload.
-			st := n.registry.Row(name, pp.p.cfg.Type)
+			st := a.n.registry.Row(name, pp.p.cfg.Type)
 			rp = &runningProtocol{parsed: pp.p, target: &stage.Target{Name: name, Stats: st}}
 			rp.target.SetDown(true)
 		}
 		running[name] = rp
 		targets[i] = rp.target
 		if pp.action == restartProtocol {
-			change(Change{ChangeProtocolRestarted, name, pp.why})
+			a.change(Change{ChangeProtocolRestarted, name, pp.why})
 		} else {
-			change(Change{ChangeProtocolAdded, name, pp.p.cfg.Type})
+			a.change(Change{ChangeProtocolAdded, name, pp.p.cfg.Type})
 		}
 	}
 
-	// c: the router's and the injector's mailboxes follow the default.
-	if pl.defaultMB {
-		for _, a := range []struct {
+	return running, targets
+}
+
+// mailboxes (step c): the router's and the injector's follow the default.
+func (a *applier) mailboxes() {
+	if a.pl.defaultMB {
+		for _, m := range []struct {
 			name string
 			mb   *mailbox.Mailbox
-		}{{"router", n.routerMB}, {"injector", n.injectorMB}} {
-			if err := resize(a.mb, pl.cfg.Mailbox); err != nil {
-				fail(fmt.Errorf("resize the mailbox of %s: %w", a.name, err))
+		}{{"router", a.n.routerMB}, {"injector", a.n.injectorMB}} {
+			if err := resize(m.mb, a.pl.cfg.Mailbox); err != nil {
+				a.fail(fmt.Errorf("resize the mailbox of %s: %w", m.name, err))
 				continue
 			}
-			change(Change{ChangeMailboxResized, a.name, mailboxString(old.Mailbox) + " → " + mailboxString(pl.cfg.Mailbox)})
+			a.change(Change{ChangeMailboxResized, m.name, mailboxString(a.old.Mailbox) + " → " + mailboxString(a.pl.cfg.Mailbox)})
 		}
 	}
+}
 
-	// d, e, f, g: kernel routes out, the table swap, removed protocols,
-	// addresses and kernel routes in.
-	link := n.link(pl, fail)
-	tunOK := link != nil || !n.ownTUN // addresses apply (or are only recorded, on a given device)
-	kernel := slices.Clone(pl.routeKeep)
-	for _, p := range pl.routeDel {
+// kernelRoutesOut (step d) removes the kernel routes the new config drops;
+// it returns the routes still installed.
+func (a *applier) kernelRoutesOut(link netlink.Link) []netip.Prefix {
+	kernel := slices.Clone(a.pl.routeKeep)
+	for _, p := range a.pl.routeDel {
 		if link == nil {
 			kernel = append(kernel, p)
 			continue
 		}
-		if isAddressSubnet(p, pl.cfg.TUN.Addresses) {
+		if isAddressSubnet(p, a.pl.cfg.TUN.Addresses) {
 			// The connected route of an address the TUN keeps: leave it.
 			continue
 		}
 		if err := delKernelRoute(link, p); err != nil {
-			fail(fmt.Errorf("delete kernel route %s via %q: %w", p, n.cfg.TUN.Name, err))
+			a.fail(fmt.Errorf("delete kernel route %s via %q: %w", p, a.n.cfg.TUN.Name, err))
 			kernel = append(kernel, p)
 			continue
 		}
-		change(Change{ChangeKernelRouteGone, p.String(), "via " + n.cfg.TUN.Name})
+		a.change(Change{ChangeKernelRouteGone, p.String(), "via " + a.n.cfg.TUN.Name})
 	}
 
-	n.routing.Store(&actors.Routing{Table: pl.table, Targets: targets})
-	for _, c := range pl.routes {
-		change(c)
-	}
+	return kernel
+}
 
-	for _, rp := range pl.removed {
+// swapTable (step e) makes the new route table live with one store.
+func (a *applier) swapTable(targets []*stage.Target) {
+	a.n.routing.Store(&actors.Routing{Table: a.pl.table, Targets: targets})
+	for _, c := range a.pl.routes {
+		a.change(c)
+	}
+}
+
+// removeProtocols (step f) stops the protocols the new config drops.
+func (a *applier) removeProtocols() {
+	for _, rp := range a.pl.removed {
 		name := rp.parsed.cfg.Name
 		rp.target.SetDown(true)
-		n.stopProtocol(rp, fail)
+		a.n.stopProtocol(rp, a.fail)
 		// Its rows leave the stats: log their final counters first, as
 		// Stop does for every actor.
 		for _, st := range []string{name, name + ".recv"} {
-			a := n.registry.Row(st, rp.parsed.cfg.Type).Snapshot()
-			n.log.Info("final counters of a removed protocol",
-				zap.String("actor", a.Name),
-				zap.Uint64("in_packets", a.InPackets),
-				zap.Uint64("out_packets", a.OutPackets),
-				zap.Uint64("dropped", a.DroppedTotal()),
-				zap.Any("drops", a.Drops),
-				zap.Uint64("restarts", a.Restarts))
-			n.registry.Remove(st)
+			row := a.n.registry.Row(st, rp.parsed.cfg.Type).Snapshot()
+			a.n.log.Info("final counters of a removed protocol",
+				zap.String("actor", row.Name),
+				zap.Uint64("in_packets", row.InPackets),
+				zap.Uint64("out_packets", row.OutPackets),
+				zap.Uint64("dropped", row.DroppedTotal()),
+				zap.Any("drops", row.Drops),
+				zap.Uint64("restarts", row.Restarts))
+			a.n.registry.Remove(st)
 		}
-		change(Change{ChangeProtocolRemoved, name, rp.parsed.cfg.Type})
+		a.change(Change{ChangeProtocolRemoved, name, rp.parsed.cfg.Type})
 	}
+}
 
-	for _, p := range pl.addrAdd {
+// addressesAndRoutesIn (step g) adds and removes TUN addresses and installs
+// the new kernel routes; it returns the routes it installed.
+func (a *applier) addressesAndRoutesIn(link netlink.Link) (kernel []netip.Prefix) {
+	tunOK := link != nil || !a.n.ownTUN // addresses apply (or are only recorded, on a given device)
+	for _, p := range a.pl.addrAdd {
 		if !tunOK {
 			continue
 		}
 		if link != nil {
 			if err := addAddress(link, p); err != nil {
-				fail(fmt.Errorf("add address %s to %q: %w", p, n.cfg.TUN.Name, err))
+				a.fail(fmt.Errorf("add address %s to %q: %w", p, a.n.cfg.TUN.Name, err))
 				continue
 			}
 		}
-		change(Change{ChangeAddressAdded, p.String(), n.tunNote()})
+		a.change(Change{ChangeAddressAdded, p.String(), a.n.tunNote()})
 	}
-	for _, p := range pl.routeAdd {
+	for _, p := range a.pl.routeAdd {
 		if link == nil {
 			continue
 		}
-		if err := addKernelRoute(link, p, pl.cfg.TUN.Addresses); err != nil {
-			fail(fmt.Errorf("install kernel route %s via %q: %w", p, n.cfg.TUN.Name, err))
+		if err := addKernelRoute(link, p, a.pl.cfg.TUN.Addresses); err != nil {
+			a.fail(fmt.Errorf("install kernel route %s via %q: %w", p, a.n.cfg.TUN.Name, err))
 			continue
 		}
 		kernel = append(kernel, p)
-		change(Change{ChangeKernelRouteAdded, p.String(), "via " + n.cfg.TUN.Name})
+		a.change(Change{ChangeKernelRouteAdded, p.String(), "via " + a.n.cfg.TUN.Name})
 	}
-	for _, p := range pl.addrDel {
+	for _, p := range a.pl.addrDel {
 		if !tunOK {
 			continue
 		}
 		if link != nil {
 			if err := delAddress(link, p); err != nil {
-				fail(fmt.Errorf("remove address %s from %q: %w", p, n.cfg.TUN.Name, err))
+				a.fail(fmt.Errorf("remove address %s from %q: %w", p, a.n.cfg.TUN.Name, err))
 				continue
 			}
 		}
-		change(Change{ChangeAddressRemoved, p.String(), n.tunNote()})
+		a.change(Change{ChangeAddressRemoved, p.String(), a.n.tunNote()})
 	}
-	n.kernelRoutes = kernel
+	return kernel
+}
 
-	// h: budget and log level.
-	if pl.budget != nil {
-		n.system.Root.Send(n.supervisor, &stage.SetBudget{Budget: *pl.budget})
-		change(Change{ChangeSupervision, "supervision", fmt.Sprintf("max_restarts %d within %s backoff %s",
-			pl.cfg.Supervision.MaxRestarts, pl.cfg.Supervision.Within, pl.cfg.Supervision.Backoff)})
+// budgetAndLogLevel (step h).
+func (a *applier) budgetAndLogLevel() {
+	if a.pl.budget != nil {
+		a.n.system.Root.Send(a.n.supervisor, &stage.SetBudget{Budget: *a.pl.budget})
+		a.change(Change{ChangeSupervision, "supervision", fmt.Sprintf("max_restarts %d within %s backoff %s",
+			a.pl.cfg.Supervision.MaxRestarts, a.pl.cfg.Supervision.Within, a.pl.cfg.Supervision.Backoff)})
 	}
-	if pl.level != nil {
-		detail := old.Log.Level + " → " + pl.cfg.Log.Level
-		if n.opts.Level != nil {
-			n.opts.Level.SetLevel(*pl.level)
+	if a.pl.level != nil {
+		detail := a.old.Log.Level + " → " + a.pl.cfg.Log.Level
+		if a.n.opts.Level != nil {
+			a.n.opts.Level.SetLevel(*a.pl.level)
 		} else {
 			detail += " (not applied: the node was not given its logger's level)"
 		}
-		change(Change{ChangeLogLevel, "log.level", detail})
+		a.change(Change{ChangeLogLevel, "log.level", detail})
 	}
+}
 
+// commit records the new config as the running one.
+func (a *applier) commit(running map[string]*runningProtocol) {
+	n := a.n
 	n.running = running
-	n.protocols = make([]parsedProtocol, len(pl.protocols))
-	for i, pp := range pl.protocols {
+	n.protocols = make([]parsedProtocol, len(a.pl.protocols))
+	for i, pp := range a.pl.protocols {
 		n.protocols[i] = pp.p
 	}
-	n.current.Store(pl.cfg)
+	n.current.Store(a.pl.cfg)
 }
 
 // link returns the TUN's netlink handle when the plan needs one and the
