@@ -1,7 +1,7 @@
 // Package mailbox is Switchyard's bounded, drop-policy mailbox for
 // protoactor-go actors. protoactor's own Bounded mailbox spins the sender on
 // runtime.Gosched when full and BoundedDropping miscounts after a drop and
-// spins forever (DESIGN.md §7); neither reports drops. This one:
+// spins forever (docs/ARCHITECTURE.md §7); neither reports drops. This one:
 //
 //  1. PostUserMessage: a *packet.Batch (or an envelope holding one) is
 //     queued if there is room; when the mailbox holds Capacity batches the

@@ -1,7 +1,7 @@
 package remote
 
 // The batch codec: a batch crosses a process boundary as a msgpack array of
-// bin values, one per packet, in an envelope's payload (DESIGN.md §7).
+// bin values, one per packet, in an envelope's payload (docs/ARCHITECTURE.md §7).
 //
 //  1. Encoder.Encode appends packets of a batch (borrowed) to a payload
 //     buffer, as many as fit in MaxEnvelopeBytes, and says where it

@@ -157,7 +157,7 @@ func quietSystem() *actor.ActorSystem {
 // (grpclog.SetLoggerV2) while the servers and connections of transports
 // started before read it, so a transport started while others run is a data
 // race in the library (go test -race reports it; so does
-// actors/node's TestNodeLoopsPacketsThroughAHost). Starting both up front,
+// node/hosttest/loop's TestNodeLoopsPacketsThroughAHost). Starting both up front,
 // and ordering each server's first log line before the next Start with
 // syncServe, leaves no write after the reads. Stopping is racy too
 // (endpointManager.stop writes em.connections while an endpoint writer that

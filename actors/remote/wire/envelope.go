@@ -3,7 +3,7 @@
 // schema; this file implements it).
 //
 // protoactor-go's endpoint writer serializes every message with its proto
-// serializer (custom serializers are ignored, DESIGN.md §7), so batches and
+// serializer (custom serializers are ignored, docs/ARCHITECTURE.md §7), so batches and
 // control messages travel as msgpack inside this small envelope. The
 // envelope is written by hand rather than generated so that it can use
 // protobuf-go's fast-path methods (protoiface.Methods) to cross the
