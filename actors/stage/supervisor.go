@@ -74,7 +74,7 @@ type SetBudget struct {
 type ProtocolSupervisor struct {
 	budget   Budget
 	log      *zap.Logger
-	children map[string]*Target       // by PID.Id
+	children map[string]*Target      // by PID.Id
 	stopping map[string][]*actor.PID // who asked StopProtocol, by PID.Id, answered on Terminated
 }
 

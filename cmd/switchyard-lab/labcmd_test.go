@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,27 +18,6 @@ func buildSelf(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func decodeJSONLine(out string, v any) error {
-	line := strings.TrimSpace(out)
-	if i := strings.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if err := json.Unmarshal([]byte(line), v); err != nil {
-		return fmt.Errorf("decode %q: %w", line, err)
-	}
-	return nil
 }
 
 // TestLabTools checks the built-in traffic tools on loopback: what tcp-send
@@ -72,10 +49,10 @@ func TestLabTools(t *testing.T) {
 				t.Fatalf("tcp-recv: %v", err)
 			}
 			var got lab.Transfer
-			if err := decodeJSONLine(string(sOut), &got.Sent); err != nil {
+			if err := lab.DecodeJSONLine(string(sOut), &got.Sent); err != nil {
 				t.Fatal(err)
 			}
-			if err := decodeJSONLine(rOut.String(), &got.Received); err != nil {
+			if err := lab.DecodeJSONLine(rOut.String(), &got.Received); err != nil {
 				t.Fatal(err)
 			}
 			if !got.Match() || got.Sent.Bytes != tc.bytes {
@@ -100,4 +77,13 @@ func TestXorshift(t *testing.T) {
 	if tail := a[len(a)-8:]; string(tail) == string(make([]byte, 8)) {
 		t.Errorf("the tail after the last 32-byte step is %x, want it filled", tail)
 	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	port, err := lab.FreeTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }

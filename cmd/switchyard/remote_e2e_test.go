@@ -566,7 +566,7 @@ func hostileRun(ctx context.Context, l *lab.Lab, side *lab.Side, args ...string)
 	if err != nil {
 		return r, string(stderr), err
 	}
-	return r, string(stderr), decodeJSONLine(string(out), &r)
+	return r, string(stderr), lab.DecodeJSONLine(string(out), &r)
 }
 
 // TestRemoteHostile sends what no honest peer sends — an unknown type name,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -269,4 +270,27 @@ func HostileGarbagePackets() int {
 		n += g.Claims
 	}
 	return n
+}
+
+// DecodeJSONLine decodes the last line of a tool's output (the lab tools and
+// `stats --json` print one JSON line) into v.
+func DecodeJSONLine(out string, v any) error {
+	line := strings.TrimSpace(out)
+	if i := strings.LastIndexByte(line, '\n'); i >= 0 {
+		line = line[i+1:]
+	}
+	if err := json.Unmarshal([]byte(line), v); err != nil {
+		return fmt.Errorf("decode %q: %w", line, err)
+	}
+	return nil
+}
+
+// FreeTCPPort returns a TCP port free on loopback at the time of the call.
+func FreeTCPPort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
 }
