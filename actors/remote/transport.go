@@ -61,6 +61,7 @@ func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, gua
 		grpc.WithWriteBufferSize(SocketBufferBytes),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcCodec)),
 		experimental.WithBufferPool(bufferPool),
+		grpc.WithStreamInterceptor(closeOnFailedStream), // dialfix.go
 	}
 	if files.Enabled() {
 		server, client, err := tlsConfigs(files)
