@@ -419,9 +419,53 @@ func SortByName(s []Row) {
 	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
 }
 
+// Mirrored keeps a row of counters that another process reports (a
+// protocol host's) cumulative across that process's restarts: its counters
+// start again from zero in each incarnation, and the operator's must never
+// go backwards. One goroutine (the host link) reports.
+type Mirrored struct {
+	c           *Counters
+	incarnation uint64
+	base, last  Row // the sum over earlier incarnations, and this one's last report
+}
+
+// NewMirrored mirrors reports into c.
+func NewMirrored(c *Counters) *Mirrored { return &Mirrored{c: c} }
+
+// Report takes a report of incarnation inc. A new incarnation — a new
+// number, or counters lower than the last report's (a process that
+// restarted unseen) — folds the last report into the base first.
+func (m *Mirrored) Report(s Row, inc uint64) {
+	if inc != m.incarnation || s.InPackets < m.last.InPackets || s.OutPackets < m.last.OutPackets || s.DroppedTotal() < m.last.DroppedTotal() {
+		m.base = addRows(m.base, m.last)
+		m.last = Row{}
+		m.incarnation = inc
+	}
+	m.last = s
+	sum := addRows(m.base, s)
+	sum.State, sum.Mailbox = s.State, s.Mailbox // gauges: this incarnation's
+	m.c.Mirror(sum)
+}
+
+// addRows adds the counters of b to a (names, kinds and gauges from b).
+func addRows(a, b Row) Row {
+	out := b
+	out.InPackets, out.InBytes, out.InBatches = a.InPackets+b.InPackets, a.InBytes+b.InBytes, a.InBatches+b.InBatches
+	out.OutPackets, out.OutBytes, out.OutBatches = a.OutPackets+b.OutPackets, a.OutBytes+b.OutBytes, a.OutBatches+b.OutBatches
+	out.Restarts = a.Restarts + b.Restarts
+	out.Drops = make(map[string]uint64, len(a.Drops)+len(b.Drops))
+	for k, v := range a.Drops {
+		out.Drops[k] += v
+	}
+	for k, v := range b.Drops {
+		out.Drops[k] += v
+	}
+	return out
+}
+
 // Mirror sets the counters to those of s, an actor of another process (a
 // protocol host's, reported to the daemon): the daemon serves them like
-// its own. Counters start again from zero when that process restarts.
+// its own (Mirrored keeps them cumulative across the process's restarts).
 // Reasons this build does not know are ignored.
 func (a *Counters) Mirror(s Row) {
 	a.inPackets.Store(s.InPackets)

@@ -123,3 +123,29 @@ func TestNewReason(t *testing.T) {
 		t.Errorf("drops[test_reason_a] = %d, want 3", got)
 	}
 }
+
+func TestMirroredIsCumulativeAcrossRestarts(t *testing.T) {
+	var c Counters
+	m := NewMirrored(&c)
+	report := func(in, out, dropped uint64, inc uint64) {
+		m.Report(Row{InPackets: in, OutPackets: out, Drops: map[string]uint64{"mailbox_full": dropped}, State: "running"}, inc)
+	}
+	for _, tc := range []struct {
+		name                       string
+		in, out, dropped           uint64
+		inc                        uint64
+		wantIn, wantOut, wantDrops uint64
+	}{
+		{"first report", 10, 8, 2, 1, 10, 8, 2},
+		{"same incarnation grows", 20, 15, 5, 1, 20, 15, 5},
+		{"restart seen (new incarnation)", 3, 3, 0, 2, 23, 18, 5},
+		{"grows again", 7, 6, 1, 2, 27, 21, 6},
+		{"restart unseen (counters fell)", 1, 0, 0, 2, 28, 21, 6},
+	} {
+		report(tc.in, tc.out, tc.dropped, tc.inc)
+		s := c.Snapshot()
+		if s.InPackets != tc.wantIn || s.OutPackets != tc.wantOut || s.Drops["mailbox_full"] != tc.wantDrops {
+			t.Errorf("%s: in %d out %d drops %d; want %d %d %d", tc.name, s.InPackets, s.OutPackets, s.Drops["mailbox_full"], tc.wantIn, tc.wantOut, tc.wantDrops)
+		}
+	}
+}

@@ -87,7 +87,7 @@ type hostLink struct {
 	exited   chan struct{}
 	failures []time.Time
 	insts    map[string]*attached
-	mirrored map[string]*stats.Counters
+	mirrored map[string]*stats.Mirrored
 	stopping bool
 	sub      *eventstream.Subscription
 	flushes  int // EndpointTerminatedEvents this link published itself
@@ -101,7 +101,7 @@ func NewHostLink(spec HostSpec) actor.Producer {
 			spec:     spec,
 			hostPID:  actor.NewPID(spec.Listen, HostActorID),
 			insts:    map[string]*attached{},
-			mirrored: map[string]*stats.Counters{},
+			mirrored: map[string]*stats.Mirrored{},
 		}
 	}
 }
@@ -268,10 +268,10 @@ func (l *hostLink) control(ctx actor.Context, env *wire.Envelope) {
 			name := l.spec.Name + "/" + s.Name
 			a, ok := l.mirrored[name]
 			if !ok {
-				a = l.spec.Mirror.Row(name, s.Kind)
+				a = stats.NewMirrored(l.spec.Mirror.Row(name, s.Kind))
 				l.mirrored[name] = a
 			}
-			a.Mirror(s)
+			a.Report(s, uint64(l.proc))
 		}
 	}
 }
