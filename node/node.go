@@ -22,7 +22,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"switchyard/actors"
@@ -175,7 +174,7 @@ func (n *Node) Start() (err error) {
 
 	n.system = actor.NewActorSystemWithConfig(actor.Configure(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-			return slog.New(zapslog.NewHandler(n.log.Core(), zapslog.WithName("protoactor")))
+			return slog.New(remote.LogHandler(n.log.Core()))
 		}),
 	))
 	n.deadLetters = n.registry.Row("dead_letters", "dead_letters")

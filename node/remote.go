@@ -5,6 +5,7 @@ package node
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -42,7 +43,14 @@ func (n *Node) startRemote() error {
 	}
 	n.hostLinks = make(map[string]*actor.PID, len(cfg.Hosts))
 	for _, h := range cfg.Hosts {
-		cmd := []string{exe, "host", "--listen", h.Listen.String(),
+		// A spawned host listens on a port of its own choosing, a new one
+		// each incarnation, and reports it on the ready pipe: a connection
+		// or a retry to an earlier incarnation can never reach it.
+		listen := h.Listen
+		if h.Spawn {
+			listen = netip.AddrPortFrom(h.Listen.Addr(), 0)
+		}
+		cmd := []string{exe, "host", "--name", h.Name, "--listen", listen.String(),
 			"--pool-buffers", strconv.Itoa(cfg.Batch.PoolBuffers), "--log-level", cfg.Log.Level}
 		if files.Enabled() {
 			cmd = append(cmd, "--tls-ca", files.CA, "--tls-cert", files.Cert, "--tls-key", files.Key)

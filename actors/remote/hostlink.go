@@ -3,8 +3,12 @@ package remote
 // The host link: the daemon's actor for one protocol host.
 //
 //  1. A spawned host (hosts[].spawn) is started as `switchyard host` with a
-//     pipe on fd 3; the host writes a line there once it listens. A host
-//     that was not spawned is assumed to listen already.
+//     pipe on fd 3; once it listens it writes its address there. Each
+//     incarnation listens on a port of its own choosing, so nothing from an
+//     earlier one (a connection, a connect retry, its termination event)
+//     can reach or disturb it: one connection per incarnation. A host that
+//     was not spawned is assumed to listen already, on its configured
+//     address.
 //  2. Each remote protocol's proxy attaches to its host link when it
 //     starts. Once the host listens, the link sends one OPEN per attached
 //     instance; each OPENED gives the proxy its peer (PeerUp), and traffic
@@ -22,9 +26,11 @@ package remote
 
 import (
 	"bufio"
+	"io"
+	"net/netip"
 	"os"
 	"os/exec"
-	"switchyard/actors/stage"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +41,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchyard/actors/remote/wire"
+	"switchyard/actors/stage"
 	"switchyard/stats"
 )
 
@@ -79,6 +86,7 @@ type attached struct {
 
 type hostLink struct {
 	spec     HostSpec
+	addr     string // the host's address: spec.Listen, or what this incarnation reported
 	hostPID  *actor.PID
 	state    hostState
 	gen      int // connection generation: bumped when the host goes down or the connection is lost
@@ -90,7 +98,6 @@ type hostLink struct {
 	mirrored map[string]*stats.Mirrored
 	stopping bool
 	sub      *eventstream.Subscription
-	flushes  int // EndpointTerminatedEvents this link published itself
 	wg       sync.WaitGroup
 }
 
@@ -99,6 +106,7 @@ func NewHostLink(spec HostSpec) actor.Producer {
 	return func() actor.Actor {
 		return &hostLink{
 			spec:     spec,
+			addr:     spec.Listen,
 			hostPID:  actor.NewPID(spec.Listen, HostActorID),
 			insts:    map[string]*attached{},
 			mirrored: map[string]*stats.Mirrored{},
@@ -107,24 +115,28 @@ func NewHostLink(spec HostSpec) actor.Producer {
 }
 
 type (
-	hostReady struct{ gen int }
-	hostExit  struct {
+	hostReady struct {
+		gen  int
+		addr string // where this incarnation listens
+	}
+	hostExit struct {
 		gen int
 		err error
 	}
 	hostRetry       struct{ gen int }
 	hostOpenTimeout struct{ gen int }
-	connectionLost  struct{}
+	reopenCheck     struct{ gen, proc int }
+	connectionLost  struct{ addr string }
 )
 
 func (l *hostLink) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		l.spec.Stats.SetState(stats.Restarting)
-		self, root, addr := ctx.Self(), ctx.ActorSystem().Root, l.spec.Listen
+		self, root := ctx.Self(), ctx.ActorSystem().Root
 		l.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
-			if t, ok := evt.(*remote.EndpointTerminatedEvent); ok && t.Address == addr {
-				root.Send(self, &connectionLost{})
+			if t, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+				root.Send(self, &connectionLost{addr: t.Address})
 			}
 		})
 		if l.spec.Spawn {
@@ -144,12 +156,17 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		}
 	case *hostReady:
 		if m.gen == l.proc && l.state == hostSpawning {
-			l.spec.Log.Info("protocol host listening", zap.String("host", l.spec.Name), zap.String("listen", l.spec.Listen))
-			// A connection to the previous process may linger in protoactor's
-			// endpoint manager (and a writer in its 2 s connect retry): drop it,
-			// so the OPENs go out on a fresh connection.
-			l.flushes++ // our own event comes back as one connectionLost: not a loss
-			ctx.ActorSystem().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: l.spec.Listen})
+			l.spec.Log.Info("protocol host listening", zap.String("host", l.spec.Name), zap.String("address", m.addr), zap.Int("incarnation", l.proc))
+			if old := l.addr; old != m.addr {
+				// The previous incarnation's connection may linger in
+				// protoactor's endpoint manager (a writer in its connect
+				// retry): drop it. Its address is not this one's, so its
+				// events are ignored (connectionLost) and it can never
+				// reach the new process.
+				ctx.ActorSystem().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: old})
+			}
+			l.addr = m.addr
+			l.hostPID = actor.NewPID(m.addr, HostActorID)
 			l.connect(ctx)
 		}
 	case *hostExit:
@@ -197,9 +214,8 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			l.retryLater(ctx)
 		}
 	case *connectionLost:
-		if l.flushes > 0 {
-			l.flushes--
-			return
+		if m.addr != l.addr {
+			return // another peer's, or an earlier incarnation's
 		}
 		// protoactor dropped the connection to the host (and with it the
 		// envelopes in flight). While the host runs, open the instances
@@ -212,10 +228,24 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			return
 		}
 		if l.state == hostUp || l.state == hostConnecting {
-			l.spec.Log.Warn("connection to protocol host lost; opening its instances again", zap.String("host", l.spec.Name))
-			l.gen++
-			l.connect(ctx)
+			// Most often the process just died and its exit is on the way:
+			// decide once it had time to arrive, so a kill costs one
+			// restart, not a re-open of a dead host first.
+			gen, proc, self, root := l.gen, l.proc, ctx.Self(), ctx.ActorSystem().Root
+			time.AfterFunc(ReopenGrace, func() { root.Send(self, &reopenCheck{gen: gen, proc: proc}) })
 		}
+	case *reopenCheck:
+		if m.gen != l.gen || m.proc != l.proc || l.cmd == nil || l.stopping || (l.state != hostUp && l.state != hostConnecting) {
+			return // it exited (and restarts), or something else happened since
+		}
+		select {
+		case <-l.exited:
+			return // its exit message is queued: it restarts
+		default:
+		}
+		l.spec.Log.Warn("connection to protocol host lost; opening its instances again", zap.String("host", l.spec.Name))
+		l.gen++
+		l.connect(ctx)
 	case *actor.DeadLetterResponse:
 		// An OPEN could not be delivered (no connection): the open timeout
 		// or the process exit handles it.
@@ -381,9 +411,16 @@ func (l *hostLink) startProcess(ctx actor.Context) {
 	go func() {
 		defer l.wg.Done()
 		defer r.Close()
-		if _, err := bufio.NewReader(r).ReadString('\n'); err == nil {
-			root.Send(self, &hostReady{gen})
+		line, err := bufio.NewReader(io.LimitReader(r, readyLineBytes)).ReadString('\n')
+		if err != nil {
+			return // the host died before it listened: its exit restarts it
 		}
+		addr := strings.TrimSpace(line)
+		if _, err := netip.ParseAddrPort(addr); err != nil {
+			l.spec.Log.Error("protocol host reported no address on its ready pipe", zap.String("host", l.spec.Name), zap.String("line", addr))
+			return // the open timeout kills it
+		}
+		root.Send(self, &hostReady{gen: gen, addr: addr})
 	}()
 	go func() {
 		defer l.wg.Done()
@@ -410,3 +447,12 @@ func (l *hostLink) stopProcess() {
 
 // HostStopTimeout (3 s) is how long a spawned host gets to stop on SIGTERM.
 const HostStopTimeout = 3 * time.Second
+
+// ReopenGrace (200 ms) is how long a host link waits, after the connection
+// to a spawned host that still runs was lost, before it opens the instances
+// again: a killed host's exit usually arrives within it.
+const ReopenGrace = 200 * time.Millisecond
+
+// readyLineBytes (256 bytes) bounds the line a spawned host writes on its
+// ready pipe: its listen address.
+const readyLineBytes = 256

@@ -15,7 +15,6 @@ import (
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 
 	"switchyard/actors/remote"
 	"switchyard/config"
@@ -25,7 +24,8 @@ import (
 // opened by a daemon over protoactor remote (README: Out of process).
 func runHost(args []string) int {
 	fs := flag.NewFlagSet("host", flag.ContinueOnError)
-	listen := fs.String("listen", "", "ip:port to listen on (required); not loopback needs --tls-*")
+	listen := fs.String("listen", "", "ip:port to listen on (required; port 0: any free port); not loopback needs --tls-*")
+	name := fs.String("name", "", "the host's name in the daemon's config (logs and process lists)")
 	ca := fs.String("tls-ca", "", "PEM file of the CA that signs every peer's certificate (mutual TLS)")
 	cert := fs.String("tls-cert", "", "PEM file of this host's certificate")
 	key := fs.String("tls-key", "", "PEM file of this host's private key")
@@ -60,7 +60,7 @@ func runHost(args []string) int {
 
 	system := protoactor.NewActorSystemWithConfig(protoactor.Configure(
 		protoactor.WithLoggerFactory(func(*protoactor.ActorSystem) *slog.Logger {
-			return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
+			return slog.New(remote.LogHandler(log.Core()))
 		}),
 	))
 	h, err := remote.StartHost(remote.HostOptions{Listen: addr, TLS: files, PoolBuffers: *poolBuffers, System: system, Log: log})
@@ -68,7 +68,7 @@ func runHost(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard host: %v\n", err)
 		return 1
 	}
-	log.Info("protocol host listening", zap.String("address", h.Address()), zap.Bool("tls", files.Enabled()),
+	log.Info("protocol host listening", zap.String("host", *name), zap.String("address", h.Address()), zap.Bool("tls", files.Enabled()),
 		zap.Int("pool_buffers", *poolBuffers))
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr); err != nil {

@@ -308,7 +308,7 @@ func TestRemoteTunnel(t *testing.T) {
 // hostPid returns the pid of d's spawned host.
 func hostPid(t *testing.T, d *lab.Daemon) int {
 	t.Helper()
-	pid, err := d.HostPid(lab.DefaultHostListen)
+	pid, err := d.HostPid(lab.HostName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestRemoteHostKilled(t *testing.T) {
 	if err := lab.Signal(oldHost, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	newHost, err := da.WaitHostPid(ctx, lab.DefaultHostListen, oldHost, remoteUpTimeout)
+	newHost, err := da.WaitHostPid(ctx, lab.HostName, oldHost, remoteUpTimeout)
 	if err != nil {
 		t.Fatalf("no new host within %v of the kill: %v\n%s", remoteUpTimeout, err, da.LogTail())
 	}
@@ -519,7 +519,7 @@ func TestRemoteHostStopped(t *testing.T) {
 		t.Logf("after SIGCONT: first ping reply %v later", first.Sub(resumed).Round(time.Millisecond))
 	}
 	mustPing(t, ctx, l, l.A, l.B.TUN4)
-	if pid, err := da.HostPid(lab.DefaultHostListen); err != nil || pid != host {
+	if pid, err := da.HostPid(lab.HostName); err != nil || pid != host {
 		t.Logf("note: the host is now pid %d (%v), was %d", pid, err, host)
 	}
 	h := actor(t, snapshot(t, ctx, da), "host/"+lab.HostName)
@@ -581,6 +581,10 @@ func TestRemoteHostile(t *testing.T) {
 	startDaemon(t, ctx, l, l.B, l.DefaultConfig(l.B))
 	mustPing(t, ctx, l, l.A, l.B.TUN4)
 	daemonPid, host := da.Pid(), hostPid(t, da)
+	hostAddr, err := lab.ListenAddr(host) // each incarnation picks its port
+	if err != nil {
+		t.Fatalf("the host's remote port: %v", err)
+	}
 
 	for _, target := range []struct {
 		name     string
@@ -588,7 +592,7 @@ func TestRemoteHostile(t *testing.T) {
 		guard    string // the guard's actor
 		receiver string // the actor of sy-in/peer
 	}{
-		{"host", lab.DefaultHostListen, lab.HostName + "/remote", lab.HostName + "/peer.in"},
+		{"host", hostAddr.String(), lab.HostName + "/remote", lab.HostName + "/peer.in"},
 		{"daemon", lab.DefaultRemoteListen, "remote", "peer.in"},
 	} {
 		for _, tc := range []struct {
@@ -631,7 +635,7 @@ func TestRemoteHostile(t *testing.T) {
 				if !da.Alive() || da.Pid() != daemonPid {
 					t.Fatalf("daemon: alive %v, pid %d (was %d)\n%s", da.Alive(), da.Pid(), daemonPid, da.LogTail())
 				}
-				if pid, err := da.HostPid(lab.DefaultHostListen); err != nil || pid != host {
+				if pid, err := da.HostPid(lab.HostName); err != nil || pid != host {
 					t.Fatalf("host: pid %d (%v), want %d still running\n%s", pid, err, host, da.LogTail())
 				}
 				if h := actor(t, s, "host/"+lab.HostName); h.Restarts != restarts || h.State != stats.Running.String() {

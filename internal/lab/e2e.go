@@ -427,7 +427,7 @@ func withHosts(ctx context.Context, c Case, procs []benchProc) ([]benchProc, err
 		if p.daemon == nil || (c.OneSide && p.daemon.Side.Label != "a") {
 			continue
 		}
-		pid, err := p.daemon.WaitHostPid(ctx, DefaultHostListen, 0, hostStartTimeout)
+		pid, err := p.daemon.WaitHostPid(ctx, HostName, 0, hostStartTimeout)
 		if err != nil {
 			return procs, fmt.Errorf("%s: spawned host: %w", p.name, err)
 		}

@@ -28,9 +28,8 @@ import (
 	"time"
 )
 
-// HostPids returns the protocol hosts the daemon spawned, by the address
-// they listen on: its child processes whose command line is `… host …
-// --listen ADDR …`.
+// HostPids returns the protocol hosts the daemon spawned, by name: its
+// child processes whose command line is `… host … --name NAME …`.
 func (d *Daemon) HostPids() (map[string]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -49,38 +48,37 @@ func (d *Daemon) HostPids() (map[string]int, error) {
 		if err != nil {
 			continue
 		}
-		if listen, ok := hostListen(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")); ok {
-			hosts[listen] = pid
+		if name, ok := hostArg(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), "--name"); ok {
+			hosts[name] = pid
 		}
 	}
 	return hosts, nil
 }
 
-// HostPid returns the pid of the host the daemon spawned to listen on
-// listen.
-func (d *Daemon) HostPid(listen string) (int, error) {
+// HostPid returns the pid of the host named name that the daemon spawned.
+func (d *Daemon) HostPid(name string) (int, error) {
 	hosts, err := d.HostPids()
 	if err != nil {
 		return 0, err
 	}
-	pid, ok := hosts[listen]
+	pid, ok := hosts[name]
 	if !ok {
-		return 0, fmt.Errorf("daemon %d in %s has no host process listening on %s (hosts: %v)", d.Pid(), d.Side.NS, listen, hosts)
+		return 0, fmt.Errorf("daemon %d in %s has no host process named %s (hosts: %v)", d.Pid(), d.Side.NS, name, hosts)
 	}
 	return pid, nil
 }
 
-// WaitHostPid polls HostPid until a host listening on listen exists whose
-// pid is not notPid (0: any), for at most timeout.
-func (d *Daemon) WaitHostPid(ctx context.Context, listen string, notPid int, timeout time.Duration) (int, error) {
+// WaitHostPid polls HostPid until a host named name exists whose pid is
+// not notPid (0: any), for at most timeout.
+func (d *Daemon) WaitHostPid(ctx context.Context, name string, notPid int, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		pid, err := d.HostPid(listen)
+		pid, err := d.HostPid(name)
 		if err == nil && pid != notPid {
 			return pid, nil
 		}
 		if err == nil {
-			err = fmt.Errorf("host on %s is still pid %d", listen, pid)
+			err = fmt.Errorf("host %s is still pid %d", name, pid)
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("within %v: %w", timeout, err)
@@ -93,21 +91,68 @@ func (d *Daemon) WaitHostPid(ctx context.Context, listen string, notPid int, tim
 	}
 }
 
-// hostListen reports whether args is a `switchyard host` command line, and
-// its --listen address.
-func hostListen(args []string) (string, bool) {
+// hostArg reports whether args is a `switchyard host` command line, and
+// the value of its flag (--name, --listen).
+func hostArg(args []string, flag string) (string, bool) {
 	isHost := false
 	for i, a := range args {
 		switch {
 		case a == "host" && i >= 1 && !isHost:
 			isHost = true
-		case isHost && a == "--listen" && i+1 < len(args):
+		case isHost && a == flag && i+1 < len(args):
 			return args[i+1], true
-		case isHost && strings.HasPrefix(a, "--listen="):
-			return strings.TrimPrefix(a, "--listen="), true
+		case isHost && strings.HasPrefix(a, flag+"="):
+			return strings.TrimPrefix(a, flag+"="), true
 		}
 	}
 	return "", false
+}
+
+// ListenAddr returns the IPv4 TCP address process pid listens on (a
+// protocol host's remote port, which each incarnation chooses anew): the
+// listening socket among its file descriptors, looked up in its network
+// namespace's /proc/PID/net/tcp.
+func ListenAddr(pid int) (netip.AddrPort, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(target, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return parseListen(string(table), inodes)
+}
+
+// parseListen finds, in the text of /proc/net/tcp, a socket in state LISTEN
+// (0A) whose inode is in inodes, and returns its local address.
+func parseListen(table string, inodes map[string]bool) (netip.AddrPort, error) {
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+			continue
+		}
+		hostPort := strings.Split(f[1], ":")
+		if len(hostPort) != 2 || len(hostPort[0]) != 8 {
+			continue
+		}
+		raw, err1 := strconv.ParseUint(hostPort[0], 16, 32)
+		port, err2 := strconv.ParseUint(hostPort[1], 16, 16)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		// The address is the kernel's u32 in host byte order (little endian here).
+		a := netip.AddrFrom4([4]byte{byte(raw), byte(raw >> 8), byte(raw >> 16), byte(raw >> 24)})
+		return netip.AddrPortFrom(a, uint16(port)), nil
+	}
+	return netip.AddrPort{}, errors.New("no listening IPv4 TCP socket")
 }
 
 // procParent reads the parent pid of pid from /proc/PID/stat.

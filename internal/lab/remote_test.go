@@ -22,9 +22,9 @@ func TestHostListen(t *testing.T) {
 		{[]string{"host", "--listen", "1.2.3.4:5"}, "", false}, // "host" as the program, not the subcommand
 		{[]string{"/tmp/switchyard", "host"}, "", false},
 	} {
-		got, ok := hostListen(tc.args)
+		got, ok := hostArg(tc.args, "--listen")
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("hostListen(%q) = %q, %v; want %q, %v", tc.args, got, ok, tc.want, tc.ok)
+			t.Errorf("hostArg(%q, --listen) = %q, %v; want %q, %v", tc.args, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -125,5 +125,32 @@ func TestWriteTLSFiles(t *testing.T) {
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "10.91.0.2"}); err == nil {
 		t.Error("certificate verifies for 10.91.0.2, which is not among its SANs")
+	}
+}
+
+func TestParseListen(t *testing.T) {
+	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1BBC 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:A1B2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9999 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:8000 0100007F:1BBC 01 00000000:00000000 00:00000000 00000000     0        0 4243 1 0000000000000000 100 0 0 10 0
+`
+	for _, tc := range []struct {
+		inodes map[string]bool
+		want   string
+	}{
+		{map[string]bool{"9999": true}, "127.0.0.1:41394"},
+		{map[string]bool{"4242": true, "4243": true}, "127.0.0.1:7100"},
+		{map[string]bool{"4243": true}, ""}, // established, not listening
+	} {
+		got, err := parseListen(table, tc.inodes)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("parseListen(%v) = %v, want an error", tc.inodes, got)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("parseListen(%v) = %v, %v; want %s", tc.inodes, got, err, tc.want)
+		}
 	}
 }

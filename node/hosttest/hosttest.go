@@ -7,14 +7,18 @@
 package hosttest
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
@@ -42,6 +46,7 @@ func runHost(args []string) int {
 	listen := fs.String("listen", "", "")
 	pool := fs.Int("pool-buffers", 1024, "")
 	fs.String("log-level", "info", "")
+	fs.String("name", "", "")
 	ready := fs.Int("ready-fd", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -113,4 +118,38 @@ protocols:
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// HostPid returns the pid of this process's child `host --name name`.
+func HostPid(t *testing.T, name string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) || f[0] == "Z" {
+				continue
+			}
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if strings.Contains(string(cmdline), "\x00host\x00") && strings.Contains(string(cmdline), "\x00--name\x00"+name+"\x00") {
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no child process `host --name %s`", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
