@@ -729,10 +729,18 @@ func TestRemoteMutualTLS(t *testing.T) {
 	for _, r := range routes(l) {
 		mustPing(t, ctx, l, r.from, r.addr)
 	}
-	if pid, err := da.HostPid(hostAddr); err != nil {
-		t.Fatalf("spawned host on %s: %v", hostAddr, err)
+	pid, err := da.HostPid(lab.HostName)
+	if err != nil {
+		t.Fatalf("spawned host: %v", err)
 	} else if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !bytes.Contains(b, []byte("--tls-cert")) {
 		t.Errorf("host command line %q (%v): want --tls-cert", bytes.ReplaceAll(b, []byte{0}, []byte{' '}), err)
+	}
+	// A spawned host picks its port anew each incarnation, on the
+	// configured address.
+	if got, err := lab.ListenAddr(pid); err != nil || got.Addr() != l.A.Veth4 {
+		t.Fatalf("spawned host listens on %v (%v), want an address on %v", got, err, l.A.Veth4)
+	} else {
+		hostAddr = got.String()
 	}
 
 	for _, target := range []struct{ addr, guard string }{
