@@ -17,6 +17,26 @@ type Batch struct {
 
 	pool     *Pool
 	released bool
+
+	// done, if set, is told when the batch reaches the end of its life in
+	// this process (Release), with doneCount: see OnRelease.
+	done      ReleaseHook
+	doneCount int
+}
+
+// ReleaseHook is told that a batch it was attached to was released: its
+// packets were sent on, or dropped and counted, by whoever owned it last.
+type ReleaseHook interface {
+	Released(n int)
+}
+
+// OnRelease attaches h to the batch: Release calls h.Released(n) once. A
+// protocol host completes the shared-memory slots a batch came from this
+// way, so that the daemon counts the packets as done only when the host's
+// protocol is done with them — a host killed with packets in its mailbox
+// leaves them uncompleted, and the daemon counts them lost (host_lost).
+func (b *Batch) OnRelease(h ReleaseHook, n int) {
+	b.done, b.doneCount = h, n
 }
 
 // Len reports the number of packets in the batch.
@@ -105,6 +125,10 @@ func (b *Batch) Release() {
 		panic("packet: batch released twice")
 	}
 	b.released = true
+	if h := b.done; h != nil {
+		b.done = nil
+		h.Released(b.doneCount)
+	}
 	b.pool.PutBufs(b.Bufs)
 	b.Bufs = b.Bufs[:0]
 	b.pool.putBatch(b)

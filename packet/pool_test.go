@@ -116,3 +116,31 @@ func TestPoolSteadyStateAllocs(t *testing.T) {
 		t.Fatalf("allocations per batch = %v, want 0", allocs)
 	}
 }
+
+type countHook struct{ calls, n int }
+
+func (c *countHook) Released(n int) { c.calls++; c.n += n }
+
+func TestOnReleaseTellsOnce(t *testing.T) {
+	pool := NewPool(MaxBatch)
+	h := &countHook{}
+	b := pool.GetBatch()
+	b.OnRelease(h, 7)
+	b.Release()
+	if h.calls != 1 || h.n != 7 {
+		t.Errorf("hook told %d times with %d packets, want once with 7", h.calls, h.n)
+	}
+	// The recycled header carries no hook.
+	b = pool.GetBatch()
+	b.Release()
+	if h.calls != 1 {
+		t.Errorf("a recycled batch told the old hook (%d calls)", h.calls)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		b := pool.GetBatch()
+		b.OnRelease(h, 1)
+		b.Release()
+	}); n != 0 {
+		t.Errorf("OnRelease + Release allocate %.1f times, want 0", n)
+	}
+}
