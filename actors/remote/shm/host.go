@@ -107,15 +107,22 @@ func Attach(f Files) (h *Host, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: attach: map %d bytes: %w", l.size, err)
 	}
+	h = newHost(mem, l, id, bfd)
+	h.files = f
+	return h, nil
+}
+
+// newHost builds the host's state over a mapping. bellFD may be -1 (no
+// doorbell: tests that drive both ends).
+func newHost(mem []byte, l layout, id RegionID, bellFD int) *Host {
 	reg := view(mem, l)
 	return &Host{
 		reg:      reg,
 		id:       id,
-		files:    f,
-		bell:     bell{fd: bfd, mine: reg.hostSleep, peers: reg.daemonSleep},
+		bell:     bell{fd: bellFD, mine: reg.hostSleep, peers: reg.daemonSleep},
 		borrowed: make([]desc, 0, l.ringEntries),
 		reserved: make([]desc, 0, l.ringEntries),
-	}, nil
+	}
 }
 
 // ID names the region; the host presents it to bind its control
