@@ -21,7 +21,8 @@ package shm
 // socketpair each side holds only its own end: the daemon rings with
 // MSG_DONTWAIT (a full socket means a wake-up is already pending), reads
 // only its own end, wakes its own waiter for shutdown with shutdown(2), and
-// sees the host die as end-of-file, at once, for a spawned host or not. It
+// sees the host die at once, as end-of-file or ECONNRESET (when it died
+// with rings unread), for a spawned host or not. It
 // wakes a blocked reader in the same few microseconds (BenchmarkDoorbell).
 
 import (
@@ -109,6 +110,11 @@ func (b *bell) sleep(mask func() uint32, ready func(uint32) Event) (Event, bool,
 			continue
 		}
 		b.mine.Store(0)
+		if errors.Is(err, unix.ECONNRESET) {
+			// The peer closed its end with our rings still unread in it
+			// (a killed peer does): gone, like end-of-file.
+			return 0, true, nil
+		}
 		if err != nil {
 			return 0, false, fmt.Errorf("read doorbell: %w", err)
 		}
