@@ -64,6 +64,9 @@ type bell struct {
 	peers    *atomic.Uint32
 	buf      [BellDrainBytes]byte
 	spurious int // wake-ups in a row that found nothing
+
+	rung  atomic.Uint64 // times this side rang the peer
+	slept atomic.Uint64 // times this side blocked waiting
 }
 
 // ring wakes the peer if it sleeps waiting for bit.
@@ -80,6 +83,7 @@ func (b *bell) ring(bit uint32) {
 	if b.fd < 0 {
 		return
 	}
+	b.rung.Add(1)
 	// EAGAIN: the socket is full, so a wake-up is pending anyway. EPIPE: the
 	// peer is gone; the waiter sees end-of-file.
 	_ = unix.Sendto(b.fd, bellByte, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
@@ -104,6 +108,7 @@ func (b *bell) sleep(mask func() uint32, ready func(uint32) Event) (Event, bool,
 		b.mine.Store(0)
 		return ev, false, nil
 	}
+	b.slept.Add(1)
 	for {
 		n, err := unix.Read(b.fd, b.buf[:])
 		if errors.Is(err, unix.EINTR) {

@@ -81,6 +81,8 @@ type Counts struct {
 	TXFree      int    // TX slots free for Send
 	RXReceived  uint64 // packets copied out of the host's slots
 	FillLent    int    // RX slots lent to the host (empty, being filled, or published and unread)
+	BellsRung   uint64 // times the daemon rang the host's doorbell (it slept)
+	Sleeps      uint64 // times Wait blocked on the daemon's doorbell
 }
 
 // Lost is what Reclaim took back from a host that is gone.
@@ -603,6 +605,8 @@ func (d *Daemon) Counts() Counts {
 		TXFree:      int(d.reg.l.txSlots) - int(d.tx.lent.Load()),
 		RXReceived:  d.received.Load(),
 		FillLent:    int(d.rx.lent.Load()),
+		BellsRung:   d.bell.rung.Load(),
+		Sleeps:      d.bell.slept.Load(),
 	}
 }
 
