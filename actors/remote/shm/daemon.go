@@ -593,21 +593,24 @@ func (d *Daemon) refillLocked() error {
 	return nil
 }
 
-// Counts reports the traffic so far. Safe from any goroutine; while traffic
-// flows the fields are read one after the other, not as one snapshot.
+// Counts reports the traffic so far. Safe from any goroutine: the TX
+// fields are one snapshot (it waits for a Send in progress), so
+// TXHanded = TXCompleted + TXLost + TXInFlight holds exactly.
 func (d *Daemon) Counts() Counts {
-	completed, lost := d.completed.Load(), d.lostTX.Load()
-	return Counts{
+	d.txMu.Lock()
+	c := Counts{
 		TXHanded:    d.handed.Load(),
-		TXCompleted: completed,
-		TXLost:      lost,
+		TXCompleted: d.completed.Load(),
+		TXLost:      d.lostTX.Load(),
 		TXInFlight:  int(d.tx.lent.Load()),
-		TXFree:      int(d.reg.l.txSlots) - int(d.tx.lent.Load()),
-		RXReceived:  d.received.Load(),
-		FillLent:    int(d.rx.lent.Load()),
-		BellsRung:   d.bell.rung.Load(),
-		Sleeps:      d.bell.slept.Load(),
+		TXFree:      len(d.tx.free),
 	}
+	d.txMu.Unlock()
+	c.RXReceived = d.received.Load()
+	c.FillLent = int(d.rx.lent.Load())
+	c.BellsRung = d.bell.rung.Load()
+	c.Sleeps = d.bell.slept.Load()
+	return c
 }
 
 // Reclaim ends the region's traffic and takes back every slot lent to the
