@@ -142,9 +142,31 @@ type Host struct {
 	// supervises it. Default false: the host is started elsewhere and the
 	// daemon connects to it.
 	Spawn bool
+	// Transport is `transport:`, how batches cross to the host: "shm"
+	// (shared memory, for a host on this machine: spawned, or listening on
+	// loopback) or "grpc" (protoactor remote; the only one for a host on
+	// another machine). Default: shm where it can be, grpc otherwise.
+	// protoactor remote carries the control messages either way.
+	Transport string
 	// Pos is where the entry is in the file.
 	Pos Position
 }
+
+// Transports of a host.
+const (
+	TransportSHM  = "shm"
+	TransportGRPC = "grpc"
+)
+
+// UsesSHM reports whether batches cross to the host through shared
+// memory: transport shm, or no transport set on a host of this machine.
+func (h Host) UsesSHM() bool {
+	return h.Transport == TransportSHM || (h.Transport == "" && h.SameMachine())
+}
+
+// SameMachine reports whether the host runs on this machine: spawned by
+// the daemon, or listening on loopback.
+func (h Host) SameMachine() bool { return h.Spawn || h.IsLoopback() }
 
 // IsLoopback reports whether the host listens on a loopback address.
 func (h Host) IsLoopback() bool { return h.Listen.Addr().Unmap().IsLoopback() }

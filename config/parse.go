@@ -75,9 +75,10 @@ type rawRoute struct {
 }
 
 type rawHost struct {
-	Name   string         `yaml:"name"`
-	Listen netip.AddrPort `yaml:"listen"`
-	Spawn  bool           `yaml:"spawn"`
+	Name      string         `yaml:"name"`
+	Listen    netip.AddrPort `yaml:"listen"`
+	Spawn     bool           `yaml:"spawn"`
+	Transport string         `yaml:"transport"`
 }
 
 type rawProtocol struct {
@@ -155,7 +156,14 @@ func build(doc *document, raw *rawConfig) *Config {
 	}
 	for i, h := range raw.Hosts {
 		n, _ := lookup(doc, doc.root, indexPath("hosts", i))
-		c.Hosts = append(c.Hosts, Host{Name: h.Name, Listen: h.Listen, Spawn: h.Spawn, Pos: nodePos(doc.file, n)})
+		host := Host{Name: h.Name, Listen: h.Listen, Spawn: h.Spawn, Transport: h.Transport, Pos: nodePos(doc.file, n)}
+		if host.Transport == "" {
+			host.Transport = TransportGRPC
+			if host.SameMachine() {
+				host.Transport = TransportSHM
+			}
+		}
+		c.Hosts = append(c.Hosts, host)
 	}
 	for i, r := range raw.Routes {
 		path := indexPath("routes", i)

@@ -59,8 +59,8 @@ protocols:
 		{"remote loopback", c.Remote.IsLoopback(), false},
 		{"tls enabled", c.Remote.TLS.Enabled(), true},
 		{"hosts", c.Hosts, []Host{
-			{Name: "vpn-host", Listen: netip.MustParseAddrPort("10.0.0.5:7100"), Spawn: true, Pos: Position{cfgFile, 11, 5}},
-			{Name: "local", Listen: netip.MustParseAddrPort("[::1]:7100"), Pos: Position{cfgFile, 14, 5}},
+			{Name: "vpn-host", Listen: netip.MustParseAddrPort("10.0.0.5:7100"), Spawn: true, Transport: TransportSHM, Pos: Position{cfgFile, 11, 5}},
+			{Name: "local", Listen: netip.MustParseAddrPort("[::1]:7100"), Transport: TransportSHM, Pos: Position{cfgFile, 14, 5}},
 		}},
 		{"hosts[1] loopback", c.Hosts[1].IsLoopback(), true},
 		{"protocols[0].host", c.Protocols[0].Host, "vpn-host"},
@@ -298,5 +298,38 @@ func TestRemoteValidate(t *testing.T) {
 		`<default>:32:5: protocols[0].host: unknown host "ghost" (hosts: [])`
 	if got := errString(c.Validate()); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestHostTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name, host string
+		want       string // the transport, or an error's text
+		bad        bool
+	}{
+		{"spawned: shm by default", `{name: h, listen: "127.0.0.1:7100", spawn: true}`, "shm", false},
+		{"loopback, not spawned: shm by default", `{name: h, listen: "127.0.0.1:7100"}`, "shm", false},
+		{"grpc asked for", `{name: h, listen: "127.0.0.1:7100", spawn: true, transport: grpc}`, "grpc", false},
+		{"another machine: grpc by default", `{name: h, listen: "10.0.0.5:7100"}`, "grpc", false},
+		{"shm on another machine", `{name: h, listen: "10.0.0.5:7100", transport: shm}`, "hosts[0].transport: shm needs the host on this machine", true},
+		{"unknown", `{name: h, listen: "127.0.0.1:7100", transport: quic}`, `hosts[0].transport: must be shm or grpc, got "quic"`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			yaml := "remote:\n" + tlsFiles(t, dir) + "hosts:\n  - " + tc.host + "\n"
+			cfg, err := Parse(filepath.Join(dir, "t.yaml"), []byte(yaml))
+			if tc.bad {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Parse = %v, want an error containing %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Hosts[0].Transport; got != tc.want {
+				t.Errorf("transport = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -133,6 +133,15 @@ func (c *Config) validateRemote(k *checker) {
 				names[h.Name] = i
 			}
 		}
+		switch h.Transport {
+		case TransportSHM:
+			if h.Listen.IsValid() && !h.SameMachine() {
+				k.errorf(path+".transport", h.Pos, "shm needs the host on this machine (spawn: true, or a loopback listen address), got listen %s", h.Listen)
+			}
+		case TransportGRPC, "": // "": the default, see Host.Transport
+		default:
+			k.errorf(path+".transport", h.Pos, "must be shm or grpc, got %s", quoteShort(h.Transport))
+		}
 		ap := netip.AddrPortFrom(h.Listen.Addr().Unmap(), h.Listen.Port())
 		switch {
 		case !h.Listen.IsValid():
