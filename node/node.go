@@ -13,6 +13,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"os"
 	"log/slog"
 	"net/netip"
 	"switchyard/actors/stage"
@@ -84,6 +85,7 @@ type Node struct {
 	transport   *remote.Transport
 	remoteStats *stats.Counters
 	hostLinks   map[string]*actor.PID
+	shmDir      string // the private directory of shared-memory handover sockets
 }
 
 type parsedProtocol struct {
@@ -410,6 +412,10 @@ func (n *Node) Stop() {
 		if n.transport != nil {
 			n.transport.Stop()
 			n.transport = nil
+		}
+		if n.shmDir != "" {
+			_ = os.RemoveAll(n.shmDir)
+			n.shmDir = ""
 		}
 		n.system.Shutdown()
 		n.system = nil

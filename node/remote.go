@@ -43,6 +43,17 @@ func (n *Node) startRemote() error {
 	}
 	n.hostLinks = make(map[string]*actor.PID, len(cfg.Hosts))
 	for _, h := range cfg.Hosts {
+		shmDir := ""
+		if h.UsesSHM() {
+			if n.shmDir == "" {
+				// Handover sockets live in a directory only this user can
+				// enter (0700), made fresh for this daemon.
+				if n.shmDir, err = os.MkdirTemp("", "switchyard-shm-"); err != nil {
+					return fmt.Errorf("shared-memory runtime directory: %w", err)
+				}
+			}
+			shmDir = n.shmDir
+		}
 		// A spawned host listens on a port of its own choosing, a new one
 		// each incarnation, and reports it on the ready pipe: a connection
 		// or a retry to an earlier incarnation can never reach it.
@@ -66,6 +77,7 @@ func (n *Node) startRemote() error {
 			Stats:   hostStats,
 			Mirror:  &n.registry,
 			Log:     n.log.Named("host"),
+			SHMDir:  shmDir,
 		}
 		pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(remote.NewHostLink(spec)), "host/"+h.Name)
 		if err != nil {
@@ -102,6 +114,25 @@ func (n *Node) remoteProducer(p parsedProtocol, st *stats.Counters, mb *mailbox.
 		MaxRestarts:  cfg.Supervision.MaxRestarts,
 		Within:       int64(time.Duration(cfg.Supervision.Within)),
 		Backoff:      int64(time.Duration(cfg.Supervision.Backoff)),
+	}
+	if h, _ := cfg.Host(p.cfg.Host); h.UsesSHM() {
+		return remote.NewSHMLink(remote.SHMSpec{
+			Name:     p.cfg.Name,
+			Stats:    st,
+			Host:     n.registry.Row(p.cfg.Name+".host", "shm"),
+			In:       inStats,
+			Bad:      n.remoteStats,
+			Injector: n.injector,
+			Pool:     n.pool,
+			Policy:   policy,
+			Log:      n.log.Named("shm"),
+			OnStarted: func(ctx actor.Context) {
+				ctx.Send(link, &remote.Attach{Proxy: ctx.Self(), Open: open})
+			},
+			OnStopping: func(ctx actor.Context) {
+				ctx.Send(link, &remote.Detach{Name: p.cfg.Name})
+			},
+		}), nil
 	}
 	var recv *remote.Receiver
 	return remote.NewLink(remote.LinkSpec{

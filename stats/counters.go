@@ -37,6 +37,7 @@ const (
 	DeadLetter                    // sent to an actor that no longer exists
 	TooManySegments               // a TUN read had more segments than the batch holds
 	HostDown                      // the protocol host process is down
+	HostLost                      // handed to a protocol host that died before it was done with them
 	RemoteWindow                  // the remote flow-control window was full
 	UnknownType                   // a remote message of a type this process does not accept
 	Oversized                     // a remote batch or message above the size limit
@@ -65,6 +66,7 @@ var reasonNames = []string{
 	DeadLetter:      "dead_letter",
 	TooManySegments: "too_many_segments",
 	HostDown:        "host_down",
+	HostLost:        "host_lost",
 	RemoteWindow:    "remote_window",
 	UnknownType:     "unknown_type",
 	Oversized:       "oversized",

@@ -49,8 +49,14 @@ type Open struct {
 	MaxRestarts  int    `msgpack:"max_restarts"`
 	Within       int64  `msgpack:"within_ns"`
 	Backoff      int64  `msgpack:"backoff_ns"`
-	// DaemonIn is the daemon's receiver for this instance's inbound batches.
+	// DaemonIn is the daemon's receiver for this instance's inbound batches
+	// (transport grpc).
 	DaemonIn PIDRef `msgpack:"daemon_in"`
+	// SHMSocket and SHMNonce, with transport shm: the host dials the
+	// daemon's handover socket, presents the nonce and receives the
+	// instance's shared-memory region (shm.Dial).
+	SHMSocket string `msgpack:"shm_socket,omitempty"`
+	SHMNonce  string `msgpack:"shm_nonce,omitempty"`
 }
 
 // Opened answers an Open: the host's receiver for the instance's outbound
@@ -59,6 +65,10 @@ type Opened struct {
 	Name  string `msgpack:"name"`
 	In    PIDRef `msgpack:"in"`
 	Error string `msgpack:"error,omitempty"`
+	// Region names the shared-memory region the host attached (transport
+	// shm): the daemon hands the region to its link only if it is the one
+	// it created for this OPEN.
+	Region string `msgpack:"region,omitempty"`
 }
 
 // Report is a host's counters.

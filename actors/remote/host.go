@@ -16,6 +16,7 @@ package remote
 //  3. Every StatsInterval the host reports its counters to each daemon.
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"switchyard/actors/stage"
@@ -26,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchyard/actors/mailbox"
+	"switchyard/actors/remote/shm"
 	"switchyard/actors/remote/wire"
 	"switchyard/config"
 	"switchyard/packet"
@@ -91,7 +93,24 @@ type instance struct {
 	owner    *actor.PID // the daemon's host link
 	uplink   *actor.PID
 	protocol *actor.PID
-	receiver *Receiver
+	receiver *Receiver  // transport grpc
+	region   *shm.Host  // transport shm
+	reader   *shmReader // transport shm
+}
+
+// closeInput stops what feeds the instance from the daemon: the receiver,
+// or the region (its reader ends; the slots it borrowed are the daemon's to
+// reclaim).
+func (in *instance) closeInput() {
+	if in.receiver != nil {
+		in.receiver.Close()
+	}
+	if in.region != nil {
+		_ = in.region.Close()
+		if in.reader != nil {
+			in.reader.done.Wait()
+		}
+	}
 }
 
 type hostActor struct {
@@ -173,7 +192,12 @@ func (a *hostActor) answer(ctx actor.Context, owner *actor.PID, o Open, in *inst
 		reply.Error = err.Error()
 		a.h.log.Error("open protocol instance", zap.String("protocol", o.Name), zap.Error(err))
 	} else {
-		reply.In = refOf(in.receiver.PID())
+		if in.receiver != nil {
+			reply.In = refOf(in.receiver.PID())
+		}
+		if in.region != nil {
+			reply.Region = in.region.ID().String()
+		}
 		a.h.log.Info("protocol instance open", zap.String("protocol", o.Name), zap.String("type", o.Type), zap.String("daemon", owner.Address))
 	}
 	if e, err := encodeControl(wire.Kind_OPENED, reply); err == nil {
@@ -205,6 +229,61 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) {
 		a.answer(ctx, owner, o, nil, err)
 		return
 	}
+	if o.SHMSocket == "" {
+		a.openWith(ctx, owner, o, info, settings, policy, nil)
+		return
+	}
+	// Transport shm: fetch the region from the daemon's handover socket
+	// off the actor's turn, then go on.
+	nonce, err := shm.ParseNonce(o.SHMNonce)
+	if err != nil {
+		a.answer(ctx, owner, o, nil, fmt.Errorf("shm nonce: %w", err))
+		return
+	}
+	f := actor.NewFuture(ctx.ActorSystem(), HandoverTimeout+time.Second)
+	go func() {
+		files, err := shm.Dial(o.SHMSocket, nonce, HandoverTimeout)
+		var h *shm.Host
+		if err == nil {
+			h, err = shm.Attach(files) // takes ownership of the files
+		}
+		ctx.ActorSystem().Root.Send(f.PID(), &regionAttached{h: h, err: err})
+	}()
+	ctx.ReenterAfter(f, func(res any, err error) {
+		at, _ := res.(*regionAttached)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("shm handover: no answer: %w", err)
+		case at == nil:
+			err = errors.New("shm handover: no answer")
+		case at.err != nil:
+			err = fmt.Errorf("shm handover: %w", at.err)
+		}
+		if err != nil {
+			if at != nil && at.h != nil {
+				_ = at.h.Close()
+			}
+			a.answer(ctx, owner, o, nil, err)
+			return
+		}
+		if old, ok := a.instances[o.Name]; ok {
+			// Opened again while the region was fetched: this one wins.
+			a.stop(ctx, old, func() { a.openWith(ctx, owner, o, info, settings, policy, at.h) })
+			return
+		}
+		a.openWith(ctx, owner, o, info, settings, policy, at.h)
+	})
+}
+
+// regionAttached is the outcome of fetching and mapping an instance's region.
+type regionAttached struct {
+	h   *shm.Host
+	err error
+}
+
+// openWith starts the instance with its uplink on region (transport shm)
+// or on protoactor remote (region nil).
+func (a *hostActor) openWith(ctx actor.Context, owner *actor.PID, o Open, info protocols.Info, settings any, policy mailbox.Policy, region *shm.Host) {
 	maxBatch := min(max(o.MaxBatch, 1), packet.MaxBatch)
 	h, reg := a.h, a.h.registry
 	bad := reg.Row("remote", "remote")
@@ -215,15 +294,24 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) {
 
 	// The uplink: the protocol's injector, sending to the daemon.
 	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
-	uplink, err := ctx.SpawnNamed(stage.Props(NewLink(LinkSpec{
-		ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
-		Peer: o.DaemonIn.PID(),
-	}), upMB, upStats), "uplink/"+o.Name)
+	var up actor.Producer
+	if region != nil {
+		up = func() actor.Actor { return &shmUplink{h: region, st: upStats} }
+	} else {
+		up = NewLink(LinkSpec{
+			ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
+			Peer: o.DaemonIn.PID(),
+		})
+	}
+	uplink, err := ctx.SpawnNamed(stage.Props(up, upMB, upStats), "uplink/"+o.Name)
 	if err != nil {
+		if region != nil {
+			_ = region.Close()
+		}
 		a.answer(ctx, owner, o, nil, fmt.Errorf("spawn uplink: %w", err))
 		return
 	}
-	in := &instance{name: o.Name, owner: owner, uplink: uplink}
+	in := &instance{name: o.Name, owner: owner, uplink: uplink, region: region}
 	a.instances[o.Name] = in
 	ctx.Watch(owner)
 
@@ -262,6 +350,13 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) {
 			return
 		}
 		in.protocol = spawned.PID
+		if region != nil {
+			in.reader = newSHMReader(region, h.pool, in.protocol, inStats, maxBatch)
+			in.reader.done.Add(1)
+			go in.reader.run(ctx.ActorSystem().Root)
+			a.answer(ctx, owner, o, in, nil)
+			return
+		}
 		// The receiver last: batches flow once the daemon knows its PID.
 		if in.receiver, err = NewReceiver(h.system, ReceiverPrefix+o.Name, h.pool, in.protocol, inStats, maxBatch); err != nil {
 			a.stop(ctx, in, nil)
@@ -280,9 +375,7 @@ func (a *hostActor) stop(ctx actor.Context, in *instance, then func()) {
 	if a.instances[in.name] == in {
 		delete(a.instances, in.name)
 	}
-	if in.receiver != nil {
-		in.receiver.Close()
-	}
+	in.closeInput()
 	stopUplink := func() {
 		if in.uplink == nil {
 			if then != nil {
@@ -313,9 +406,7 @@ func (a *hostActor) stop(ctx actor.Context, in *instance, then func()) {
 // down, and a turn that ends now runs no continuation.
 func (a *hostActor) stopAll(ctx actor.Context) {
 	for _, in := range a.instances {
-		if in.receiver != nil {
-			in.receiver.Close()
-		}
+		in.closeInput()
 		if in.protocol != nil {
 			if _, err := ctx.RequestFuture(a.h.sup, &stage.StopProtocol{PID: in.protocol}, stage.SpawnTimeout).Result(); err != nil {
 				a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name), zap.Error(err))

@@ -40,6 +40,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
 
+	"switchyard/actors/remote/shm"
 	"switchyard/actors/remote/wire"
 	"switchyard/actors/stage"
 	"switchyard/stats"
@@ -57,6 +58,10 @@ type HostSpec struct {
 	Stats   *stats.Counters // host/<name>: restarts and state
 	Mirror  *stats.Registry // where the host's reported counters go
 	Log     *zap.Logger
+	// SHMDir, if set, makes batches cross through shared memory: each OPEN
+	// gets a fresh region, handed over on a socket in this directory (the
+	// daemon's private runtime directory, mode 0700).
+	SHMDir string
 }
 
 // Attach registers a remote protocol's proxy with its host link; Detach
@@ -82,6 +87,15 @@ type attached struct {
 	proxy  *actor.PID
 	open   Open
 	opened bool
+	region *shm.Daemon   // transport shm: the region of the OPEN in flight, until the proxy takes it
+	ln     *shm.Listener // and its handover socket, until the host fetched it
+}
+
+// handedOver reports the end of a region's handover.
+type handedOver struct {
+	name   string
+	region *shm.Daemon
+	err    error
 }
 
 type hostLink struct {
@@ -150,6 +164,9 @@ func (l *hostLink) Receive(ctx actor.Context) {
 			l.sendOpen(ctx, l.insts[m.Open.Name])
 		}
 	case *Detach:
+		if a, ok := l.insts[m.Name]; ok {
+			a.dropRegion()
+		}
 		delete(l.insts, m.Name)
 		if l.state == hostUp {
 			ctx.Request(l.hostPID, &wire.Envelope{Kind: wire.Kind_CLOSE, Payload: []byte(m.Name)})
@@ -208,6 +225,20 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		l.retryLater(ctx)
 	case *wire.Envelope:
 		l.control(ctx, m)
+	case *handedOver:
+		if a, ok := l.insts[m.name]; ok && a.region == m.region {
+			l.spec.Log.Warn("protocol host did not fetch its shared-memory region", zap.String("host", l.spec.Name),
+				zap.String("protocol", m.name), zap.Error(m.err))
+		}
+	case *HostViolation:
+		l.spec.Log.Warn("protocol host broke the shared-memory protocol; restarting it", zap.String("host", l.spec.Name),
+			zap.String("protocol", m.Name), zap.Error(m.Err))
+		if l.spec.Spawn && l.cmd != nil {
+			_ = l.cmd.Process.Kill() // its exit restarts it, with fresh regions
+			return
+		}
+		l.down(ctx, "protocol host broke the shared-memory protocol")
+		l.retryLater(ctx)
 	case *actor.Terminated:
 		if !l.spec.Spawn && m.Who.Equal(l.hostPID) && l.state == hostUp {
 			l.down(ctx, "protocol host connection lost")
@@ -251,6 +282,9 @@ func (l *hostLink) Receive(ctx actor.Context) {
 		// or the process exit handles it.
 	case *actor.Stopping:
 		l.stopping = true
+		for _, a := range l.insts {
+			a.dropRegion()
+		}
 		ctx.ActorSystem().EventStream.Unsubscribe(l.sub)
 		for name := range l.insts {
 			if l.state == hostUp && !l.spec.Spawn {
@@ -279,8 +313,22 @@ func (l *hostLink) control(ctx actor.Context, env *wire.Envelope) {
 				zap.String("host", l.spec.Name), zap.String("protocol", o.Name), zap.String("error", o.Error))
 			return
 		}
+		if a.region != nil {
+			if o.Region != a.region.ID().String() {
+				l.spec.Log.Error("protocol host attached another region than the one opened; its traffic drops as host_down",
+					zap.String("host", l.spec.Name), zap.String("protocol", o.Name))
+				return
+			}
+			ctx.Send(a.proxy, &RegionUp{Region: a.region, Link: ctx.Self()}) // ownership passes
+			a.region = nil
+			if a.ln != nil {
+				_ = a.ln.Close() // the host has it: its handover is over
+				a.ln = nil
+			}
+		} else {
+			ctx.Send(a.proxy, &PeerUp{PID: o.In.PID()})
+		}
 		a.opened = true
-		ctx.Send(a.proxy, &PeerUp{PID: o.In.PID()})
 		if l.state != hostUp && l.allOpened() {
 			l.state = hostUp
 			l.spec.Stats.SetState(stats.Running)
@@ -327,12 +375,66 @@ func (l *hostLink) connect(ctx actor.Context) {
 
 func (l *hostLink) sendOpen(ctx actor.Context, a *attached) {
 	a.opened = false
-	env, err := encodeControl(wire.Kind_OPEN, a.open)
+	a.dropRegion()
+	o := a.open
+	if l.spec.SHMDir != "" {
+		region, nonce, ln, sock, err := l.newRegion(ctx, a.open.Name)
+		if err != nil {
+			l.spec.Log.Error("shared-memory region", zap.String("host", l.spec.Name), zap.String("protocol", a.open.Name), zap.Error(err))
+			return // the open timeout retries
+		}
+		a.region, a.ln = region, ln
+		o.SHMSocket, o.SHMNonce = sock, nonce.String()
+	}
+	env, err := encodeControl(wire.Kind_OPEN, o)
 	if err != nil {
 		l.spec.Log.Error("encode OPEN", zap.Error(err))
 		return
 	}
 	ctx.Request(l.hostPID, env) // the sender (this actor) gets OPENED
+}
+
+// newRegion makes a region for one OPEN of instance name and serves its
+// handover on a socket of its own (so concurrent handovers never take each
+// other's connections) until the host fetched it or HandoverTimeout passed.
+func (l *hostLink) newRegion(ctx actor.Context, name string) (*shm.Daemon, shm.Nonce, *shm.Listener, string, error) {
+	region, err := shm.New(shm.Config{TXSlots: SHMTXSlots, RXSlots: SHMRXSlots})
+	if err != nil {
+		return nil, shm.Nonce{}, nil, "", err
+	}
+	nonce, err := shm.NewNonce()
+	if err != nil {
+		_ = region.Close()
+		return nil, shm.Nonce{}, nil, "", err
+	}
+	ln, err := shm.Listen(l.spec.SHMDir, "r-"+nonce.String()[:16]+".sock")
+	if err != nil {
+		_ = region.Close()
+		return nil, shm.Nonce{}, nil, "", err
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		_, err := ln.HandOver(region, nonce, time.Now().Add(HandoverTimeout))
+		_ = ln.Close()
+		if err != nil {
+			root.Send(self, &handedOver{name: name, region: region, err: err})
+		}
+	}()
+	return region, nonce, ln, ln.Path(), nil
+}
+
+// dropRegion closes the region of an OPEN that no proxy took.
+func (a *attached) dropRegion() {
+	if a.ln != nil {
+		_ = a.ln.Close() // ends its HandOver
+		a.ln = nil
+	}
+	if a.region != nil {
+		_ = a.region.Close()
+		a.region = nil
+	}
 }
 
 // down marks the host down: every proxy drops as host_down until it is up.
@@ -346,6 +448,7 @@ func (l *hostLink) down(ctx actor.Context, why string, fields ...zap.Field) {
 	l.spec.Stats.SetState(stats.Restarting) // restart (below) may make it Down
 	for _, a := range l.insts {
 		a.opened = false
+		a.dropRegion()
 		ctx.Send(a.proxy, &PeerDown{})
 	}
 }

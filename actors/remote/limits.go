@@ -54,4 +54,26 @@ const (
 	// StatsInterval (1 s) is how often a host reports its counters to the
 	// daemon that opened its instances.
 	StatsInterval = time.Second
+
+	// StagedBatches (8 batches) bounds drop_oldest's staging queue behind a
+	// full shared-memory ring, as PendingBatches bounds gRPC's: what the
+	// daemon keeps for a host that holds every slot.
+	StagedBatches = PendingBatches
+
+	// NoBuffersPause (1 ms) is how long a shared-memory reader waits before
+	// it tries again when its process's pool is empty; the packets wait on
+	// the ring meanwhile.
+	NoBuffersPause = time.Millisecond
+
+	// SHMTXSlots and SHMRXSlots (512 slots each: four batches) size an
+	// instance's region. A host completes a packet only when its protocol
+	// is done with it, so the TX slots are also the window of packets in
+	// the host's hands: four batches keep the host's protocol fed while the
+	// next are filled.
+	SHMTXSlots = 4 * 128
+	SHMRXSlots = 4 * 128
+
+	// HandoverTimeout (5 s) bounds how long a region waits for its host to
+	// fetch it from the handover socket.
+	HandoverTimeout = 5 * time.Second
 )
