@@ -52,8 +52,8 @@ const (
 	// IndexAdvance: a ring index moved by more than the ring holds, or a
 	// consumer index moved past what was produced or backwards.
 	IndexAdvance
-	// DoorbellFlood: the peer rang more than MaxSpuriousWakes times in a
-	// row with nothing to do.
+	// DoorbellFlood: the peer rang more than MaxUninvitedRings times
+	// beyond what the sleeping flag invited.
 	DoorbellFlood
 )
 
