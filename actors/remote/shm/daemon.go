@@ -164,6 +164,7 @@ type Daemon struct {
 
 	mu        sync.Mutex // closing and waiter registration
 	closed    atomic.Bool
+	waiting   atomic.Bool // a goroutine is in Wait
 	reclaimed atomic.Bool
 	fault     atomic.Pointer[Violation]
 	waiters   sync.WaitGroup
@@ -439,6 +440,10 @@ func (d *Daemon) Wait() (Event, error) {
 		return 0, ErrClosed
 	}
 	defer d.waiters.Done()
+	if d.waiting.Swap(true) {
+		return 0, errConcurrentWait
+	}
+	defer d.waiting.Store(false)
 	mask := func() uint32 {
 		if d.wantSlots.Load() {
 			return bellReceive | bellSlots

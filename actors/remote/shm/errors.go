@@ -35,6 +35,10 @@ var (
 	ErrOversized = errors.New("packet larger than a slot")
 )
 
+// errConcurrentWait: Wait is for one goroutine at a time (it owns the
+// doorbell's read buffer and flood counters).
+var errConcurrentWait = errors.New("shm: Wait called while another goroutine waits")
+
 // Kind says which rule a peer broke.
 type Kind int
 

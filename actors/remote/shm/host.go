@@ -64,6 +64,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	closed  atomic.Bool
+	waiting atomic.Bool // a goroutine is in Wait
 	fault   atomic.Pointer[Violation]
 	waiters sync.WaitGroup
 }
@@ -461,6 +462,10 @@ func (h *Host) Wait() (Event, error) {
 	h.waiters.Add(1)
 	h.mu.Unlock()
 	defer h.waiters.Done()
+	if h.waiting.Swap(true) {
+		return 0, errConcurrentWait
+	}
+	defer h.waiting.Store(false)
 	mask := func() uint32 {
 		if h.wantFill.Load() {
 			return bellReceive | bellSlots

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -438,6 +439,9 @@ func TestCloseWakesWaiters(t *testing.T) {
 	go func() { _, err := d.Wait(); errs <- err }()
 	go func() { _, err := h.Wait(); errs <- err }()
 	time.Sleep(20 * time.Millisecond) // let both block in read(2)
+	if _, err := d.Wait(); err == nil || !strings.Contains(err.Error(), "another goroutine") {
+		t.Fatalf("a second concurrent Wait: %v", err)
+	}
 	h.Close()
 	d.Close()
 	for range 2 {
