@@ -455,11 +455,11 @@ func (d *Daemon) Wait() (Event, error) {
 			return 0, err
 		}
 		ev, eof, err := d.bell.sleep(mask, d.ready, d.progress)
-		var v *Violation
+		v, flood := err.(*Violation) // as sleep returns it; errors.As would allocate
 		switch {
 		case ev != 0:
 			return d.took(ev), nil
-		case errors.As(err, &v):
+		case flood:
 			return 0, d.fail(v)
 		case err != nil:
 			return 0, fmt.Errorf("shm: daemon wait: %w", err)

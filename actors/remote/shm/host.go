@@ -477,11 +477,11 @@ func (h *Host) Wait() (Event, error) {
 			return 0, err
 		}
 		ev, eof, err := h.bell.sleep(mask, h.ready, h.progress)
-		var v *Violation
+		v, flood := err.(*Violation) // as sleep returns it; errors.As would allocate
 		switch {
 		case ev != 0:
 			return h.took(ev), nil
-		case errors.As(err, &v):
+		case flood:
 			return 0, h.fail(v)
 		case err != nil:
 			return 0, fmt.Errorf("shm: host wait: %w", err)
