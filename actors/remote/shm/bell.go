@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,15 +59,25 @@ var bellByte = []byte{1}
 
 // bell is one side's doorbell: its end of the socket, its own sleeping
 // flag and the peer's.
+//
+// Flood accounting: an honest peer rings once per time it clears our flag
+// from non-zero to zero, and only we make it non-zero again, so every ring
+// answers an invitation of ours (a 0 → non-zero store). credit counts
+// invitations not yet answered, capped at MaxUninvitedRings so good
+// behaviour cannot buy a later flood, minus the bytes read; below
+// -MaxUninvitedRings the peer rang uninvited, which no honest peer does
+// (but for a rare ring after ringDoorbellTries lost compare-and-swaps).
 type bell struct {
-	fd       int // -1: no socket (tests that drive a region by hand)
-	mine     *atomic.Uint32
-	peers    *atomic.Uint32
-	buf      [BellDrainBytes]byte
-	spurious int // wake-ups in a row that found nothing
+	fd     int // -1: no socket (tests that drive a region by hand)
+	mine   *atomic.Uint32
+	peers  *atomic.Uint32
+	buf    [BellDrainBytes]byte
+	credit atomic.Int64
+	empty  int // wake-ups in a row that moved no index (the waiter's)
 
-	rung  atomic.Uint64 // times this side rang the peer
-	slept atomic.Uint64 // times this side blocked waiting
+	rung      atomic.Uint64 // times this side rang the peer
+	slept     atomic.Uint64 // times this side blocked waiting
+	throttled atomic.Uint64 // empty wake-ups past MaxEmptyWakes
 }
 
 // ring wakes the peer if it sleeps waiting for bit.
@@ -89,23 +100,46 @@ func (b *bell) ring(bit uint32) {
 	_ = unix.Sendto(b.fd, bellByte, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
 }
 
+// invite records that our flag went from zero to non-zero: the peer may
+// ring once more.
+func (b *bell) invite(old uint32) {
+	if old == 0 && b.credit.Add(1) > MaxUninvitedRings {
+		b.credit.Store(MaxUninvitedRings)
+	}
+}
+
+// ask adds bit to our flag while we may be sleeping (a sender short of
+// slots): the peer then rings for it too.
+func (b *bell) ask(bit uint32) { b.invite(b.mine.Or(bit)) }
+
 // sleep announces what it waits for (mask, read again after the flag is
 // stored: a sender that asks for EventSlots meanwhile ORs its bit into the
 // flag, or is seen here), re-checks with ready, and blocks until rung. It
 // reports what ready found before blocking, or whether the socket hit
 // end-of-file (the peer hung up, or shutdown woke us).
-func (b *bell) sleep(mask func() uint32, ready func(uint32) Event) (Event, bool, error) {
+//
+// It reports a flood (*Violation, DoorbellFlood) when the peer rang more
+// than MaxUninvitedRings beyond its invitations, which no honest peer does.
+// A peer that rings as invited but publishes nothing (progress: the
+// receive ring's producer index in the low 32 bits, the slots ring's above,
+// which counts when its bit was asked for before or after the sleep) is
+// throttled instead: past MaxEmptyWakes such wake-ups in a row, each waits
+// EmptyWakeBackoff. An honest peer can, rarely, ring for entries someone
+// else consumed before our snapshot, so this is never called a violation.
+func (b *bell) sleep(mask func() uint32, ready func(uint32) Event, progress func() uint64) (Event, bool, error) {
 	m := mask()
 	for {
-		b.mine.Store(m)
+		b.invite(b.mine.Swap(m))
 		if again := mask(); again != m {
 			m = again
 			continue
 		}
 		break
 	}
+	before := progress()
 	if ev := ready(m); ev != 0 {
 		b.mine.Store(0)
+		b.empty = 0
 		return ev, false, nil
 	}
 	b.slept.Add(1)
@@ -123,20 +157,23 @@ func (b *bell) sleep(mask func() uint32, ready func(uint32) Event) (Event, bool,
 		if err != nil {
 			return 0, false, fmt.Errorf("read doorbell: %w", err)
 		}
-		return 0, n == 0, nil
+		if n == 0 {
+			return 0, true, nil
+		}
+		if c := b.credit.Add(-int64(n)); c < -MaxUninvitedRings {
+			return 0, false, violation(DoorbellFlood, "doorbell", 0, "%d rings more than the sleeping flag invited", -c)
+		}
+		after := progress()
+		moved := uint32(after) != uint32(before)
+		if (m|mask())&bellSlots != 0 && after>>32 != before>>32 {
+			moved = true
+		}
+		if moved {
+			b.empty = 0
+		} else if b.empty++; b.empty > MaxEmptyWakes {
+			b.throttled.Add(1)
+			time.Sleep(EmptyWakeBackoff)
+		}
+		return 0, false, nil
 	}
-}
-
-// woke counts a wake-up that found nothing (stale is false when it found
-// work) and reports a flood past MaxSpuriousWakes.
-func (b *bell) woke(found bool) error {
-	if found {
-		b.spurious = 0
-		return nil
-	}
-	b.spurious++
-	if b.spurious > MaxSpuriousWakes {
-		return violation(DoorbellFlood, "doorbell", 0, "%d wake-ups in a row with nothing to do", b.spurious)
-	}
-	return nil
 }

@@ -203,13 +203,28 @@ func BenchmarkCrossingThreaded(b *testing.B) {
 	wg.Wait()
 }
 
-// TestCrossingAllocs: the crossing allocates nothing per batch.
+// TestCrossingAllocs: the crossing allocates nothing per batch, and
+// neither does a Wait that finds work.
 func TestCrossingAllocs(t *testing.T) {
 	c := newCrossing(t, Config{})
 	defer c.src.Release()
 	c.trip(t)
 	if allocs := testing.AllocsPerRun(100, func() { c.trip(t) }); allocs != 0 {
 		t.Fatalf("%v allocations per batch out and back, want 0", allocs)
+	}
+	// Work waiting on both sides: each Wait returns at once.
+	c.d.Send(c.src, 0)
+	c.h.Borrow(c.views)
+	c.h.Send(c.views[:1])
+	c.d.Send(c.src, 0) // more for the host, left on the ring
+	for name, wait := range map[string]func() (Event, error){"daemon": c.d.Wait, "host": c.h.Wait} {
+		if allocs := testing.AllocsPerRun(100, func() {
+			if ev, err := wait(); ev&EventReceive == 0 || err != nil {
+				t.Fatalf("%s wait = %v, %v", name, ev, err)
+			}
+		}); allocs != 0 {
+			t.Fatalf("%v allocations per %s Wait, want 0", allocs, name)
+		}
 	}
 }
 

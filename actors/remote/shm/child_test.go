@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,15 @@ func hostile(h *Host, mode string) error {
 			if _, err := unix.Write(h.bell.fd, make([]byte, 256)); err != nil {
 				return nil
 			}
+		}
+	case "slow-flood": // ring once per invitation, as an honest host would, but publish nothing
+		for {
+			if v := h.reg.daemonSleep.Load(); v != 0 && h.reg.daemonSleep.CompareAndSwap(v, 0) {
+				if _, err := unix.Write(h.bell.fd, []byte{1}); err != nil {
+					return nil
+				}
+			}
+			runtime.Gosched()
 		}
 	case "scribble-slots":
 		honest(8)
@@ -631,6 +641,32 @@ func TestHostileHost(t *testing.T) {
 			}
 		})
 	}
+
+	// A host that rings exactly when invited but publishes nothing cannot
+	// be told from a rare honest race, so it is throttled, not reported:
+	// the waiter must not spin.
+	t.Run("slow-flood", func(t *testing.T) {
+		d, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		startHost(t, d, "slow-flood")
+		done := make(chan error, 1)
+		go func() {
+			_, err := d.Wait()
+			done <- err
+		}()
+		time.Sleep(500 * time.Millisecond)
+		c := d.Counts()
+		d.Close()
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Fatalf("wait: %v, want ErrClosed", err)
+		}
+		t.Logf("in 500 ms: %d sleeps, %d throttled", c.Sleeps, c.Throttled)
+		if c.Throttled == 0 || c.Sleeps > 1000 {
+			t.Fatalf("%d sleeps, %d throttled in 500 ms: want throttled, at most ~500+%d sleeps", c.Sleeps, c.Throttled, MaxEmptyWakes)
+		}
+	})
 
 	t.Run("scribble-slots", func(t *testing.T) {
 		d, err := New(cfg)

@@ -83,6 +83,7 @@ type Counts struct {
 	FillLent    int    // RX slots lent to the host (empty, being filled, or published and unread)
 	BellsRung   uint64 // times the daemon rang the host's doorbell (it slept)
 	Sleeps      uint64 // times Wait blocked on the daemon's doorbell
+	Throttled   uint64 // wake-ups for nothing that Wait slowed down (bell.go)
 }
 
 // Lost is what Reclaim took back from a host that is gone.
@@ -163,6 +164,7 @@ type Daemon struct {
 
 	mu        sync.Mutex // closing and waiter registration
 	closed    atomic.Bool
+	waiting   atomic.Bool // a goroutine is in Wait
 	reclaimed atomic.Bool
 	fault     atomic.Pointer[Violation]
 	waiters   sync.WaitGroup
@@ -332,7 +334,7 @@ func (d *Daemon) Send(b *packet.Batch, from int) (int, error) {
 		// Short of slots: ask the waiter for EventSlots, then look once
 		// more, since a completion published before the ask rang nobody.
 		if !d.wantSlots.Swap(true) {
-			d.reg.daemonSleep.Or(bellSlots)
+			d.bell.ask(bellSlots)
 		}
 		if d.reg.rings[ringCompletion].hdr.prod.Load() == d.cmCons {
 			return next, nil
@@ -428,7 +430,8 @@ func (d *Daemon) reapLocked() error {
 // the sender to flush what it staged). It returns ErrPeerGone once the host
 // closed its doorbell end (it exited or was killed) and everything it
 // published was reported; ErrClosed after Close; a *Violation
-// (DoorbellFlood) when the host rings with nothing to do.
+// (DoorbellFlood) when the host rings uninvited. A host that rings for
+// nothing is throttled (Counts.Throttled), not reported.
 //
 // Call Wait from one goroutine at a time, a dedicated one: it blocks its
 // thread in read(2), which wakes faster than Go's netpoller.
@@ -437,6 +440,10 @@ func (d *Daemon) Wait() (Event, error) {
 		return 0, ErrClosed
 	}
 	defer d.waiters.Done()
+	if d.waiting.Swap(true) {
+		return 0, errConcurrentWait
+	}
+	defer d.waiting.Store(false)
 	mask := func() uint32 {
 		if d.wantSlots.Load() {
 			return bellReceive | bellSlots
@@ -447,25 +454,23 @@ func (d *Daemon) Wait() (Event, error) {
 		if err := d.usable(); err != nil {
 			return 0, err
 		}
-		ev, eof, err := d.bell.sleep(mask, d.ready)
+		ev, eof, err := d.bell.sleep(mask, d.ready, d.progress)
+		v, flood := err.(*Violation) // as sleep returns it; errors.As would allocate
 		switch {
 		case ev != 0:
-			d.bell.woke(true)
 			return d.took(ev), nil
+		case flood:
+			return 0, d.fail(v)
 		case err != nil:
 			return 0, fmt.Errorf("shm: daemon wait: %w", err)
 		case d.closed.Load():
 			return 0, ErrClosed
 		}
-		ev = d.ready(mask())
-		if ev == 0 && eof {
-			return 0, ErrPeerGone
-		}
-		if err := d.bell.woke(ev != 0); err != nil {
-			return 0, d.fail(err.(*Violation))
-		}
-		if ev != 0 {
+		if ev = d.ready(mask()); ev != 0 {
 			return d.took(ev), nil
+		}
+		if eof {
+			return 0, ErrPeerGone
 		}
 	}
 }
@@ -490,6 +495,11 @@ func (d *Daemon) ready(mask uint32) Event {
 		ev |= EventSlots
 	}
 	return ev
+}
+
+// progress is the producer indices Wait watches, as one value (bell.sleep).
+func (d *Daemon) progress() uint64 {
+	return uint64(d.reg.rings[ringRX].hdr.prod.Load()) | uint64(d.reg.rings[ringCompletion].hdr.prod.Load())<<32
 }
 
 // took reports ev, EventSlots once per shortage.
@@ -610,6 +620,7 @@ func (d *Daemon) Counts() Counts {
 	c.FillLent = int(d.rx.lent.Load())
 	c.BellsRung = d.bell.rung.Load()
 	c.Sleeps = d.bell.slept.Load()
+	c.Throttled = d.bell.throttled.Load()
 	return c
 }
 

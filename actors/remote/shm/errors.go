@@ -35,6 +35,10 @@ var (
 	ErrOversized = errors.New("packet larger than a slot")
 )
 
+// errConcurrentWait: Wait is for one goroutine at a time (it owns the
+// doorbell's read buffer and flood counters).
+var errConcurrentWait = errors.New("shm: Wait called while another goroutine waits")
+
 // Kind says which rule a peer broke.
 type Kind int
 
@@ -52,8 +56,8 @@ const (
 	// IndexAdvance: a ring index moved by more than the ring holds, or a
 	// consumer index moved past what was produced or backwards.
 	IndexAdvance
-	// DoorbellFlood: the peer rang more than MaxSpuriousWakes times in a
-	// row with nothing to do.
+	// DoorbellFlood: the peer rang more than MaxUninvitedRings times
+	// beyond what the sleeping flag invited.
 	DoorbellFlood
 )
 

@@ -64,6 +64,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	closed  atomic.Bool
+	waiting atomic.Bool // a goroutine is in Wait
 	fault   atomic.Pointer[Violation]
 	waiters sync.WaitGroup
 }
@@ -301,7 +302,7 @@ func (h *Host) reserveLocked(views [][]byte) (int, error) {
 		// Short of slots: ask the waiter for EventSlots, then look once
 		// more, since a fill published before the ask rang nobody.
 		if !h.wantFill.Swap(true) {
-			h.reg.hostSleep.Or(bellSlots)
+			h.bell.ask(bellSlots)
 		}
 		if h.reg.rings[ringFill].hdr.prod.Load() == h.fillCons {
 			break
@@ -450,7 +451,7 @@ func (h *Host) Send(bufs [][]byte) (int, error) {
 // the TX ring), EventSlots (fill slots came back after Send or Reserve ran
 // short). It returns ErrPeerGone once the daemon closed its end and
 // everything it published was reported, ErrClosed after Close, a
-// *Violation (DoorbellFlood) when the daemon rings with nothing to do. Call
+// *Violation (DoorbellFlood) when the daemon rings uninvited. Call
 // it from one goroutine at a time.
 func (h *Host) Wait() (Event, error) {
 	h.mu.Lock()
@@ -461,6 +462,10 @@ func (h *Host) Wait() (Event, error) {
 	h.waiters.Add(1)
 	h.mu.Unlock()
 	defer h.waiters.Done()
+	if h.waiting.Swap(true) {
+		return 0, errConcurrentWait
+	}
+	defer h.waiting.Store(false)
 	mask := func() uint32 {
 		if h.wantFill.Load() {
 			return bellReceive | bellSlots
@@ -471,25 +476,23 @@ func (h *Host) Wait() (Event, error) {
 		if err := h.usable(); err != nil {
 			return 0, err
 		}
-		ev, eof, err := h.bell.sleep(mask, h.ready)
+		ev, eof, err := h.bell.sleep(mask, h.ready, h.progress)
+		v, flood := err.(*Violation) // as sleep returns it; errors.As would allocate
 		switch {
 		case ev != 0:
-			h.bell.woke(true)
 			return h.took(ev), nil
+		case flood:
+			return 0, h.fail(v)
 		case err != nil:
 			return 0, fmt.Errorf("shm: host wait: %w", err)
 		case h.closed.Load():
 			return 0, ErrClosed
 		}
-		ev = h.ready(mask())
-		if ev == 0 && eof {
-			return 0, ErrPeerGone
-		}
-		if err := h.bell.woke(ev != 0); err != nil {
-			return 0, h.fail(err.(*Violation))
-		}
-		if ev != 0 {
+		if ev = h.ready(mask()); ev != 0 {
 			return h.took(ev), nil
+		}
+		if eof {
+			return 0, ErrPeerGone
 		}
 	}
 }
@@ -503,6 +506,10 @@ func (h *Host) ready(mask uint32) Event {
 		ev |= EventSlots
 	}
 	return ev
+}
+
+func (h *Host) progress() uint64 {
+	return uint64(h.reg.rings[ringTX].hdr.prod.Load()) | uint64(h.reg.rings[ringFill].hdr.prod.Load())<<32
 }
 
 func (h *Host) took(ev Event) Event {

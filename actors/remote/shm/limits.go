@@ -64,11 +64,21 @@ const (
 	// a header that claims more before it maps anything.
 	MaxRegionBytes = 1 << 30
 
-	// MaxSpuriousWakes (16 wake-ups) is how many times in a row a waiter
-	// may wake and find nothing to do before it reports the peer as
-	// flooding its doorbell. An honest peer rings only after clearing the
-	// sleeping flag, so it causes at most one stale wake-up per sleep.
-	MaxSpuriousWakes = 16
+	// MaxUninvitedRings (16 rings) is how far a peer may ring beyond what
+	// our sleeping flag invited before we report it as flooding the
+	// doorbell (bell.go). An honest peer rings only after clearing the
+	// flag, so it never gets near.
+	MaxUninvitedRings = 16
+
+	// MaxEmptyWakes (16 wake-ups) is how many times in a row a peer may wake
+	// us without moving any ring index we wait on before each further such
+	// wake-up waits EmptyWakeBackoff. An honest peer rings after publishing,
+	// so it practically never gets there.
+	MaxEmptyWakes = 16
+
+	// EmptyWakeBackoff (1 ms) throttles a peer that rings for nothing to
+	// about 1000 wake-ups a second: no thread of ours spins for it.
+	EmptyWakeBackoff = time.Millisecond
 
 	// BellDrainBytes (64 bytes) is how much of the doorbell socket one
 	// wake-up reads: pending rings coalesce into one wake-up.

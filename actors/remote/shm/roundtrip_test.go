@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -438,6 +439,9 @@ func TestCloseWakesWaiters(t *testing.T) {
 	go func() { _, err := d.Wait(); errs <- err }()
 	go func() { _, err := h.Wait(); errs <- err }()
 	time.Sleep(20 * time.Millisecond) // let both block in read(2)
+	if _, err := d.Wait(); err == nil || !strings.Contains(err.Error(), "another goroutine") {
+		t.Fatalf("a second concurrent Wait: %v", err)
+	}
 	h.Close()
 	d.Close()
 	for range 2 {
@@ -485,4 +489,78 @@ func TestRegionSealed(t *testing.T) {
 			t.Errorf("%s: %v, want EPERM", c.name, c.err)
 		}
 	}
+}
+
+// TestTXOnlyStream: traffic in one direction only, with few slots so Send
+// runs short all the time and the sender reaps completions itself, racing
+// the waiter that was asked to report them. The host's rings are all
+// invited: the daemon must never call them a flood.
+func TestTXOnlyStream(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const total = 100000
+	d, h := pair(t, Config{SlotBytes: 2048, TXSlots: 4, RXSlots: 4})
+	pool := packet.NewPool(512)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the host completes everything, sends nothing
+		defer wg.Done()
+		views := make([][]byte, packet.MaxBatch)
+		for {
+			if _, err := h.Wait(); err != nil {
+				return
+			}
+			for {
+				n, err := h.Borrow(views)
+				if err != nil || n == 0 {
+					break
+				}
+				h.Complete(n)
+			}
+		}
+	}()
+	slots := make(chan struct{}, 1)
+	waitErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		for {
+			ev, err := d.Wait()
+			if err != nil {
+				waitErr <- err
+				return
+			}
+			if ev&EventSlots != 0 {
+				select {
+				case slots <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	b := batchOf(t, pool, 0, repeat(packet.MaxBatch, 64)...)
+	sent := 0
+	for sent < total {
+		next, err := d.Send(b, sent%packet.MaxBatch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += next - sent%packet.MaxBatch
+		if next < packet.MaxBatch && sent%packet.MaxBatch != 0 {
+			select {
+			case <-slots:
+			case err := <-waitErr:
+				t.Fatalf("after %d packets: %v; counts %+v", sent, err, d.Counts())
+			case <-time.After(time.Millisecond): // reap it ourselves
+			}
+		}
+	}
+	b.Release()
+	d.Close()
+	h.Close()
+	wg.Wait()
+	if err := <-waitErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("wait: %v, want ErrClosed", err)
+	}
+	c := d.Counts()
+	t.Logf("counts %+v", c)
+	checkConservation(t, c)
 }
