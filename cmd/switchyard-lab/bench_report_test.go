@@ -82,7 +82,7 @@ func TestAddRatios(t *testing.T) {
 		"udp-b128":     {1.5, 0.3, 0},
 		"udp-b1":       {0.25, 0.05, 0},
 		"udp-oop-b128": {1.2, 0.24, 0.8},
-		"udp-oop-b1":   {0.15, 0.03, 0.1},
+		"udp-oop-b1":   {0.15, 0.03, 0.6},
 	}
 	for _, r := range rep.E2E {
 		w, ok := want[r.Key]
@@ -129,10 +129,10 @@ func TestRenderMarkdown(t *testing.T) {
 		"| wireguard-go pair (reference) | 2.00 | 1.90–2.20 | — | 1.00× | 0.20× | a 0.50, b 0.60 | a 40.0 MiB, b 50.0 MiB |",
 		"| switchyard udp, in-process, batch 128 | 3.00 | 2.90–3.50 | — | 1.50× | 0.30× | a 0.30, b 0.40 | a 40.0 MiB, b 50.0 MiB |",
 		"| switchyard udp, in-process, batch 1 | 0.50 | 0.40–0.60 | — | 0.25× | 0.05× |",
-		"| switchyard udp, out of process, batch 128 | 2.40 | 2.10–2.50 | 0.80× | 1.20× | 0.24× |",
-		"| switchyard udp, out of process, batch 1 | 0.30 | 0.30–0.30 | 0.10× | 0.15× | 0.03× |",
+		"| switchyard udp, out of process (shm), batch 128 | 2.40 | 2.10–2.50 | 0.80× | 1.20× | 0.24× |",
+		"| switchyard udp, out of process (shm), batch 1 | 0.30 | 0.30–0.30 | 0.60× | 0.15× | 0.03× |",
 		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | |",
-		"| switchyard wireguard, out of process, batch 128 | failed: run 1: iperf3: boom | | | | | | |",
+		"| switchyard wireguard, out of process (shm), batch 128 | failed: run 1: iperf3: boom | | | | | | |",
 		"## UDP flood: iperf3 -u -b 4G -l 1392 for 5 s through switchyard udp, in-process, batch 128",
 		"Offered 2.50 Gbit/s (what the iperf3 client sent), delivered 1.50 Gbit/s (iperf3 receiver), 400 of 1000 datagrams lost end to end (40.0 %).",
 		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 |",

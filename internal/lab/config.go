@@ -29,9 +29,10 @@ type Config struct {
 
 // Host is one `hosts:` entry: a `switchyard host` process.
 type Host struct {
-	Name   string
-	Listen string // ip:port inside the side's namespace
-	Spawn  bool   // the daemon starts and supervises it
+	Name      string
+	Listen    string // ip:port inside the side's namespace
+	Spawn     bool   // the daemon starts and supervises it
+	Transport string // "shm", "grpc", or empty: the daemon's default (shm here)
 }
 
 // TLSFiles are the PEM files of `remote.tls:` (see WriteTLSFiles).
@@ -54,7 +55,13 @@ const (
 // listening on DefaultHostListen, and the daemon's remote listener on
 // DefaultRemoteListen (fixed, so a test can reach it).
 func OutOfProcess(c Config) Config {
-	c.Hosts = []Host{{Name: HostName, Listen: DefaultHostListen, Spawn: true}}
+	return OutOfProcessOver(c, "")
+}
+
+// OutOfProcessOver is OutOfProcess with the batches crossing over transport
+// ("shm" or "grpc"; empty: the default, shm).
+func OutOfProcessOver(c Config, transport string) Config {
+	c.Hosts = []Host{{Name: HostName, Listen: DefaultHostListen, Spawn: true, Transport: transport}}
 	c.RemoteListen = DefaultRemoteListen
 	ps := make([]Protocol, len(c.Protocols))
 	for i, p := range c.Protocols {
@@ -204,6 +211,9 @@ func remoteYAML(w func(string, ...any), listen string, window int, tls TLSFiles,
 		w("hosts:")
 		for _, h := range hosts {
 			w("  - name: %s\n    listen: %s\n    spawn: %t", h.Name, h.Listen, h.Spawn)
+			if h.Transport != "" {
+				w("    transport: %s", h.Transport)
+			}
 		}
 	}
 }

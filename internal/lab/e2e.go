@@ -52,6 +52,9 @@ type Case struct {
 	// OneSide limits OutOfProcess to side a: the data crosses one process
 	// boundary per direction instead of two.
 	OneSide bool `json:"one_side,omitempty"`
+	// Transport is how batches cross to the hosts: "shm" (the default) or
+	// "grpc".
+	Transport string `json:"transport,omitempty"`
 	// InProcess is, for an out-of-process case, the key of the in-process
 	// case it is compared with: the report shows the ratio of the medians
 	// (the goal is ≥ 0.8 at batch 128).
@@ -68,15 +71,21 @@ func Cases() []Case {
 		{Key: "veth", Label: "kernel veth alone (ceiling)", Kind: KindVeth},
 		{Key: "wireguard-go", Label: "wireguard-go pair (reference)", Kind: KindWireGuardGo},
 		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128},
-		{Key: "udp-oop-b128", Label: "switchyard udp, out of process, batch 128", Kind: KindUDP, Batch: 128,
+		{Key: "udp-oop-b128", Label: "switchyard udp, out of process (shm), batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, InProcess: "udp-b128"},
-		{Key: "udp-oop1-b128", Label: "switchyard udp, out of process on side a only, batch 128", Kind: KindUDP, Batch: 128,
+		{Key: "udp-oop1-b128", Label: "switchyard udp, out of process (shm) on side a only, batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, OneSide: true, InProcess: "udp-b128"},
-		{Key: "udp-oop-b1", Label: "switchyard udp, out of process, batch 1", Kind: KindUDP, Batch: 1,
-			OutOfProcess: true, InProcess: "udp-b128"},
+		{Key: "udp-grpc-b128", Label: "switchyard udp, out of process (grpc), batch 128", Kind: KindUDP, Batch: 128,
+			OutOfProcess: true, Transport: "grpc", InProcess: "udp-b128"},
+		{Key: "udp-grpc1-b128", Label: "switchyard udp, out of process (grpc) on side a only, batch 128", Kind: KindUDP, Batch: 128,
+			OutOfProcess: true, OneSide: true, Transport: "grpc", InProcess: "udp-b128"},
 		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1},
+		{Key: "udp-oop-b1", Label: "switchyard udp, out of process (shm), batch 1", Kind: KindUDP, Batch: 1,
+			OutOfProcess: true, InProcess: "udp-b1"},
+		{Key: "udp-grpc-b1", Label: "switchyard udp, out of process (grpc), batch 1: one message per packet", Kind: KindUDP, Batch: 1,
+			OutOfProcess: true, Transport: "grpc", InProcess: "udp-b1"},
 		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128},
-		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process, batch 128", Kind: KindWireGuard, Batch: 128,
+		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 	}
@@ -348,7 +357,7 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 			cfg := l.DefaultConfig(s)
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
 			if c.OutOfProcess && (!c.OneSide || s == l.A) {
-				cfg = OutOfProcess(cfg)
+				cfg = OutOfProcessOver(cfg, c.Transport)
 			}
 			d, err := l.StartDaemon(ctx, s, cfg)
 			if err != nil {
