@@ -231,13 +231,13 @@ func (l *hostLink) Receive(ctx actor.Context) {
 				zap.String("protocol", m.name), zap.Error(m.err))
 		}
 	case *HostViolation:
-		l.spec.Log.Warn("protocol host broke the shared-memory protocol; restarting it", zap.String("host", l.spec.Name),
-			zap.String("protocol", m.Name), zap.Error(m.Err))
+		l.spec.Log.Warn("killing and restarting the protocol host", zap.String("host", l.spec.Name),
+			zap.String("protocol", m.Name), zap.String("why", m.Err.Error()))
 		if l.spec.Spawn && l.cmd != nil {
 			_ = l.cmd.Process.Kill() // its exit restarts it, with fresh regions
 			return
 		}
-		l.down(ctx, "protocol host broke the shared-memory protocol")
+		l.down(ctx, "protocol host "+m.Err.Error())
 		l.retryLater(ctx)
 	case *actor.Terminated:
 		if !l.spec.Spawn && m.Who.Equal(l.hostPID) && l.state == hostUp {

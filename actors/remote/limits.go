@@ -76,4 +76,14 @@ const (
 	// HandoverTimeout (5 s) bounds how long a region waits for its host to
 	// fetch it from the handover socket.
 	HandoverTimeout = 5 * time.Second
+
+	// StuckTimeout (2 s) is how long a host may hold packets of a region
+	// without completing any before it is declared stuck and killed: far
+	// above a batch's time in an honest host (well under a millisecond),
+	// short enough that a stopped host costs a tunnel seconds, not minutes.
+	StuckTimeout = 2 * time.Second
+
+	// StuckCheckInterval (250 ms) is how often a link looks whether its
+	// host still completes.
+	StuckCheckInterval = 250 * time.Millisecond
 )

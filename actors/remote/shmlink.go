@@ -27,7 +27,8 @@ package remote
 //     + in flight, always.
 //  5. A host that breaks the protocol (a bad descriptor, ring index or
 //     doorbell flood) is counted malformed on remote, and its link kills
-//     it; the restarted host gets a fresh region.
+//     it; the restarted host gets a fresh region. So is a host that holds
+//     packets and completes none for StuckTimeout (stopped or wedged).
 
 import (
 	"errors"
@@ -83,6 +84,13 @@ type (
 	}
 	// slotsBack: the host completed slots after a send ran short.
 	slotsBack struct{ region *shm.Daemon }
+	// stuckCheck: is the host of region still completing? completed is
+	// TXCompleted when it last moved, at since.
+	stuckCheck struct {
+		region    *shm.Daemon
+		completed uint64
+		since     time.Time
+	}
 )
 
 type staged struct {
@@ -119,6 +127,28 @@ func (l *shmLink) Receive(ctx actor.Context) {
 		l.region, l.link, l.completed = m.Region, m.Link, 0
 		l.reader.Add(1)
 		go l.read(ctx.ActorSystem().Root, ctx.Self(), m.Region)
+		l.checkLater(ctx, &stuckCheck{region: m.Region, since: time.Now()})
+	case *stuckCheck:
+		if m.region != l.region {
+			return
+		}
+		c := m.region.Counts()
+		if c.TXInFlight == 0 || c.TXCompleted != m.completed {
+			l.checkLater(ctx, &stuckCheck{region: m.region, completed: c.TXCompleted, since: time.Now()})
+			return
+		}
+		if time.Since(m.since) < StuckTimeout {
+			l.checkLater(ctx, m)
+			return
+		}
+		// Alive (its doorbell end is open) but completing nothing while it
+		// holds packets: stopped (SIGSTOP), wedged or hostile. Its link
+		// kills it; what it held is counted host_lost when the region ends.
+		l.spec.Log.Warn("protocol host stuck: holding packets and completing none; killing it",
+			zap.String("protocol", l.spec.Name), zap.Int("in_flight", c.TXInFlight), zap.Duration("for", time.Since(m.since)))
+		if l.link != nil {
+			ctx.Send(l.link, &HostViolation{Name: l.spec.Name, Err: errStuck})
+		}
 	case *regionEnded:
 		if m.region == l.region {
 			l.end(ctx, m.err)
@@ -135,6 +165,14 @@ func (l *shmLink) Receive(ctx actor.Context) {
 		}
 		l.end(ctx, nil)
 	}
+}
+
+var errStuck = errors.New("stuck: completed nothing while holding packets")
+
+// checkLater sends m to the actor after StuckCheckInterval.
+func (l *shmLink) checkLater(ctx actor.Context, m *stuckCheck) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(StuckCheckInterval, func() { root.Send(self, m) })
 }
 
 // send takes ownership of b: it hands its packets to the host, stages it,
