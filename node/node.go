@@ -13,9 +13,9 @@ package node
 import (
 	"errors"
 	"fmt"
-	"os"
 	"log/slog"
 	"net/netip"
+	"os"
 	"switchyard/actors/stage"
 	"sync"
 	"sync/atomic"
