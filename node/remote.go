@@ -138,6 +138,7 @@ func (n *Node) remoteProducer(p parsedProtocol, st *stats.Counters, mb *mailbox.
 	return remote.NewLink(remote.LinkSpec{
 		ID:       remote.AckPrefix + p.cfg.Name,
 		Stats:    st,
+		Host:     n.registry.Row(p.cfg.Name+".host", "grpc"),
 		Bad:      n.remoteStats,
 		Window:   cfg.Remote.Window,
 		MaxBatch: cfg.Batch.MaxPackets,

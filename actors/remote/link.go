@@ -23,6 +23,9 @@ type LinkSpec struct {
 	MaxBatch int // batch.max_packets: waiting batches coalesce up to it
 	Policy   mailbox.Policy
 	Peer     *actor.PID // the peer's receiver at start; nil until PeerUp
+	// Host, if set, counts what the peer took and lost (Sender.CountPeer):
+	// the daemon's <name>.host row.
+	Host *stats.Counters
 	// OnStarted and OnStopping, if set, run in the actor's turn after the
 	// sender is made and before it is closed.
 	OnStarted  func(ctx actor.Context, s *Sender)
@@ -69,6 +72,9 @@ func (l *linkActor) Receive(ctx actor.Context) {
 			panic(err)
 		}
 		l.s = s
+		if l.spec.Host != nil {
+			s.CountPeer(l.spec.Host)
+		}
 		if l.spec.Peer != nil {
 			s.SetPeer(l.spec.Peer)
 		}

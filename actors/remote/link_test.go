@@ -642,3 +642,51 @@ func TestLinkStopReleasesQueued(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSenderCountsInFlightLostWithThePeer: envelopes sent to a peer that
+// goes away unacknowledged are counted host_lost on the peer's row, so
+// handed = acknowledged + lost exactly.
+func TestSenderCountsInFlightLostWithThePeer(t *testing.T) {
+	system := actor.NewActorSystem()
+	pool := packet.NewPool(1024)
+	st, host := &stats.Counters{Name: "p"}, &stats.Counters{Name: "p.host"}
+	blackHole, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if env, ok := c.Message().(*wire.Envelope); ok && env.Kind == wire.Kind_BATCH && env.Seq == 1 {
+			c.Respond(&wire.Envelope{Kind: wire.Kind_ACK, Seq: 1}) // only the first is taken
+		}
+	}), "black-hole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan *Sender, 1)
+	pid, err := system.Root.SpawnNamed(stage.Props(NewLink(LinkSpec{
+		ID: AckPrefix + "lost-test", Stats: st, Bad: &stats.Counters{}, Window: 8, MaxBatch: packet.MaxBatch,
+		Policy: mailbox.DropNewest, Peer: blackHole, Host: host,
+		OnStarted: func(_ actor.Context, s *Sender) { sent <- s },
+	}), mailbox.New(64, mailbox.DropNewest, st), st), "link/lost-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-sent
+	for _, n := range []int{3, 5, 7} {
+		b := pool.GetBatch()
+		bufs := make([][]byte, n)
+		pool.GetBufs(bufs)
+		for _, buf := range bufs {
+			b.Append(buf, 60)
+		}
+		system.Root.Send(pid, b)
+	}
+	time.Sleep(100 * time.Millisecond)
+	system.Root.Send(pid, &PeerDown{})
+	if err := system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	h := host.Snapshot()
+	if got, want := [3]uint64{h.InPackets, h.OutPackets, h.Drops["host_lost"]}, [3]uint64{15, 3, 12}; got != want {
+		t.Errorf("peer row in/acknowledged/host_lost = %v, want %v", got, want)
+	}
+	if err := pool.CheckLeaks(); err != nil {
+		t.Error(err)
+	}
+}

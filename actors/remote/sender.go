@@ -110,9 +110,10 @@ func (a *ackProcess) Stop(*actor.PID)                   {}
 // wire.Envelope.Seal) and the messages that carry it, reused once the
 // envelope is acknowledged.
 type slot struct {
-	buf  []byte
-	env  wire.Envelope
-	wrap actor.MessageEnvelope
+	buf     []byte
+	env     wire.Envelope
+	wrap    actor.MessageEnvelope
+	packets int // in the envelope
 }
 
 // Sender is the sending half of a link. It is used from its owning actor's
@@ -131,6 +132,13 @@ type Sender struct {
 	enc    *Encoder
 	slots  []slot
 	seq    uint64 // last sequence number sent
+
+	// host, if set, counts what the peer took: In = packets sent, Out =
+	// packets acknowledged, host_lost = packets in flight when the peer
+	// went away (never acknowledged). counted is the last sequence number
+	// whose packets are counted on it.
+	host    *stats.Counters
+	counted uint64
 
 	pending []*packet.Batch // ring, window entries
 	phead   int
@@ -164,11 +172,47 @@ func NewSender(system *actor.ActorSystem, id string, owner *actor.PID, st, bad *
 	}, nil
 }
 
+// CountPeer makes the sender count on host what the peer took and lost
+// (see Sender.host). The daemon's proxies do; a host's uplink does not.
+func (s *Sender) CountPeer(host *stats.Counters) { s.host = host }
+
+// countAcked counts the packets of the envelopes acknowledged since the last
+// call as taken by the peer. Their slots are not reused before it runs.
+func (s *Sender) countAcked() {
+	if s.host == nil || s.slots == nil {
+		return
+	}
+	acked, n := s.ack.acked.Load(), 0
+	for ; s.counted < acked; s.counted++ {
+		n += s.slots[(s.counted+1)%uint64(len(s.slots))].packets
+	}
+	if n > 0 {
+		s.host.Out(n, 0)
+	}
+}
+
+// loseInFlight counts the packets of every envelope sent and never
+// acknowledged as lost with the peer.
+func (s *Sender) loseInFlight() {
+	s.countAcked()
+	if s.host == nil || s.slots == nil {
+		s.counted = s.seq
+		return
+	}
+	n := 0
+	for ; s.counted < s.seq; s.counted++ {
+		n += s.slots[(s.counted+1)%uint64(len(s.slots))].packets
+	}
+	s.host.Drop(stats.HostLost, n)
+}
+
 // AckPID is where the peer's receiver sends acknowledgements.
 func (s *Sender) AckPID() *actor.PID { return s.ackPID }
 
-// Close unregisters the ack process and drops the pending batches as stopped.
+// Close unregisters the ack process and drops the pending batches as
+// stopped; what is still in flight counts as lost with the peer.
 func (s *Sender) Close() {
+	s.loseInFlight()
 	s.dropPending(stats.Stopped)
 	s.system.ProcessRegistry.Remove(s.ackPID)
 }
@@ -178,7 +222,8 @@ func (s *Sender) Close() {
 // host_down.
 func (s *Sender) SetPeer(pid *actor.PID) {
 	s.peer = pid
-	s.ack.acked.Store(s.seq) // forget what was in flight
+	s.loseInFlight()         // what was in flight to the old peer is lost with it
+	s.ack.acked.Store(s.seq) // and forgotten
 	s.slots = nil            // and its buffers: a dead connection may still hold them
 	if pid == nil {
 		s.dropPending(stats.HostDown)
@@ -278,14 +323,20 @@ func (s *Sender) transmit(ctx actor.Context, b *packet.Batch) {
 	// The slots about to be reused were acknowledged; this load orders
 	// gRPC's last read of them before our writes (grpccodec.go).
 	sentEpoch.Load()
+	s.countAcked() // before their slots are reused
 	s.stats.Out(b.Len(), b.Bytes())
+	if s.host != nil {
+		s.host.In(b.Len(), b.Bytes())
+	}
 	for from := 0; from < b.Len(); {
 		s.seq++
 		sl := &s.slots[s.seq%uint64(len(s.slots))]
 		if sl.buf == nil {
 			sl.buf = make([]byte, wire.HeaderRoom, wire.HeaderRoom+MaxEnvelopeBytes)
 		}
+		start := from
 		sl.buf, from = s.enc.Encode(sl.buf[:wire.HeaderRoom], b, from)
+		sl.packets = from - start
 		sl.env.Seal(wire.Kind_BATCH, s.seq, sl.buf)
 		sl.wrap.Message, sl.wrap.Sender = &sl.env, s.ackPID
 		s.ack.sent.Store(s.seq)
