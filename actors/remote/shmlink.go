@@ -132,6 +132,7 @@ func (l *shmLink) Receive(ctx actor.Context) {
 		if m.region != l.region {
 			return
 		}
+		l.countCompleted() // keeps <name>.host current while nothing is sent
 		c := m.region.Counts()
 		if c.TXInFlight == 0 || c.TXCompleted != m.completed {
 			l.checkLater(ctx, &stuckCheck{region: m.region, completed: c.TXCompleted, since: time.Now()})

@@ -576,7 +576,10 @@ func hostileRun(ctx context.Context, l *lab.Lab, side *lab.Side, args ...string)
 // processes keep running (same pids, no restart) and forwarding.
 func TestRemoteHostile(t *testing.T) {
 	l, ctx := newRemoteLab(t)
-	cfgA := oop(l, l.A)
+	// Over gRPC: with shared memory no batch travels on protoactor remote,
+	// so there is no batch receiver to attack there (the region's own
+	// hostile-host tests are in actors/remote/shm).
+	cfgA := lab.OutOfProcessOver(l.DefaultConfig(l.A), "grpc")
 	da := startRemote(t, ctx, l, l.A, cfgA)
 	startDaemon(t, ctx, l, l.B, l.DefaultConfig(l.B))
 	mustPing(t, ctx, l, l.A, l.B.TUN4)
