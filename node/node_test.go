@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchyard/config"
+	"switchyard/packet"
 	"switchyard/packet/packettest"
 	_ "switchyard/protocols/udp"
 	"switchyard/stats"
@@ -150,5 +151,31 @@ protocols:
 	}
 	if got, want := err.Error(), `x.yaml:5:11: protocols[0].type: unknown protocol type "carrier-pigeon"`; !strings.HasPrefix(got, want) {
 		t.Fatalf("error = %q, want prefix %q", got, want)
+	}
+}
+
+func TestMemoryBound(t *testing.T) {
+	cfg, err := config.Parse("m.yaml", []byte(`
+batch: {pool_buffers: 1024}
+hosts:
+  - {name: h, listen: "127.0.0.1:7100", spawn: true}
+  - {name: g, listen: "127.0.0.1:7101", spawn: true, transport: grpc}
+protocols:
+  - {name: a, type: udp, host: h, settings: {listen: "127.0.0.1:7000", peer: "127.0.0.1:7001"}}
+  - {name: b, type: udp, host: g, settings: {listen: "127.0.0.1:7002", peer: "127.0.0.1:7003"}}
+routes:
+  - {prefix: 10.1.0.0/16, to: a}
+  - {prefix: 10.2.0.0/16, to: b}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := MemoryBound(cfg)
+	pool := int64(1024) * packet.BufferBytes
+	if m.PoolBytes != pool || m.Hosts != 2 || m.Regions != 1 {
+		t.Errorf("pool %d, hosts %d, regions %d; want %d, 2, 1 (one instance over shm)", m.PoolBytes, m.Hosts, m.Regions, pool)
+	}
+	if want := 3*(pool+RuntimeHeadroomBytes) + m.RegionBytes; m.Total() != want {
+		t.Errorf("total %d, want %d", m.Total(), want)
 	}
 }

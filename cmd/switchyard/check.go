@@ -23,8 +23,8 @@ func runCheck(args []string) int {
 	return check(*file, os.Stdout, os.Stderr)
 }
 
-// check prints ok, or every error with its file:line:col, and returns the
-// exit code.
+// check prints ok and the worst-case memory the config can hold, or every
+// error with its file:line:col, and returns the exit code.
 func check(file string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(file)
 	if err == nil {
@@ -35,5 +35,6 @@ func check(file string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "ok")
+	fmt.Fprintln(stdout, node.MemoryBound(cfg))
 	return 0
 }

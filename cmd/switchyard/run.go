@@ -146,20 +146,15 @@ func newLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
 	return log, zc.Level, err
 }
 
-// memoryHeadroom (128 MiB) is what the daemon allows the Go runtime beyond
-// the packet pool: protoactor, the protocols' own state, and garbage awaiting
-// collection.
-const memoryHeadroom = 128 << 20
-
 // setMemoryLimit gives the garbage collector a soft limit of the pool's
-// bound plus memoryHeadroom, unless GOMEMLIMIT is set. Pool buffers are live
+// bound plus node.RuntimeHeadroomBytes, unless GOMEMLIMIT is set. Pool buffers are live
 // heap, so the default GOGC alone would let garbage grow as large as the
 // pool again before collecting.
 func setMemoryLimit(poolBuffers int) (int64, bool) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return 0, false
 	}
-	limit := int64(poolBuffers)*packet.BufferBytes + memoryHeadroom
+	limit := int64(poolBuffers)*packet.BufferBytes + node.RuntimeHeadroomBytes
 	debug.SetMemoryLimit(limit)
 	return limit, true
 }
