@@ -1,6 +1,8 @@
 package shm
 
 import (
+	"io"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -304,4 +306,72 @@ func BenchmarkDoorbell(b *testing.B) {
 		}
 		pingPong(b, mk(files[0], files[1]), mk(files[1], files[0]))
 	})
+}
+
+// BenchmarkSocketFloor is what a batch costs through a kernel socket, a
+// floor for any socket-based crossing: one batch (128 × 1400 bytes) written
+// by one goroutine and read by another, over a Unix stream socket and over
+// loopback TCP. One op is one batch one way; the CPU is both ends'.
+func BenchmarkSocketFloor(b *testing.B) {
+	for _, kind := range []string{"unix", "tcp-loopback"} {
+		b.Run(kind, func(b *testing.B) {
+			var w, r net.Conn
+			switch kind {
+			case "unix":
+				fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				fw, fr := os.NewFile(uintptr(fds[0]), "w"), os.NewFile(uintptr(fds[1]), "r")
+				if w, err = net.FileConn(fw); err != nil {
+					b.Fatal(err)
+				}
+				if r, err = net.FileConn(fr); err != nil {
+					b.Fatal(err)
+				}
+				fw.Close()
+				fr.Close()
+			default:
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ln.Close()
+				if w, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+					b.Fatal(err)
+				}
+				if r, err = ln.Accept(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			defer w.Close()
+			defer r.Close()
+			batch := make([]byte, benchPackets*benchBytes)
+			done := make(chan error, 1)
+			go func() {
+				buf := make([]byte, len(batch))
+				for i := 0; i < b.N; i++ {
+					if _, err := io.ReadFull(r, buf); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			cpu := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := w.Write(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			reportCPU(b, cpuTime()-cpu, 1)
+		})
+	}
 }
