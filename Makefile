@@ -66,6 +66,8 @@ bench: build bin/wireguard-go
 		./router/ ./actors/mailbox/ ./protocols/udp/ ./actors/remote/ | tee $(OUT)/micro.txt
 	$(GO) test -run '^$$' -count $(COUNT) -benchtime $(PIPE_TIME) -bench 'Pipeline' \
 		./node/ | tee -a $(OUT)/micro.txt
+	$(GO) test -run '^$$' -count $(COUNT) -benchtime $(MICRO_TIME) -bench 'Crossing|CopyFloor|SocketFloor' \
+		./actors/remote/shm/ | tee -a $(OUT)/micro.txt
 	./$(LAB) bench micro $(OUT)/micro.txt
 	./$(LAB) bench e2e $(E2E_FLAGS) $(E2E) --micro $(OUT)/micro.txt \
 		--wireguard-go bin/wireguard-go --out $(OUT)

@@ -199,6 +199,18 @@ func printMicro(w io.Writer, r *benchResults) {
 		fmt.Fprintf(w, "  %-8s %-24s %-24s %-22s\n", b, gb, gb.scale(8), r.stat(name, "allocs/op"))
 	}
 
+	fmt.Fprintln(w, "\nthe crossing alone (issue 13): a batch of 128 × 1400-byte packets daemon → host → daemon through shared memory,")
+	fmt.Fprintln(w, "and the floors under any crossing, in the same run; process CPU seconds per Gbit per crossing (one way)")
+	for _, row := range []struct{ what, name string }{
+		{"shared memory, one goroutine (copies and rings only)", "BenchmarkCrossing/slot=pool-buffer"},
+		{"shared memory, sender, waiter and host on their own goroutines", "BenchmarkCrossingThreaded"},
+		{"floor: one memcpy of the batch", "BenchmarkCopyFloor"},
+		{"floor: a Unix stream socket", "BenchmarkSocketFloor/unix"},
+		{"floor: loopback TCP", "BenchmarkSocketFloor/tcp-loopback"},
+	} {
+		fmt.Fprintf(w, "  %-64s %-26s allocs/op %s\n", row.what, r.stat(row.name, "cpu-s/Gbit/crossing"), r.stat(row.name, "allocs/op"))
+	}
+
 	fmt.Fprintln(w, "\ngoals (issue 2)")
 	goal := func(what string, got stat, ok bool, want string) {
 		verdict := "MISSED"
@@ -222,4 +234,8 @@ func printMicro(w io.Writer, r *benchResults) {
 	goal("batch 128 ÷ batch 1 (×)", ratio, ratio.med >= 10, "≥ 10")
 	a := r.stat("BenchmarkPipeline/batch=128", "allocs/pkt")
 	goal("allocations per packet, batch 128", a, a.med < 0.001, "0")
+	x := r.stat("BenchmarkCrossing/slot=pool-buffer", "cpu-s/Gbit/crossing")
+	goal("shm crossing, CPU s/Gbit/crossing (issue 13)", x, x.med <= 0.015, "≤ 0.015")
+	xa := r.stat("BenchmarkCrossing/slot=pool-buffer", "allocs/op")
+	goal("shm crossing, allocations per batch", xa, xa.med < 0.001, "0")
 }
