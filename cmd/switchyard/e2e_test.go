@@ -129,8 +129,11 @@ func newLab(t *testing.T) (*lab.Lab, context.Context) {
 	if e2eSkip != "" {
 		t.Skipf("namespace test skipped: %s", e2eSkip)
 	}
+	// Build first: on a loaded machine the builds alone can take minutes,
+	// which are not the test's.
+	opts := lab.Options{Binary: e2eDaemon.get(t), CLI: e2eCLI.get(t), Tools: e2eTools.get(t), Dir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTestTimeout)
-	l, err := lab.New(ctx, lab.Options{Binary: e2eDaemon.get(t), CLI: e2eCLI.get(t), Tools: e2eTools.get(t), Dir: t.TempDir()})
+	l, err := lab.New(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("build the namespaces: %v", err)
