@@ -1,0 +1,277 @@
+package openconnect
+
+// Outbound flow of a client instance (router → gateway), in the actor's
+// Receive:
+//
+//  1. *actor.Started sets the stats info and starts the connection manager
+//     goroutine (manager.go): login → CONNECT → session, again and again.
+//  2. The manager reports each session that comes up (*sessionUp) and goes
+//     down (*sessionDown); the actor keeps the current one.
+//  3. The router sends a *packet.Batch; the actor takes ownership. Without
+//     a session the batch is dropped (send_error).
+//  4. With DTLS up, each packet that fits the DTLS MTU goes out as one DTLS
+//     record (its type byte written into the headroom in front of it, no
+//     copy of ours); the others, and every packet while DTLS is down, are
+//     framed into one buffer back to back and leave in one TLS write.
+//  5. Stats count them out, or the write error drops them; a failed TLS
+//     write ends the session (the manager reconnects). The batch is
+//     released either way.
+//  6. *actor.Stopping and *actor.Restarting stop the manager, which sends
+//     a DISCONNECT on the live session and waits for its goroutines.
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"switchyard/actors/ratelog"
+	"switchyard/actors/stats"
+	"switchyard/packet"
+	"switchyard/protocols"
+	"switchyard/protocols/openconnect/cstp"
+)
+
+// sessionUp and sessionDown are sent by the manager to the actor.
+type sessionUp struct{ s *session }
+type sessionDown struct{ s *session }
+
+// clientActor is one client instance.
+type clientActor struct {
+	name     string
+	set      ClientSettings
+	env      protocols.Env
+	maxBatch int
+
+	self   *actor.PID
+	sess   *session // the live session, nil between sessions (Receive only)
+	cancel context.CancelFunc
+	mgr    sync.WaitGroup
+
+	wbuf []byte // CSTP frames of the batch in hand (Receive only)
+
+	sendLog ratelog.Limiter // failed writes
+	recvLog ratelog.Limiter // garbage from the gateway, shared by readers
+	poolLog ratelog.Limiter // pool exhaustion on receive
+	authLog ratelog.Limiter // refused logins
+
+	info clientState
+
+	// dial hooks let tests break a session; nil in production.
+	testHooks *testHooks
+}
+
+type testHooks struct {
+	onSession func(s *session)
+}
+
+func newClientActor(name string, set ClientSettings, env protocols.Env) *clientActor {
+	if env.Log == nil {
+		env.Log = zap.NewNop()
+	}
+	maxBatch := env.MaxBatch
+	if maxBatch <= 0 || maxBatch > packet.MaxBatch {
+		maxBatch = packet.MaxBatch
+	}
+	a := &clientActor{
+		name:     name,
+		set:      set,
+		env:      env,
+		maxBatch: maxBatch,
+		wbuf:     make([]byte, 0, writeBufferBytes),
+	}
+	a.info.server = set.URL.String()
+	a.info.acceptRoutes = set.AcceptRoutes
+	return a
+}
+
+// Receive implements actor.Actor.
+func (a *clientActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *packet.Batch:
+		a.send(msg)
+	case *sessionUp:
+		a.sess = msg.s
+	case *sessionDown:
+		if a.sess == msg.s {
+			a.sess = nil
+		}
+	case *actor.Started:
+		a.self = ctx.Self()
+		a.start()
+	case *actor.Stopping:
+		a.stop()
+		a.env.Stats.SetInfo(nil)
+	case *actor.Restarting:
+		a.stop()
+	}
+}
+
+func (a *clientActor) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.env.Stats.SetInfo(func() any { return a.info.snapshot() })
+	m := &manager{a: a}
+	a.mgr.Add(1)
+	go func() {
+		defer a.mgr.Done()
+		m.run(ctx)
+	}()
+	a.env.Log.Info("openconnect client started", zap.String("instance", a.name),
+		zap.String("server", a.set.URL.String()), zap.Bool("dtls", a.set.DTLS))
+}
+
+// stop ends the manager (DISCONNECT, close, wait). Calling it twice is
+// harmless.
+func (a *clientActor) stop() {
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.mgr.Wait()
+	a.cancel = nil
+	a.sess = nil
+}
+
+// send takes ownership of b, sends its packets on the session and releases
+// it.
+func (a *clientActor) send(b *packet.Batch) {
+	defer b.Release()
+	s := a.sess
+	if s == nil || s.isDone() {
+		a.env.Stats.Drop(stats.SendError, b.Len())
+		a.sendLog.Event(a.env.Log, "openconnect: no session, packets dropped", a.name, b.Len(), nil)
+		return
+	}
+	sent, bytes, malformed := 0, 0, 0
+	wbuf := a.wbuf[:0]
+	var werr error
+	dtlsConn := s.dtlsConn()
+	dtlsMTU := s.dtlsMTU
+	for _, buf := range b.Bufs {
+		pkt := buf[packet.Headroom:]
+		if len(pkt) == 0 || len(pkt) > cstp.MaxPayload {
+			malformed++
+			continue
+		}
+		if dtlsConn != nil && len(pkt) <= dtlsMTU {
+			if err := s.writeDTLS(dtlsConn, buf); err == nil {
+				sent++
+				bytes += len(pkt)
+				continue
+			}
+			dtlsConn = nil // fall back to CSTP for the rest
+		}
+		if len(wbuf)+cstp.HeaderBytes+len(pkt) > cap(wbuf) && len(wbuf) > 0 {
+			if werr = s.writeCSTP(wbuf); werr != nil {
+				break
+			}
+			wbuf = wbuf[:0]
+		}
+		wbuf = cstp.AppendFrame(wbuf, cstp.Data, pkt)
+		sent++
+		bytes += len(pkt)
+	}
+	if werr == nil && len(wbuf) > 0 {
+		werr = s.writeCSTP(wbuf)
+	}
+	a.wbuf = wbuf[:0]
+	a.env.Stats.Drop(stats.Malformed, malformed)
+	if werr != nil {
+		a.env.Stats.Drop(stats.SendError, b.Len()-malformed)
+		a.sendLog.Event(a.env.Log, "openconnect: TLS write failed, session ends", a.name, b.Len()-malformed, werr)
+		s.fail(werr)
+		return
+	}
+	if sent > 0 {
+		a.env.Stats.Out(sent, bytes)
+	}
+}
+
+// clientState is what the instance shows in its stats info. It is written
+// by the manager and read by snapshots.
+type clientState struct {
+	mu           sync.Mutex
+	server       string
+	acceptRoutes bool
+	state        string
+	since        time.Time
+	tunnel       cstp.Tunnel
+	channel      string
+	tlsCipher    string
+	dtlsCipher   string
+	lastError    string
+	reconnects   uint64
+	authFailures uint64
+	dtlsUps      uint64
+	dtlsDowns    uint64
+}
+
+// ClientInfo is a client instance's stats info (GET /stats "info"). The
+// node reads Address/Address6 to put them on its TUN, and Routes to
+// install them towards the instance when AcceptRoutes is set; both are
+// empty while no session is up.
+type ClientInfo struct {
+	Mode          string         `json:"mode"`
+	Server        string         `json:"server"`
+	State         string         `json:"state"` // connecting, connected, auth_failed, reconnecting
+	Since         *time.Time     `json:"since,omitempty"`
+	Address       netip.Prefix   `json:"address,omitzero"`
+	Address6      netip.Prefix   `json:"address6,omitzero"`
+	Routes        []netip.Prefix `json:"routes,omitempty"`
+	ExcludeRoutes []netip.Prefix `json:"exclude_routes,omitempty"`
+	DNS           []netip.Addr   `json:"dns,omitempty"`
+	AcceptRoutes  bool           `json:"accept_routes"`
+	MTU           int            `json:"mtu,omitempty"`
+	Channel       string         `json:"channel,omitempty"` // dtls or cstp
+	TLSCipher     string         `json:"tls_cipher,omitempty"`
+	DTLSCipher    string         `json:"dtls_cipher,omitempty"`
+	Reconnects    uint64         `json:"reconnects"`
+	AuthFailures  uint64         `json:"auth_failures"`
+	DTLSUps       uint64         `json:"dtls_ups"`
+	DTLSDowns     uint64         `json:"dtls_downs"`
+	LastError     string         `json:"last_error,omitempty"`
+}
+
+func (c *clientState) snapshot() ClientInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := ClientInfo{
+		Mode: "client", Server: c.server, State: c.state, AcceptRoutes: c.acceptRoutes,
+		Reconnects: c.reconnects, AuthFailures: c.authFailures, DTLSUps: c.dtlsUps, DTLSDowns: c.dtlsDowns,
+		LastError: c.lastError,
+	}
+	if in.State == "" {
+		in.State = "connecting"
+	}
+	if c.state == "connected" {
+		since := c.since
+		in.Since = &since
+		t := &c.tunnel
+		in.Address, in.Address6 = t.Address, t.Address6
+		in.Routes = append([]netip.Prefix(nil), t.SplitInclude...)
+		in.ExcludeRoutes = append([]netip.Prefix(nil), t.SplitExclude...)
+		in.DNS = append([]netip.Addr(nil), t.DNS...)
+		in.MTU = t.MTU
+		in.Channel, in.TLSCipher, in.DTLSCipher = c.channel, c.tlsCipher, c.dtlsCipher
+	}
+	return in
+}
+
+func (c *clientState) update(f func(c *clientState)) {
+	c.mu.Lock()
+	f(c)
+	c.mu.Unlock()
+}
+
+// errAuthFailed is a login the gateway refused (wrong password, unknown
+// user, refused certificate): the manager waits before trying again.
+var errAuthFailed = errors.New("login refused")
+
+// errCookieRejected is a CONNECT the gateway refused with a 4xx: the
+// cookie expired or was revoked, so the next attempt logs in afresh.
+var errCookieRejected = errors.New("cookie refused")
