@@ -115,12 +115,12 @@ type rawSettings struct {
 	KeyFile  string `yaml:"key_file"`
 
 	// Server mode.
-	Listen       string   `yaml:"listen"`
-	UsersFile    string   `yaml:"users_file"`
-	ClientCAFile string   `yaml:"client_ca_file"`
-	Pool         string   `yaml:"pool"`
-	Routes       []string `yaml:"routes"`
-	DNS          []string `yaml:"dns"`
+	Listen       string           `yaml:"listen"`
+	UsersFile    string           `yaml:"users_file"`
+	ClientCAFile string           `yaml:"client_ca_file"`
+	Pool         string           `yaml:"pool"`
+	Routes       []string         `yaml:"routes"`
+	DNS          []string         `yaml:"dns"`
 	DPD          *config.Duration `yaml:"dpd"`
 	Keepalive    *config.Duration `yaml:"keepalive"`
 }

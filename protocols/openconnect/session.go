@@ -103,6 +103,9 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	case code != 200:
 		return nil, fmt.Errorf("CONNECT: HTTP %d %s", code, reason)
 	}
+	if ce := a.env.Log.Check(zap.DebugLevel, "openconnect CONNECT reply"); ce != nil {
+		ce.Write(zap.String("instance", a.name), zap.String("status", first), zap.Any("headers", h))
+	}
 	t, err := cstp.ParseTunnel(h)
 	if err != nil {
 		return nil, fmt.Errorf("CONNECT reply: %w", err)

@@ -259,7 +259,12 @@ func ParseTunnel(h http.Header) (Tunnel, error) {
 		}
 		return n
 	}
-	secs := func(k string) time.Duration { return time.Duration(num(k, 0, 86400*365)) * time.Second }
+	secs := func(k string) time.Duration {
+		if strings.EqualFold(h.Get(k), "none") { // ocserv: X-CSTP-Idle-Timeout: none
+			return 0
+		}
+		return time.Duration(num(k, 0, 86400*365)) * time.Second
+	}
 	t.MTU = num("X-Cstp-Mtu", 0, MaxPayload)
 	t.DPD = secs("X-Cstp-Dpd")
 	t.Keepalive = secs("X-Cstp-Keepalive")

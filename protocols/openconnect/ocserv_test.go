@@ -1,0 +1,196 @@
+package openconnect
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"switchyard/actors/stats"
+	"switchyard/protocols"
+)
+
+// ocservLab is a real ocserv in its own namespace.
+type ocservLab struct {
+	*lab
+	pki    *testPKI
+	ocserv *daemon
+	url    string
+	pwFile string // the right password, mode 0600
+}
+
+const (
+	ocUser     = "alice"
+	ocPassword = "correct horse"
+	ocDPD      = 2 // seconds: DPD and DTLS DPD announced by ocserv, short so fallback is quick
+)
+
+// startOcserv starts ocserv 1.1.6 (Debian) in a fresh namespace, with plain
+// (ocpasswd) login.
+func startOcserv(t *testing.T) *ocservLab {
+	needRoot(t, "ocserv", "ocpasswd", "iptables")
+	l := newLab(t)
+	o := &ocservLab{lab: l}
+	o.pki = newPKI(t, l.dir, l.far, ocUser)
+	passwd := filepath.Join(l.dir, "ocpasswd")
+	cmd := exec.Command("ocpasswd", "-c", passwd, ocUser)
+	cmd.Stdin = strings.NewReader(ocPassword + "\n" + ocPassword + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ocpasswd: %v: %s", err, out)
+	}
+	conf := fmt.Sprintf(`auth = "plain[passwd=%[1]s/ocpasswd]"
+listen-host = %[2]s
+tcp-port = 4443
+udp-port = 4443
+run-as-user = nobody
+run-as-group = nogroup
+socket-file = %[1]s/ocserv.sock
+occtl-socket-file = %[1]s/occtl.sock
+pid-file = %[1]s/ocserv.pid
+use-occtl = true
+isolate-workers = false
+server-cert = %[3]s
+server-key = %[4]s
+ca-cert = %[5]s
+max-ban-score = 0
+max-clients = 16
+max-same-clients = 8
+device = vpns
+ipv4-network = 192.168.99.0
+ipv4-netmask = 255.255.255.0
+route = 10.97.%[6]d.0/255.255.255.0
+route = 198.18.7.0/255.255.255.0
+cisco-client-compat = true
+dtls-legacy = true
+try-mtu-discovery = false
+dpd = %[7]d
+mobile-dpd = %[7]d
+keepalive = 30
+cookie-timeout = 300
+rekey-time = 86400
+`, l.dir, l.far, o.pki.certFile, o.pki.keyFile, o.pki.caFile, l.subnet, ocDPD)
+	confPath := filepath.Join(l.dir, "ocserv.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.ocserv = l.start("ocserv.log", "ocserv", "-f", "-c", confPath, "-d", "3")
+	waitTCP(t, net.JoinHostPort(l.far.String(), "4443"), 10*time.Second)
+	o.url = "https://" + net.JoinHostPort(l.far.String(), "4443")
+	o.pwFile = writeSecret(t, filepath.Join(l.dir, "alice.pw"), ocPassword+"\n")
+	return o
+}
+
+// clientSettings are client settings for this ocserv.
+func (o *ocservLab) clientSettings(t *testing.T, dtls bool, pwFile string) ClientSettings {
+	t.Helper()
+	yaml := fmt.Sprintf("server: %s\nusername: %s\npassword_file: %s\nserver_ca_file: %s\ndtls: %v\naccept_routes: true\n",
+		o.url, ocUser, pwFile, o.pki.caFile, dtls)
+	return mustParse(t, yaml).Client
+}
+
+// gateway returns ocserv's address on its vpns device (the tunnel's far end).
+func (o *ocservLab) gateway(t *testing.T) [4]byte {
+	t.Helper()
+	var out string
+	waitFor(t, "ocserv's vpns device", 10*time.Second, func() bool {
+		out = o.exec("ip", "-o", "-4", "addr", "show")
+		return strings.Contains(out, "vpns")
+	})
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if strings.HasPrefix(f[1], "vpns") && f[i] == "inet" {
+				a := netip.MustParseAddr(strings.Split(f[i+1], "/")[0])
+				return a.As4()
+			}
+		}
+	}
+	t.Fatalf("no vpns address in:\n%s", out)
+	return [4]byte{}
+}
+
+func spawnClient(h *harness, set ClientSettings, hooks *testHooks) {
+	h.spawn(func(env protocols.Env) actor.Actor {
+		a := newClientActor("oc", set, env)
+		a.testHooks = hooks
+		return a
+	})
+}
+
+// ping sends an echo request to dst from the session's address and waits
+// for the reply at the injector.
+func ping(t *testing.T, h *harness, dst [4]byte, seq uint16) {
+	t.Helper()
+	src := h.clientInfo().Address.Addr().As4()
+	before := h.coll.Count()
+	const id = 0x5359
+	h.send(icmpEcho(src, dst, id, seq, 84))
+	waitFor(t, fmt.Sprintf("echo reply %d from %v", seq, netip.AddrFrom4(dst)), 10*time.Second, func() bool {
+		if h.coll.Count() == before {
+			return false
+		}
+		for _, p := range h.coll.Packets() {
+			if isEchoReply(p, dst, id, seq) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestOcserv(t *testing.T) {
+	o := startOcserv(t)
+
+	t.Run("password_cstp", func(t *testing.T) {
+		h := newHarness(t)
+		defer h.coll.Release()
+		spawnClient(h, o.clientSettings(t, false, o.pwFile), nil)
+		defer h.stop()
+		waitFor(t, "session up", 20*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		in := h.clientInfo()
+		if !netip.MustParsePrefix("192.168.99.0/24").Contains(in.Address.Addr()) {
+			t.Errorf("address %v, want one in 192.168.99.0/24", in.Address)
+		}
+		wantRoute := netip.MustParsePrefix(fmt.Sprintf("10.97.%d.0/24", o.subnet))
+		found := false
+		for _, r := range in.Routes {
+			found = found || r == wantRoute
+		}
+		if !found {
+			t.Errorf("routes %v, want %v among them", in.Routes, wantRoute)
+		}
+		if in.Channel != "cstp" {
+			t.Errorf("channel %q, want cstp", in.Channel)
+		}
+		gw := o.gateway(t)
+		for seq := uint16(1); seq <= 3; seq++ {
+			ping(t, h, gw, seq)
+		}
+		if s := h.stats.Snapshot(); s.OutPackets < 3 {
+			t.Errorf("out %d packets, want ≥ 3", s.OutPackets)
+		}
+		h.checkBalance()
+	})
+}
+
+func mustParse(t *testing.T, yaml string) Settings {
+	t.Helper()
+	s, err := configSettings(yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := parse(s)
+	if err != nil {
+		t.Fatalf("parse:\n%s\n%v", yaml, err)
+	}
+	return v.(Settings)
+}
+
+var _ = stats.Malformed
