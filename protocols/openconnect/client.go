@@ -24,6 +24,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -60,6 +61,8 @@ type clientActor struct {
 	authLog ratelog.Limiter // refused logins
 
 	info clientState
+	// Packets per channel, for the stats info.
+	rxCSTP, rxDTLS, txCSTP, txDTLS atomic.Uint64
 
 	// dial hooks let tests break a session; nil in production.
 	testHooks *testHooks
@@ -114,7 +117,12 @@ func (a *clientActor) Receive(ctx actor.Context) {
 func (a *clientActor) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.env.Stats.SetInfo(func() any { return a.info.snapshot() })
+	a.env.Stats.SetInfo(func() any {
+		in := a.info.snapshot()
+		in.RxCSTP, in.RxDTLS = a.rxCSTP.Load(), a.rxDTLS.Load()
+		in.TxCSTP, in.TxDTLS = a.txCSTP.Load(), a.txDTLS.Load()
+		return in
+	})
 	m := &manager{a: a}
 	a.mgr.Add(1)
 	go func() {
@@ -147,7 +155,7 @@ func (a *clientActor) send(b *packet.Batch) {
 		a.sendLog.Event(a.env.Log, "openconnect: no session, packets dropped", a.name, b.Len(), nil)
 		return
 	}
-	sent, bytes, malformed := 0, 0, 0
+	sent, bytes, malformed, overDTLS := 0, 0, 0, 0
 	wbuf := a.wbuf[:0]
 	var werr error
 	dtlsConn := s.dtlsConn()
@@ -160,6 +168,7 @@ func (a *clientActor) send(b *packet.Batch) {
 		}
 		if dtlsConn != nil && len(pkt) <= dtlsMTU {
 			if err := s.writeDTLS(dtlsConn, buf); err == nil {
+				overDTLS++
 				sent++
 				bytes += len(pkt)
 				continue
@@ -189,6 +198,8 @@ func (a *clientActor) send(b *packet.Batch) {
 	}
 	if sent > 0 {
 		a.env.Stats.Out(sent, bytes)
+		a.txDTLS.Add(uint64(overDTLS))
+		a.txCSTP.Add(uint64(sent - overDTLS))
 	}
 }
 
@@ -234,7 +245,12 @@ type ClientInfo struct {
 	AuthFailures  uint64         `json:"auth_failures"`
 	DTLSUps       uint64         `json:"dtls_ups"`
 	DTLSDowns     uint64         `json:"dtls_downs"`
-	LastError     string         `json:"last_error,omitempty"`
+	// Packets per channel since the instance started.
+	RxCSTP    uint64 `json:"rx_cstp_packets"`
+	RxDTLS    uint64 `json:"rx_dtls_packets"`
+	TxCSTP    uint64 `json:"tx_cstp_packets"`
+	TxDTLS    uint64 `json:"tx_dtls_packets"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 func (c *clientState) snapshot() ClientInfo {

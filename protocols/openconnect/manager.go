@@ -64,6 +64,9 @@ func (m *manager) run(ctx context.Context) {
 			continue
 		}
 		pause = reconnectMin
+		// The actor hears of the session before the stats say connected:
+		// a batch sent by whoever saw "connected" queues behind sessionUp.
+		a.env.System.Root.Send(a.self, &sessionUp{s: s})
 		a.info.update(func(c *clientState) {
 			c.state, c.since, c.tunnel, c.lastError = "connected", time.Now(), s.tunnel, ""
 			c.channel, c.tlsCipher, c.dtlsCipher = "cstp", s.tlsCipher, ""
@@ -74,7 +77,6 @@ func (m *manager) run(ctx context.Context) {
 		if a.testHooks != nil && a.testHooks.onSession != nil {
 			a.testHooks.onSession(s)
 		}
-		a.env.System.Root.Send(a.self, &sessionUp{s: s})
 		s.run(ctx)
 		a.env.System.Root.Send(a.self, &sessionDown{s: s})
 		if ctx.Err() != nil {

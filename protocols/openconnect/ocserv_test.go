@@ -177,7 +177,129 @@ func TestOcserv(t *testing.T) {
 			t.Errorf("out %d packets, want ≥ 3", s.OutPackets)
 		}
 		h.checkBalance()
+
+		// Stopping sends a DISCONNECT: ocserv logs a user disconnection.
+		h.stop()
+		waitFor(t, "ocserv to log the DISCONNECT", 5*time.Second, func() bool {
+			return strings.Contains(o.ocserv.logText(), "reason: user disconnected")
+		})
+		h.coll.Release()
+		if err := h.pool.CheckLeaks(); err != nil {
+			t.Error(err)
+		}
 	})
+
+	t.Run("dtls_then_fallback", func(t *testing.T) {
+		h := newHarness(t)
+		defer h.coll.Release()
+		spawnClient(h, o.clientSettings(t, true, o.pwFile), nil)
+		defer h.stop()
+		waitFor(t, "DTLS up", 20*time.Second, func() bool { return h.clientInfo().Channel == "dtls" })
+		gw := o.gateway(t)
+		for seq := uint16(1); seq <= 3; seq++ {
+			ping(t, h, gw, seq)
+		}
+		in := h.clientInfo()
+		if in.TxDTLS < 3 || in.RxDTLS < 3 {
+			t.Errorf("over DTLS: tx %d rx %d packets, want ≥ 3 each (cstp tx %d rx %d)", in.TxDTLS, in.RxDTLS, in.TxCSTP, in.RxCSTP)
+		}
+		if !strings.Contains(in.DTLSCipher, "PSK") {
+			t.Errorf("DTLS cipher %q, want a PSK suite", in.DTLSCipher)
+		}
+		if !strings.Contains(o.ocserv.logText(), "DTLS") {
+			t.Error("ocserv's log does not mention DTLS")
+		}
+
+		// UDP to ocserv blocked: DPD finds DTLS dead and data falls back to
+		// CSTP.
+		rule := []string{"INPUT", "-p", "udp", "--dport", "4443", "-j", "DROP"}
+		o.exec(append([]string{"iptables", "-I"}, rule...)...)
+		defer o.exec(append([]string{"iptables", "-D"}, rule...)...)
+		waitFor(t, "DTLS declared dead", time.Duration(ocDPD*(dpdDeadFactor+2))*time.Second+5*time.Second,
+			func() bool { return h.clientInfo().Channel == "cstp" })
+		rxCSTP := h.clientInfo().RxCSTP
+		for seq := uint16(10); seq <= 12; seq++ {
+			ping(t, h, gw, seq)
+		}
+		in = h.clientInfo()
+		if in.RxCSTP < rxCSTP+3 || in.DTLSDowns < 1 {
+			t.Errorf("after the fallback: cstp rx %d (was %d), dtls downs %d; want 3 more over CSTP and ≥ 1 down",
+				in.RxCSTP, rxCSTP, in.DTLSDowns)
+		}
+		h.checkBalance()
+	})
+
+	t.Run("wrong_password", func(t *testing.T) {
+		h := newHarness(t)
+		bad := writeSecret(t, filepath.Join(o.dir, "wrong.pw"), "not the password\n")
+		spawnClient(h, o.clientSettings(t, false, bad), nil)
+		waitFor(t, "a refused login", 20*time.Second, func() bool { return h.clientInfo().AuthFailures >= 1 })
+		in := h.clientInfo()
+		if in.State != "auth_failed" {
+			t.Errorf("state %q, want auth_failed", in.State)
+		}
+		if n := h.logs.FilterMessage("openconnect login refused").Len(); n < 1 {
+			t.Errorf("%d log lines about the refused login, want ≥ 1", n)
+		}
+		// Packets sent meanwhile are dropped and counted.
+		h.send(icmpEcho([4]byte{192, 168, 99, 9}, [4]byte{192, 168, 99, 1}, 1, 1, 60))
+		waitFor(t, "a send_error drop", 5*time.Second, func() bool { return h.stats.Dropped(stats.SendError) == 1 })
+		h.stop()
+		h.coll.Release()
+	})
+
+	t.Run("reconnect", func(t *testing.T) {
+		h := newHarness(t)
+		defer h.coll.Release()
+		var sessions chanSessions = make(chan *session, 8)
+		spawnClient(h, o.clientSettings(t, false, o.pwFile), &testHooks{onSession: sessions.put})
+		defer h.stop()
+		s1 := sessions.get(t)
+		gw := o.gateway(t)
+		ping(t, h, gw, 1)
+
+		// A network break: the TLS connection dies under the session. The
+		// client reconnects with its cookie, without a new login.
+		logins := h.logs.FilterMessage("openconnect login refused").Len()
+		_ = s1.conn.NetConn().Close()
+		s2 := sessions.get(t)
+		if s2 == s1 {
+			t.Fatal("same session")
+		}
+		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		ping(t, h, gw, 2)
+		if in := h.clientInfo(); in.Reconnects != 1 {
+			t.Errorf("reconnects %d, want 1", in.Reconnects)
+		}
+		if h.logs.FilterMessage("openconnect login refused").Len() != logins {
+			t.Error("a login was refused")
+		}
+
+		// The gateway ends the session (occtl disconnect): the cookie is
+		// spent, so the client logs in afresh.
+		o.exec("occtl", "-s", filepath.Join(o.dir, "occtl.sock"), "disconnect", "user", ocUser)
+		s3 := sessions.get(t)
+		if s3 == s2 {
+			t.Fatal("same session")
+		}
+		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		ping(t, h, gw, 3)
+		h.checkBalance()
+	})
+}
+
+type chanSessions chan *session
+
+func (c chanSessions) put(s *session) { c <- s }
+func (c chanSessions) get(t *testing.T) *session {
+	t.Helper()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(20 * time.Second):
+		t.Fatal("no session within 20s")
+		return nil
+	}
 }
 
 func mustParse(t *testing.T, yaml string) Settings {

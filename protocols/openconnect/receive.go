@@ -17,6 +17,8 @@ package openconnect
 // In = Out + drops exactly.
 
 import (
+	"sync/atomic"
+
 	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
@@ -37,6 +39,8 @@ type batcher struct {
 	outBytes int
 
 	in, inBytes, malformed, noBufs int // since the last flush
+
+	delivered *atomic.Uint64 // packets to the injector on this channel (stats info), or nil
 }
 
 func newBatcher(env *protocols.Env, name string, maxBatch int, poolLog, recvLog *ratelog.Limiter) *batcher {
@@ -132,6 +136,9 @@ func (r *batcher) flush() {
 	}
 	if r.b != nil {
 		rs.Out(r.b.Len(), r.outBytes)
+		if r.delivered != nil {
+			r.delivered.Add(uint64(r.b.Len()))
+		}
 		r.env.System.Root.Send(r.env.Injector, r.b)
 		r.b, r.outBytes = nil, 0
 	}

@@ -51,6 +51,7 @@ type session struct {
 	lastRx, lastTx         atomic.Int64 // CSTP, unix nanoseconds
 	dtlsLastRx, dtlsLastTx atomic.Int64
 	dtlsSince              atomic.Int64
+	dtlsAnswered           atomic.Bool // a DPD response or data came over DTLS
 
 	ended   atomic.Bool // the gateway ended the session: the cookie is spent
 	done    chan struct{}
@@ -66,12 +67,22 @@ var errServerEnded = errors.New("the gateway ended the session")
 func (a *clientActor) connect(ctx context.Context, cookie string) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
-	d := tls.Dialer{Config: a.set.tlsConfig()}
-	nc, err := d.DialContext(ctx, "tcp", a.set.Host)
+	var nd net.Dialer
+	raw, err := nd.DialContext(ctx, "tcp", a.set.Host)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.set.Host, err)
 	}
-	conn := nc.(*tls.Conn)
+	cfg := a.set.tlsConfig()
+	kl := &keyLog{}
+	if a.set.DTLS {
+		cfg.KeyLogWriter = kl
+	}
+	sniffer := &helloSniffer{Conn: raw}
+	conn := tls.Client(sniffer, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("TLS with %s: %w", a.set.Host, err)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -118,7 +129,7 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	cs := conn.ConnectionState()
 	s.tlsCipher = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 	if a.set.DTLS && t.HasDTLS() {
-		s.psk, err = cs.ExportKeyingMaterial(cstp.ExporterLabel, nil, cstp.ExporterBytes)
+		s.psk, err = exportKey(conn, kl, sniffer)
 		if err != nil {
 			return nil, fmt.Errorf("DTLS key: %w", err)
 		}
@@ -232,6 +243,7 @@ func (s *session) readCSTP() {
 	defer s.workers.Done()
 	a := s.a
 	r := newBatcher(&a.env, a.name, a.maxBatch, &a.poolLog, &a.recvLog)
+	r.delivered = &a.rxCSTP
 	defer r.release()
 	err := readFrames(s.conn, s.pending, r, s.onControl)
 	s.fail(err)
@@ -418,6 +430,7 @@ func (s *session) dialDTLS() (*dtls.Conn, error) {
 func (s *session) readDTLS(d *dtls.Conn) error {
 	a := s.a
 	r := newBatcher(&a.env, a.name, a.maxBatch, &a.poolLog, &a.recvLog)
+	r.delivered = &a.rxDTLS
 	defer r.release()
 	var scratch []byte
 	for {
@@ -436,7 +449,6 @@ func (s *session) readDTLS(d *dtls.Conn) error {
 			}
 			return err
 		}
-		s.dtlsLastRx.Store(time.Now().UnixNano())
 		if n < 1 {
 			if buf != nil {
 				r.putBack(buf)
@@ -446,6 +458,10 @@ func (s *session) readDTLS(d *dtls.Conn) error {
 			continue
 		}
 		t := cstp.Type(into[packet.Headroom-1])
+		if t == cstp.Data || t == cstp.DPDResp {
+			s.dtlsLastRx.Store(time.Now().UnixNano())
+			s.dtlsAnswered.Store(true)
+		}
 		switch {
 		case t == cstp.Data && buf == nil:
 			r.in++
@@ -483,7 +499,7 @@ func (s *session) tick() {
 	defer s.workers.Done()
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
-	var lastDPD, lastDTLSDPD int64
+	var lastDPD, lastDTLSDPD, dtlsPending int64
 	for {
 		select {
 		case <-s.done:
@@ -516,19 +532,31 @@ func (s *session) tick() {
 
 		d := s.dtls.Load()
 		if d == nil {
+			dtlsPending, lastDTLSDPD = 0, 0
 			continue
 		}
+		// DTLS is alive while our DPD requests are answered: a request
+		// from the gateway proves only its direction of the path.
 		dpd = int64(tun.DTLSDPD)
 		if dpd <= 0 {
 			dpd = int64(defaultDPD)
 		}
-		silent = now - s.dtlsLastRx.Load()
+		if s.dtlsAnswered.Swap(false) {
+			dtlsPending = 0
+		}
 		switch {
-		case silent > dpd*dpdDeadFactor:
+		case dtlsPending != 0 && now-dtlsPending > dpd*dpdDeadFactor:
+			s.a.env.Log.Debug("openconnect DTLS DPD unanswered, closing", zap.String("instance", s.a.name))
 			d.Close() // the DTLS loop falls back to CSTP and retries later
-		case silent > dpd && now-lastDTLSDPD > dpd:
+			s.a.env.Log.Debug("openconnect DTLS closed", zap.String("instance", s.a.name))
+		case now-s.dtlsLastRx.Load() > dpd && now-lastDTLSDPD > dpd:
+			if dtlsPending == 0 {
+				dtlsPending = now
+			}
 			lastDTLSDPD = now
-			_, _ = d.Write([]byte{byte(cstp.DPDReq)})
+			_, err := d.Write([]byte{byte(cstp.DPDReq)})
+			s.a.env.Log.Debug("openconnect DTLS DPD request", zap.String("instance", s.a.name),
+				zap.Duration("unanswered", time.Duration(now-dtlsPending)), zap.Error(err))
 		case tun.DTLSKeepalive > 0 && now-s.dtlsLastTx.Load() > int64(tun.DTLSKeepalive):
 			if _, err := d.Write([]byte{byte(cstp.Keepalive)}); err == nil {
 				s.dtlsLastTx.Store(now)
