@@ -90,6 +90,12 @@ func exportKey(conn *tls.Conn, kl *keyLog, sniffer *helloSniffer) ([]byte, error
 	if err == nil || cs.Version != tls.VersionTLS12 {
 		return key, err
 	}
+	return exportKey12(cs, kl, sniffer)
+}
+
+// exportKey12 computes the TLS 1.2 exporter from the key log and the
+// sniffed server random.
+func exportKey12(cs tls.ConnectionState, kl *keyLog, sniffer *helloSniffer) ([]byte, error) {
 	kl.mu.Lock()
 	cr, ms := kl.clientRandom, kl.master
 	kl.mu.Unlock()
