@@ -17,12 +17,16 @@ package openconnect
 // In = Out + drops exactly.
 
 import (
+	"net/netip"
 	"sync/atomic"
+
+	"github.com/pion/dtls/v3"
 
 	"switchyard/actors/ratelog"
 	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/protocols/openconnect/cstp"
 )
 
 type batcher struct {
@@ -40,7 +44,14 @@ type batcher struct {
 
 	in, inBytes, malformed, noBufs int // since the last flush
 
-	delivered *atomic.Uint64 // packets to the injector on this channel (stats info), or nil
+	delivered      *atomic.Uint64 // packets to the injector on this channel (stats info), or nil
+	deliveredBytes *atomic.Uint64 // and their bytes, or nil
+
+	// from, when valid, is the only source address accepted (a server's
+	// peer may send only from the address it was given); others are
+	// dropped as unknown_peer.
+	from    netip.Addr
+	spoofed int
 }
 
 func newBatcher(env *protocols.Env, name string, maxBatch int, poolLog, recvLog *ratelog.Limiter) *batcher {
@@ -78,6 +89,10 @@ func (r *batcher) add(pkt []byte) {
 		r.malformed++
 		return
 	}
+	if !r.sourceOK(pkt) {
+		r.spoofed++
+		return
+	}
 	buf := r.take()
 	if buf == nil {
 		r.noBufs++
@@ -92,12 +107,24 @@ func (r *batcher) add(pkt []byte) {
 func (r *batcher) addBuf(buf []byte, n int) {
 	r.in++
 	r.inBytes += n
-	if packet.Check(buf[packet.Headroom:packet.Headroom+n]) != nil {
+	if pkt := buf[packet.Headroom : packet.Headroom+n]; packet.Check(pkt) != nil {
 		r.malformed++
+		r.putBack(buf)
+		return
+	} else if !r.sourceOK(pkt) {
+		r.spoofed++
 		r.putBack(buf)
 		return
 	}
 	r.append(buf, n)
+}
+
+func (r *batcher) sourceOK(pkt []byte) bool {
+	if !r.from.IsValid() {
+		return true
+	}
+	src, ok := packet.Source(pkt)
+	return ok && src == r.from
 }
 
 // bad counts a received frame that could not be a packet.
@@ -126,18 +153,25 @@ func (r *batcher) flush() {
 		rs.In(r.in, r.inBytes)
 		rs.Drop(stats.Malformed, r.malformed)
 		rs.Drop(stats.NoBuffers, r.noBufs)
+		rs.Drop(stats.UnknownPeer, r.spoofed)
 		if r.malformed > 0 {
 			r.recvLog.Event(r.env.Log, "openconnect: malformed packets from the peer", r.name, r.malformed, nil)
 		}
 		if r.noBufs > 0 {
 			r.poolLog.Event(r.env.Log, "openconnect receive: buffer pool exhausted, packets dropped", r.name, r.noBufs, nil)
 		}
-		r.in, r.inBytes, r.malformed, r.noBufs = 0, 0, 0, 0
+		if r.spoofed > 0 {
+			r.recvLog.Event(r.env.Log, "openconnect: packets from a source address the peer was not given", r.name, r.spoofed, nil)
+		}
+		r.in, r.inBytes, r.malformed, r.noBufs, r.spoofed = 0, 0, 0, 0, 0
 	}
 	if r.b != nil {
 		rs.Out(r.b.Len(), r.outBytes)
 		if r.delivered != nil {
 			r.delivered.Add(uint64(r.b.Len()))
+		}
+		if r.deliveredBytes != nil {
+			r.deliveredBytes.Add(uint64(r.outBytes))
 		}
 		r.env.System.Root.Send(r.env.Injector, r.b)
 		r.b, r.outBytes = nil, 0
@@ -149,4 +183,66 @@ func (r *batcher) release() {
 	r.flush()
 	r.env.Pool.PutBufs(r.stock[:r.n])
 	r.n = 0
+}
+
+// readDTLSRecords reads DTLS records from d until it fails or is closed.
+// Each record is decrypted straight into a pool buffer, its type byte
+// landing in the headroom; data goes to r. Every record (data too) is
+// shown to control first, with its type byte (rec[0]) and payload; an
+// error from control ends the loop. Records that are not a known type are
+// counted as malformed.
+func readDTLSRecords(d *dtls.Conn, r *batcher, control func(t cstp.Type, rec []byte) error) error {
+	var scratch []byte
+	for {
+		buf := r.take()
+		into := buf
+		if buf == nil {
+			if scratch == nil {
+				scratch = make([]byte, packet.BufferBytes)
+			}
+			into = scratch
+		}
+		n, err := d.Read(into[packet.Headroom-1:])
+		if err != nil {
+			if buf != nil {
+				r.putBack(buf)
+			}
+			r.flush()
+			return err
+		}
+		if n < 1 {
+			if buf != nil {
+				r.putBack(buf)
+			}
+			r.bad(1, 0)
+			r.flush()
+			continue
+		}
+		t := cstp.Type(into[packet.Headroom-1])
+		if err := control(t, into[packet.Headroom-1:packet.Headroom-1+n]); err != nil {
+			if buf != nil {
+				r.putBack(buf)
+			}
+			r.flush()
+			return err
+		}
+		switch {
+		case t == cstp.Data && buf == nil:
+			r.in++
+			r.inBytes += n - 1
+			r.noBufs++
+		case t == cstp.Data:
+			r.addBuf(buf, n-1)
+			buf = nil
+		case t == cstp.DPDReq || t == cstp.DPDResp || t == cstp.Keepalive:
+		default:
+			r.bad(1, n-1)
+		}
+		if buf != nil {
+			r.putBack(buf)
+		}
+		// pion hands one record per Read and has no way to ask whether
+		// another is queued: each record's packet goes over at once.
+		r.flush()
+	}
 }

@@ -425,73 +425,27 @@ func (s *session) dialDTLS() (*dtls.Conn, error) {
 }
 
 // readDTLS reads records until the DTLS connection fails or is closed.
-// Each record is decrypted straight into a pool buffer, its type byte
-// landing in the headroom.
 func (s *session) readDTLS(d *dtls.Conn) error {
 	a := s.a
 	r := newBatcher(&a.env, a.name, a.maxBatch, &a.poolLog, &a.recvLog)
 	r.delivered = &a.rxDTLS
 	defer r.release()
-	var scratch []byte
-	for {
-		buf := r.take()
-		into := buf
-		if buf == nil {
-			if scratch == nil {
-				scratch = make([]byte, packet.BufferBytes)
-			}
-			into = scratch
-		}
-		n, err := d.Read(into[packet.Headroom-1:])
-		if err != nil {
-			if buf != nil {
-				r.putBack(buf)
-			}
-			return err
-		}
-		if n < 1 {
-			if buf != nil {
-				r.putBack(buf)
-			}
-			r.bad(1, 0)
-			r.flush()
-			continue
-		}
-		t := cstp.Type(into[packet.Headroom-1])
-		if t == cstp.Data || t == cstp.DPDResp {
+	return readDTLSRecords(d, r, func(t cstp.Type, rec []byte) error {
+		switch t {
+		case cstp.Data, cstp.DPDResp:
 			s.dtlsLastRx.Store(time.Now().UnixNano())
 			s.dtlsAnswered.Store(true)
-		}
-		switch {
-		case t == cstp.Data && buf == nil:
-			r.in++
-			r.inBytes += n - 1
-			r.noBufs++
-		case t == cstp.Data:
-			r.addBuf(buf, n-1)
-			buf = nil
-		case t == cstp.DPDReq:
-			into[packet.Headroom-1] = byte(cstp.DPDResp)
-			_, _ = d.Write(into[packet.Headroom-1 : packet.Headroom-1+n])
-		case t == cstp.Disconnect || t == cstp.Terminate:
+		case cstp.DPDReq:
+			rec[0] = byte(cstp.DPDResp)
+			_, _ = d.Write(rec)
+		case cstp.Disconnect, cstp.Terminate:
 			s.ended.Store(true)
-			if buf != nil {
-				r.putBack(buf)
-			}
-			r.flush()
-			s.fail(fmt.Errorf("%w (%s over DTLS)", errServerEnded, t))
-			return errServerEnded
-		case t == cstp.DPDResp || t == cstp.Keepalive:
-		default:
-			r.bad(1, n-1)
+			err := fmt.Errorf("%w (%s over DTLS)", errServerEnded, t)
+			s.fail(err)
+			return err
 		}
-		if buf != nil {
-			r.putBack(buf)
-		}
-		// pion hands one record per Read and has no way to ask whether
-		// another is queued: each record's packet goes over at once.
-		r.flush()
-	}
+		return nil
+	})
 }
 
 // tick sends DPD requests and keepalives and declares channels dead.

@@ -199,3 +199,81 @@ func xmlEscape(s string) string {
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
+
+// ClientAuth is what a client sends in one round (server side).
+type ClientAuth struct {
+	Type     string            // "init" or "auth-reply"
+	Fields   map[string]string // the <auth> children: username, password, …
+	Group    string            // <group-select>
+	Username string            // Fields["username"]
+	Password string            // Fields["password"]
+}
+
+type xmlClientAuth struct {
+	XMLName     xml.Name `xml:"config-auth"`
+	Type        string   `xml:"type,attr"`
+	GroupSelect string   `xml:"group-select"`
+	Auth        struct {
+		Fields []struct {
+			XMLName xml.Name
+			Value   string `xml:",chardata"`
+		} `xml:",any"`
+	} `xml:"auth"`
+}
+
+// ParseClientAuth decodes a client's config-auth (at most MaxAuthBytes).
+func ParseClientAuth(body []byte) (ClientAuth, error) {
+	if len(body) > MaxAuthBytes {
+		return ClientAuth{}, fmt.Errorf("cstp: auth request of %d bytes, more than %d", len(body), MaxAuthBytes)
+	}
+	var x xmlClientAuth
+	d := xml.NewDecoder(bytes.NewReader(body))
+	d.Strict = true
+	if err := d.Decode(&x); err != nil {
+		return ClientAuth{}, fmt.Errorf("cstp: auth request is not config-auth XML: %w", err)
+	}
+	if x.Type != "init" && x.Type != "auth-reply" {
+		return ClientAuth{}, fmt.Errorf("cstp: unexpected config-auth type %q", clip(x.Type))
+	}
+	c := ClientAuth{Type: x.Type, Group: strings.TrimSpace(x.GroupSelect), Fields: map[string]string{}}
+	for _, f := range x.Auth.Fields {
+		if len(c.Fields) >= 32 {
+			break
+		}
+		c.Fields[f.XMLName.Local] = f.Value
+	}
+	c.Username, c.Password = strings.TrimSpace(c.Fields["username"]), c.Fields["password"]
+	return c, nil
+}
+
+// AppendAuthRequest appends a server's auth-request asking for a user name
+// and a password in one form posted to action; errText, if any, says why
+// the previous attempt failed.
+func AppendAuthRequest(dst []byte, action, errText string) []byte {
+	dst = append(dst, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"...)
+	dst = append(dst, `<config-auth client="vpn" type="auth-request" aggregate-auth-version="2">`...)
+	dst = append(dst, `<version who="sg">switchyard</version><auth id="main">`...)
+	dst = append(dst, `<message>Please enter your username and password.</message>`...)
+	if errText != "" {
+		dst = append(dst, `<error id="main" param1="" param2="">`...)
+		dst = append(dst, xmlEscape(errText)...)
+		dst = append(dst, `</error>`...)
+	}
+	dst = append(dst, `<form method="post" action="`...)
+	dst = append(dst, xmlEscape(action)...)
+	dst = append(dst, `"><input type="text" name="username" label="Username:" />`...)
+	dst = append(dst, `<input type="password" name="password" label="Password:" /></form></auth></config-auth>`...)
+	return dst
+}
+
+// AppendAuthComplete appends a server's complete reply with the session
+// token (the same value as the webvpn cookie).
+func AppendAuthComplete(dst []byte, token string) []byte {
+	dst = append(dst, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"...)
+	dst = append(dst, `<config-auth client="vpn" type="complete" aggregate-auth-version="2">`...)
+	dst = append(dst, `<version who="sg">switchyard</version><auth id="success"><banner></banner></auth>`...)
+	dst = append(dst, `<session-token>`...)
+	dst = append(dst, xmlEscape(token)...)
+	dst = append(dst, `</session-token></config-auth>`...)
+	return dst
+}

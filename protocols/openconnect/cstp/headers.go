@@ -344,3 +344,66 @@ func Netmask(bits int) string {
 	}
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }
+
+// AppendTunnelReply appends a server's 200 CONNECTED reply head granting t.
+// DTLS headers are written when t.HasDTLS().
+func AppendTunnelReply(dst []byte, t *Tunnel, serverName string) []byte {
+	dst = append(dst, "HTTP/1.1 200 CONNECTED\r\n"...)
+	dst = appendHeader(dst, "X-CSTP-Version", "1")
+	dst = appendHeader(dst, "X-CSTP-Server-Name", serverName)
+	dst = appendHeader(dst, "X-CSTP-Address", t.Address.Addr().String())
+	dst = appendHeader(dst, "X-CSTP-Netmask", Netmask(t.Address.Bits()))
+	if t.Address6.IsValid() {
+		dst = appendHeader(dst, "X-CSTP-Address-IP6", t.Address6.String())
+	}
+	for _, a := range t.DNS {
+		dst = appendHeader(dst, "X-CSTP-DNS", a.String())
+	}
+	for _, p := range t.SplitInclude {
+		if p.Addr().Is4() {
+			dst = appendHeader(dst, "X-CSTP-Split-Include", p.Addr().String()+"/"+Netmask(p.Bits()))
+		} else {
+			dst = appendHeader(dst, "X-CSTP-Split-Include-IP6", p.String())
+		}
+	}
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+	dst = appendHeader(dst, "X-CSTP-DPD", secs(t.DPD))
+	dst = appendHeader(dst, "X-CSTP-Keepalive", secs(t.Keepalive))
+	dst = appendHeader(dst, "X-CSTP-Idle-Timeout", "none")
+	dst = appendHeader(dst, "X-CSTP-MTU", strconv.Itoa(t.MTU))
+	dst = appendHeader(dst, "X-CSTP-Base-MTU", "1500")
+	dst = appendHeader(dst, "X-CSTP-Rekey-Method", "none")
+	if t.HasDTLS() {
+		dst = appendHeader(dst, "X-DTLS-Port", strconv.Itoa(t.DTLSPort))
+		dst = appendHeader(dst, "X-DTLS-App-ID", hex.EncodeToString(t.DTLSAppID))
+		dst = appendHeader(dst, "X-DTLS-CipherSuite", PSKNegotiate)
+		dst = appendHeader(dst, "X-DTLS-DPD", secs(t.DTLSDPD))
+		dst = appendHeader(dst, "X-DTLS-Keepalive", secs(t.DTLSKeepalive))
+		dst = appendHeader(dst, "X-DTLS-MTU", strconv.Itoa(t.DTLSMTU))
+		dst = appendHeader(dst, "X-DTLS-Rekey-Method", "none")
+	}
+	return append(dst, "\r\n"...)
+}
+
+// OffersPSKNegotiate reports whether a client's CONNECT offers DTLS with
+// PSK-NEGOTIATE (its X-DTLS-CipherSuite lists it among others).
+func OffersPSKNegotiate(h http.Header) bool {
+	for _, s := range strings.Split(h.Get("X-Dtls-Ciphersuite"), ":") {
+		if strings.TrimSpace(s) == PSKNegotiate {
+			return true
+		}
+	}
+	return false
+}
+
+// Cookie returns the webvpn cookie of a request's Cookie headers.
+func Cookie(h http.Header) string {
+	for _, line := range h.Values("Cookie") {
+		for _, c := range strings.Split(line, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(c), "webvpn="); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}

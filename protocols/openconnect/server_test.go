@@ -1,0 +1,222 @@
+package openconnect
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
+
+	"switchyard/actors/devicetest"
+	"switchyard/packet"
+	"switchyard/protocols"
+)
+
+// serverFixture is a Switchyard server instance with a users file.
+type serverFixture struct {
+	h      *harness
+	set    ServerSettings
+	pki    *testPKI
+	dir    string
+	listen netip.AddrPort
+	echo   chan struct{}
+}
+
+func writeUsers(t *testing.T, path string, users map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	for u, pw := range users {
+		fmt.Fprintf(&b, "%s:*:%s\n", u, shaCrypt("5", []byte(pw), []byte("switchyardsalt12"), cryptRoundsDefault, false))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeTCPPort returns a port free for TCP and UDP on ip.
+func freePort(t *testing.T, ip string) uint16 {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		ln.Close()
+		if err == nil {
+			u.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func startServer(t *testing.T, listenIP string, extra string) *serverFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &serverFixture{dir: dir, echo: make(chan struct{})}
+	f.pki = newPKI(t, dir, net.ParseIP(listenIP), ocUser)
+	writeUsers(t, filepath.Join(dir, "users"), map[string]string{ocUser: ocPassword, "bob": "bobpw"})
+	f.listen = netip.AddrPortFrom(netip.MustParseAddr(listenIP), freePort(t, listenIP))
+	yaml := fmt.Sprintf("mode: server\nlisten: %s\ncert_file: %s\nkey_file: %s\nusers_file: %s\npool: 192.168.77.0/24\n"+
+		"routes: [10.55.0.0/16]\ndpd: 2s\nkeepalive: 5s\n%s", f.listen, f.pki.certFile, f.pki.keyFile, filepath.Join(dir, "users"), extra)
+	f.set = mustParse(t, yaml).Server
+	f.h = newHarness(t)
+	f.h.stats.Name, f.h.recvStats.Name = "srv", "srv.recv"
+	f.h.spawn(func(env protocols.Env) actor.Actor { return newServerActor("srv", f.set, env) })
+	waitTCP(t, f.listen.String(), 5*time.Second)
+	go f.answerPings()
+	return f
+}
+
+// answerPings plays the host behind the server: echo requests to the
+// gateway that reach the injector are answered through the server actor.
+func (f *serverFixture) answerPings() {
+	seen := 0
+	for {
+		select {
+		case <-f.echo:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		pkts := f.h.coll.Packets()
+		for _, p := range pkts[min(seen, len(pkts)):] {
+			if len(p) >= 28 && p[9] == packet.ProtoICMP && p[20] == 8 {
+				f.h.send(echoReply(p))
+			}
+		}
+		seen = len(pkts)
+	}
+}
+
+// echoReply turns an IPv4 echo request into its reply.
+func echoReply(req []byte) []byte {
+	p := append([]byte(nil), req...)
+	copy(p[12:16], req[16:20])
+	copy(p[16:20], req[12:16])
+	p[10], p[11] = 0, 0
+	binary.BigEndian.PutUint16(p[10:12], packet.Checksum(p[:20], 0))
+	ihl := int(p[0]&0x0f) * 4
+	p[ihl] = 0
+	p[ihl+2], p[ihl+3] = 0, 0
+	binary.BigEndian.PutUint16(p[ihl+2:ihl+4], packet.Checksum(p[ihl:], 0))
+	return p
+}
+
+func (f *serverFixture) serverInfo() ServerInfo {
+	in, _ := f.h.stats.Info().(ServerInfo)
+	return in
+}
+
+func (f *serverFixture) clientSettings(t *testing.T, dtls bool, password string) ClientSettings {
+	pw := writeSecret(t, filepath.Join(t.TempDir(), "pw"), password+"\n")
+	yaml := fmt.Sprintf("server: https://%s\nusername: %s\npassword_file: %s\nserver_pin: %s\ndtls: %v\n",
+		f.listen, ocUser, pw, FormatPin(PinOf(f.pki.serverCert)), dtls)
+	return mustParse(t, yaml).Client
+}
+
+// Switchyard client ↔ Switchyard server over loopback.
+func TestClientServerLoopback(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := startServer(t, "127.0.0.1", "")
+	gw := [4]byte{192, 168, 77, 1}
+	for _, dtls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dtls=%v", dtls), func(t *testing.T) {
+			h := newHarness(t)
+			spawnClient(h, srv.clientSettings(t, dtls, ocPassword), nil)
+			waitFor(t, "session up", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+			in := h.clientInfo()
+			if in.Address.Masked() != netip.MustParsePrefix("192.168.77.0/24") || in.Address.Addr() == netip.AddrFrom4(gw) {
+				t.Errorf("address %v, want one in 192.168.77.0/24 other than the gateway", in.Address)
+			}
+			if len(in.Routes) != 1 || in.Routes[0] != netip.MustParsePrefix("10.55.0.0/16") {
+				t.Errorf("routes %v, want [10.55.0.0/16]", in.Routes)
+			}
+			if dtls {
+				waitFor(t, "DTLS up", 10*time.Second, func() bool { return h.clientInfo().Channel == "dtls" })
+			}
+			for seq := uint16(1); seq <= 5; seq++ {
+				ping(t, h, gw, seq)
+			}
+			sin := srv.serverInfo()
+			if len(sin.Peers) != 1 || sin.Peers[0].User != ocUser || sin.Peers[0].Address != in.Address.Addr() {
+				t.Fatalf("server peers %+v", sin.Peers)
+			}
+			wantCh := "cstp"
+			if dtls {
+				wantCh = "dtls"
+				if ci := h.clientInfo(); ci.TxDTLS < 5 || ci.RxDTLS < 5 || sin.Peers[0].RxDTLS < 5 {
+					t.Errorf("over DTLS: client tx %d rx %d, server rx %d; want ≥ 5", ci.TxDTLS, ci.RxDTLS, sin.Peers[0].RxDTLS)
+				}
+			}
+			if sin.Peers[0].Channel != wantCh {
+				t.Errorf("server sees channel %q, want %q", sin.Peers[0].Channel, wantCh)
+			}
+			h.checkBalance()
+			h.stop()
+			waitFor(t, "the server to drop the peer", 5*time.Second, func() bool { return len(srv.serverInfo().Peers) == 0 })
+			h.coll.Release()
+			if err := h.pool.CheckLeaks(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+
+	t.Run("wrong password", func(t *testing.T) {
+		h := newHarness(t)
+		before := srv.serverInfo().AuthFailures
+		spawnClient(h, srv.clientSettings(t, false, "nope"), nil)
+		waitFor(t, "refused", 10*time.Second, func() bool { return h.clientInfo().AuthFailures >= 1 })
+		if got := srv.serverInfo().AuthFailures; got <= before {
+			t.Errorf("server auth_failures %d, want > %d", got, before)
+		}
+		h.stop()
+	})
+
+	t.Run("garbage", func(t *testing.T) {
+		before := srv.serverInfo()
+		// Not TLS at all.
+		c, err := net.Dial("tcp", srv.listen.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n" + strings.Repeat("\x00garbage", 100)))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Read(make([]byte, 100))
+		c.Close()
+		// UDP garbage and ClientHellos naming no session.
+		u, err := net.Dial("udp", srv.listen.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello := make([]byte, 13+12+2+32+1+32)
+		hello[0], hello[1], hello[13] = 22, 0xfe, 1
+		hello[13+12+2+32] = 32
+		for range 50 {
+			_, _ = u.Write([]byte("garbage"))
+			_, _ = u.Write(hello)
+		}
+		u.Close()
+		waitFor(t, "counted", 5*time.Second, func() bool {
+			in := srv.serverInfo()
+			return in.BadRequests > before.BadRequests && in.DTLSUnknownSessions >= before.DTLSUnknownSessions+100
+		})
+	})
+
+	close(srv.echo)
+	srv.h.stop()
+	srv.h.coll.Release()
+	if err := srv.h.pool.CheckLeaks(); err != nil {
+		t.Error(err)
+	}
+	_ = devicetest.FreeUDPPort
+}
