@@ -108,6 +108,12 @@ type daemon struct {
 // start runs a long-lived command in the namespace, logging to logName.
 func (l *lab) start(logName string, args ...string) *daemon {
 	l.t.Helper()
+	return l.startInput(logName, "", args...)
+}
+
+// startInput is start with input on the command's standard input.
+func (l *lab) startInput(logName, input string, args ...string) *daemon {
+	l.t.Helper()
 	logPath := filepath.Join(l.dir, logName)
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -115,6 +121,9 @@ func (l *lab) start(logName string, args ...string) *daemon {
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if input != "" {
+		cmd.Stdin = strings.NewReader(input)
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		l.t.Fatalf("start %v: %v", args, err)
