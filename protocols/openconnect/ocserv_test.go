@@ -34,7 +34,11 @@ const (
 
 // startOcserv starts ocserv 1.1.6 (Debian) in a fresh namespace, with plain
 // (ocpasswd) login.
-func startOcserv(t *testing.T) *ocservLab {
+func startOcserv(t *testing.T) *ocservLab { return startOcservAuth(t, "") }
+
+// startOcservAuth starts ocserv with the given auth lines (default: plain
+// with an ocpasswd file).
+func startOcservAuth(t *testing.T, auth string) *ocservLab {
 	needRoot(t, "ocserv", "ocpasswd", "iptables")
 	l := newLab(t)
 	o := &ocservLab{lab: l}
@@ -45,7 +49,10 @@ func startOcserv(t *testing.T) *ocservLab {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ocpasswd: %v: %s", err, out)
 	}
-	conf := fmt.Sprintf(`auth = "plain[passwd=%[1]s/ocpasswd]"
+	if auth == "" {
+		auth = fmt.Sprintf(`auth = "plain[passwd=%s/ocpasswd]"`, l.dir)
+	}
+	conf := auth + fmt.Sprintf(`
 listen-host = %[2]s
 tcp-port = 4443
 udp-port = 4443
@@ -316,3 +323,24 @@ func mustParse(t *testing.T, yaml string) Settings {
 }
 
 var _ = stats.Malformed
+
+// Certificate login: ocserv with auth = "certificate", the user from the
+// client certificate's CN.
+func TestOcservCertificate(t *testing.T) {
+	o := startOcservAuth(t, "auth = \"certificate\"\ncert-user-oid = 2.5.4.3")
+	h := newHarness(t)
+	defer h.coll.Release()
+	yaml := fmt.Sprintf("server: %s\ncert_file: %s\nkey_file: %s\nserver_ca_file: %s\n",
+		o.url, o.pki.clientCert, o.pki.clientKey, o.pki.caFile)
+	spawnClient(h, mustParse(t, yaml).Client, nil)
+	defer h.stop()
+	waitFor(t, "DTLS up", 20*time.Second, func() bool { return h.clientInfo().Channel == "dtls" })
+	gw := o.gateway(t)
+	for seq := uint16(1); seq <= 3; seq++ {
+		ping(t, h, gw, seq)
+	}
+	if !strings.Contains(o.ocserv.logText(), ocUser) {
+		t.Errorf("ocserv's log does not name the certificate's user %q", ocUser)
+	}
+	h.checkBalance()
+}
