@@ -25,12 +25,24 @@ exit 0
 // against the server at url.
 func startOpenconnect(t *testing.T, l *lab, url, pin, password, name string) *daemon {
 	t.Helper()
-	script := filepath.Join(l.dir, "vpnc-script")
-	if err := os.WriteFile(script, []byte(vpncScript), 0o755); err != nil {
+	return startOC(t, l, url, pin, password, name, name, vpncScript)
+}
+
+// startOpenconnectScript runs openconnect with interface oc0 and script,
+// logging to name.log.
+func startOpenconnectScript(t *testing.T, l *lab, url, pin, name, script string) *daemon {
+	t.Helper()
+	return startOC(t, l, url, pin, ocPassword, name, "oc0", script)
+}
+
+func startOC(t *testing.T, l *lab, url, pin, password, name, iface, script string) *daemon {
+	t.Helper()
+	path := filepath.Join(l.dir, name+"-script")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return l.startInput(name+".log", password+"\n", "openconnect", "--user="+ocUser, "--passwd-on-stdin",
-		"--servercert", pin, "--script="+script, "--interface="+name, "--non-inter", url)
+		"--servercert", pin, "--script="+path, "--interface="+iface, "--non-inter", url)
 }
 
 // The real openconnect client against the Switchyard server.

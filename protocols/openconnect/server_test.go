@@ -14,7 +14,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
-	"switchyard/actors/devicetest"
 	"switchyard/packet"
 	"switchyard/protocols"
 )
@@ -218,5 +217,8 @@ func TestClientServerLoopback(t *testing.T) {
 	if err := srv.h.pool.CheckLeaks(); err != nil {
 		t.Error(err)
 	}
-	_ = devicetest.FreeUDPPort
+}
+
+func netipAddrPort(ip string, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), port)
 }

@@ -502,7 +502,6 @@ func (s *session) tick() {
 		case dtlsPending != 0 && now-dtlsPending > dpd*dpdDeadFactor:
 			s.a.env.Log.Debug("openconnect DTLS DPD unanswered, closing", zap.String("instance", s.a.name))
 			d.Close() // the DTLS loop falls back to CSTP and retries later
-			s.a.env.Log.Debug("openconnect DTLS closed", zap.String("instance", s.a.name))
 		case now-s.dtlsLastRx.Load() > dpd && now-lastDTLSDPD > dpd:
 			if dtlsPending == 0 {
 				dtlsPending = now

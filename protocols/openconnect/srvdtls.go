@@ -20,7 +20,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +27,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"go.uber.org/zap"
 
-	"switchyard/packet"
 	"switchyard/protocols/openconnect/cstp"
 )
 
@@ -287,8 +285,4 @@ func (v *vconn) SetDeadline(time.Time) error        { return nil }
 func (v *vconn) SetReadDeadline(time.Time) error    { return nil }
 func (v *vconn) SetWriteDeadline(t time.Time) error { return nil }
 
-var (
-	_ net.PacketConn = (*vconn)(nil)
-	_                = os.ErrClosed
-	_                = packet.Headroom
-)
+var _ net.PacketConn = (*vconn)(nil)
