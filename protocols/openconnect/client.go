@@ -11,8 +11,10 @@ package openconnect
 //     a session the batch is dropped (send_error).
 //  4. With DTLS up, each packet that fits the DTLS MTU goes out as one DTLS
 //     record (its type byte written into the headroom in front of it, no
-//     copy of ours); the others, and every packet while DTLS is down, are
-//     framed into one buffer back to back and leave in one TLS write.
+//     copy of ours); the others, and every packet while DTLS is down, get
+//     their CSTP header written into the headroom and become one TLS record
+//     each (ocserv reads one frame per record), and the batch's records
+//     leave in one TCP write (wire.go).
 //  5. Stats count them out, or the write error drops them; a failed TLS
 //     write ends the session (the manager reconnects). The batch is
 //     released either way.
@@ -53,8 +55,6 @@ type clientActor struct {
 	cancel context.CancelFunc
 	mgr    sync.WaitGroup
 
-	wbuf []byte // CSTP frames of the batch in hand (Receive only)
-
 	sendLog ratelog.Limiter // failed writes
 	recvLog ratelog.Limiter // garbage from the gateway, shared by readers
 	poolLog ratelog.Limiter // pool exhaustion on receive
@@ -85,7 +85,6 @@ func newClientActor(name string, set ClientSettings, env protocols.Env) *clientA
 		set:      set,
 		env:      env,
 		maxBatch: maxBatch,
-		wbuf:     make([]byte, 0, writeBufferBytes),
 	}
 	a.info.server = set.URL.String()
 	a.info.acceptRoutes = set.AcceptRoutes
@@ -155,46 +154,54 @@ func (a *clientActor) send(b *packet.Batch) {
 		a.sendLog.Event(a.env.Log, "openconnect: no session, packets dropped", a.name, b.Len(), nil)
 		return
 	}
-	sent, bytes, malformed, overDTLS := 0, 0, 0, 0
-	wbuf := a.wbuf[:0]
+	sent, bytes, malformed, overDTLS, dtlsBytes := 0, 0, 0, 0, 0
 	var werr error
+	batching := false
 	dtlsConn := s.dtlsConn()
 	dtlsMTU := s.dtlsMTU
 	for _, buf := range b.Bufs {
 		pkt := buf[packet.Headroom:]
-		if len(pkt) == 0 || len(pkt) > cstp.MaxPayload {
+		if len(pkt) == 0 || len(pkt) > maxFramePayload {
 			malformed++
 			continue
 		}
 		if dtlsConn != nil && len(pkt) <= dtlsMTU {
 			if err := s.writeDTLS(dtlsConn, buf); err == nil {
 				overDTLS++
+				dtlsBytes += len(pkt)
 				sent++
 				bytes += len(pkt)
 				continue
 			}
 			dtlsConn = nil // fall back to CSTP for the rest
 		}
-		if len(wbuf)+cstp.HeaderBytes+len(pkt) > cap(wbuf) && len(wbuf) > 0 {
-			if werr = s.writeCSTP(wbuf); werr != nil {
-				break
-			}
-			wbuf = wbuf[:0]
+		if !batching {
+			s.beginCSTP()
+			batching = true
 		}
-		wbuf = cstp.AppendFrame(wbuf, cstp.Data, pkt)
+		// The frame header goes into the headroom: no copy of ours.
+		frame := buf[packet.Headroom-cstp.HeaderBytes:]
+		cstp.PutHeader(frame, cstp.Data, len(pkt))
+		if _, werr = s.conn.Write(frame); werr != nil {
+			break
+		}
 		sent++
 		bytes += len(pkt)
 	}
-	if werr == nil && len(wbuf) > 0 {
-		werr = s.writeCSTP(wbuf)
+	if batching {
+		if err := s.endCSTP(); werr == nil {
+			werr = err
+		}
 	}
-	a.wbuf = wbuf[:0]
 	a.env.Stats.Drop(stats.Malformed, malformed)
 	if werr != nil {
-		a.env.Stats.Drop(stats.SendError, b.Len()-malformed)
-		a.sendLog.Event(a.env.Log, "openconnect: TLS write failed, session ends", a.name, b.Len()-malformed, werr)
+		a.env.Stats.Drop(stats.SendError, b.Len()-malformed-overDTLS)
+		a.sendLog.Event(a.env.Log, "openconnect: TLS write failed, session ends", a.name, b.Len()-malformed-overDTLS, werr)
 		s.fail(werr)
-		return
+		sent, bytes = overDTLS, dtlsBytes
+		if sent == 0 {
+			return
+		}
 	}
 	if sent > 0 {
 		a.env.Stats.Out(sent, bytes)

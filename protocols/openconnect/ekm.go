@@ -10,7 +10,7 @@ package openconnect
 //
 //  1. the key log (tls.Config.KeyLogWriter) gives the master secret;
 //  2. the server random is read from the plaintext ServerHello as it
-//     passes through helloSniffer;
+//     passes through wireConn;
 //  3. RFC 5705 with the TLS 1.2 PRF (RFC 5246 §5) of the suite's hash:
 //     PRF(master_secret, label, client_random ‖ server_random).
 //
@@ -25,7 +25,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
-	"net"
 	"strings"
 	"sync"
 
@@ -53,28 +52,12 @@ func (k *keyLog) Write(line []byte) (int, error) {
 	return len(line), nil
 }
 
-// helloSniffer keeps the first bytes the server sends: the ServerHello.
-type helloSniffer struct {
-	net.Conn
-	head []byte
-	full bool
-}
-
 // serverHelloBytes (43) reach the end of the ServerHello's random: record
 // header (5), handshake header (4), version (2), random (32).
 const serverHelloBytes = 5 + 4 + 2 + 32
 
-func (c *helloSniffer) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if !c.full {
-		c.head = append(c.head, b[:n]...)
-		c.full = len(c.head) >= serverHelloBytes
-	}
-	return n, err
-}
-
 // serverRandom returns the random of the sniffed ServerHello.
-func (c *helloSniffer) serverRandom() ([]byte, error) {
+func (c *wireConn) serverRandom() ([]byte, error) {
 	h := c.head
 	if len(h) < serverHelloBytes || h[0] != 22 || h[5] != 2 {
 		return nil, errors.New("no ServerHello seen")
@@ -84,7 +67,7 @@ func (c *helloSniffer) serverRandom() ([]byte, error) {
 
 // exportKey returns the PSK-NEGOTIATE key of conn, which was made with
 // KeyLogWriter kl over sniffer.
-func exportKey(conn *tls.Conn, kl *keyLog, sniffer *helloSniffer) ([]byte, error) {
+func exportKey(conn *tls.Conn, kl *keyLog, sniffer *wireConn) ([]byte, error) {
 	cs := conn.ConnectionState()
 	key, err := cs.ExportKeyingMaterial(cstp.ExporterLabel, nil, cstp.ExporterBytes)
 	if err == nil || cs.Version != tls.VersionTLS12 {
@@ -95,7 +78,7 @@ func exportKey(conn *tls.Conn, kl *keyLog, sniffer *helloSniffer) ([]byte, error
 
 // exportKey12 computes the TLS 1.2 exporter from the key log and the
 // sniffed server random.
-func exportKey12(cs tls.ConnectionState, kl *keyLog, sniffer *helloSniffer) ([]byte, error) {
+func exportKey12(cs tls.ConnectionState, kl *keyLog, sniffer *wireConn) ([]byte, error) {
 	kl.mu.Lock()
 	cr, ms := kl.clientRandom, kl.master
 	kl.mu.Unlock()

@@ -27,7 +27,7 @@ func TestExportKey12MatchesCryptoTLS(t *testing.T) {
 				CipherSuites: []uint16{suite}})
 			go func() { _ = srv.Handshake() }()
 			kl := &keyLog{}
-			sniffer := &helloSniffer{Conn: cc}
+			sniffer := &wireConn{Conn: cc}
 			cli := tls.Client(sniffer, &tls.Config{InsecureSkipVerify: true, KeyLogWriter: kl, MaxVersion: tls.VersionTLS12})
 			if err := cli.Handshake(); err != nil {
 				t.Fatal(err)
@@ -53,7 +53,7 @@ func TestExportKey12MatchesCryptoTLS(t *testing.T) {
 }
 
 func TestExportKey12WithoutKeyLog(t *testing.T) {
-	if _, err := exportKey12(tls.ConnectionState{}, &keyLog{}, &helloSniffer{}); err == nil {
+	if _, err := exportKey12(tls.ConnectionState{}, &keyLog{}, &wireConn{}); err == nil {
 		t.Error("got no error without a key log")
 	}
 }

@@ -33,9 +33,15 @@ const (
 	// readBufferBytes (256 KiB) is the TLS reader's buffer: it holds the
 	// largest frame (64 KiB) and a burst of records behind it.
 	readBufferBytes = 256 << 10
-	// writeBufferBytes (256 KiB) is the most CSTP bytes one TLS write
-	// carries; a batch larger than that (jumbo packets) is written in pieces.
+	// writeBufferBytes (256 KiB) is what a connection keeps of the buffer
+	// in which a batch's TLS records are gathered (wire.go); a larger batch
+	// gets a buffer that is dropped afterwards.
 	writeBufferBytes = 256 << 10
+	// maxFramePayload (16 376 bytes) is the largest packet sent over CSTP:
+	// a frame must fit one TLS record (16 KiB of plaintext) because ocserv
+	// reads one frame per record. Larger packets are dropped (malformed);
+	// tunnel MTUs are far below it.
+	maxFramePayload = 16384 - 8
 	// writeTimeout (5 s) bounds one TLS or DTLS write: a peer that stops
 	// reading for that long is dead and the session is reconnected.
 	writeTimeout = 5 * time.Second
@@ -53,6 +59,10 @@ const (
 	// dtlsRetry (10 s) is the pause before DTLS is tried again after its
 	// handshake failed or it stopped answering (data meanwhile goes over CSTP).
 	dtlsRetry = 10 * time.Second
+	// udpBufferBytes (4 MiB) is the socket buffer asked for DTLS sockets:
+	// a few batches of full-size packets (the kernel caps it at
+	// net.core.rmem_max / wmem_max).
+	udpBufferBytes = 4 << 20
 	// dtlsHandshakeTimeout (5 s) bounds one DTLS handshake.
 	dtlsHandshakeTimeout = 5 * time.Second
 )

@@ -31,8 +31,11 @@ import (
 func (s *ClientSettings) tlsConfig() *tls.Config {
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		ServerName: s.URL.Hostname(),
-		RootCAs:    s.RootCAs,
+		// One CSTP frame per TLS record (ocserv reads them so): records
+		// of full size from the first, not split by dynamic sizing.
+		DynamicRecordSizingDisabled: true,
+		ServerName:                  s.URL.Hostname(),
+		RootCAs:                     s.RootCAs,
 	}
 	if s.Cert != nil {
 		cfg.Certificates = []tls.Certificate{*s.Cert}

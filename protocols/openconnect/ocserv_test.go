@@ -236,6 +236,66 @@ func TestOcserv(t *testing.T) {
 		h.checkBalance()
 	})
 
+	// Many packets at once, batch after batch: over CSTP every echo comes
+	// back, replies arriving in batches of more than one packet; over DTLS
+	// (UDP, where bursts may be lost on the way) nearly every one.
+	t.Run("bulk", func(t *testing.T) {
+		for _, dtls := range []bool{false, true} {
+			t.Run(fmt.Sprintf("dtls=%v", dtls), func(t *testing.T) {
+				h := newHarness(t)
+				defer h.coll.Release()
+				spawnClient(h, o.clientSettings(t, dtls, o.pwFile), nil)
+				defer h.stop()
+				channel := "cstp"
+				if dtls {
+					channel = "dtls"
+				}
+				waitFor(t, "channel "+channel, 20*time.Second, func() bool { return h.clientInfo().Channel == channel })
+				gw := o.gateway(t)
+				src := h.clientInfo().Address.Addr().As4()
+				const batches, per = 20, 64
+				for i := range batches {
+					pkts := make([][]byte, per)
+					for j := range pkts {
+						pkts[j] = icmpEcho(src, gw, 0x4242, uint16(i*per+j), 1300)
+					}
+					h.send(pkts...)
+					time.Sleep(10 * time.Millisecond)
+				}
+				want := batches * per
+				if dtls {
+					want = batches * per * 95 / 100
+				}
+				deadline := time.Now().Add(15 * time.Second)
+				for h.coll.Count() < want && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(200 * time.Millisecond)
+				got := 0
+				for _, p := range h.coll.Packets() {
+					if len(p) == 1300 && p[20] == 0 {
+						got++
+					}
+				}
+				sizes := h.coll.BatchSizes()
+				largest := 0
+				for _, n := range sizes {
+					largest = max(largest, n)
+				}
+				t.Logf("%d of %d echo replies in %d batches (largest %d); out %d packets, recv drops %v", got, batches*per,
+					len(sizes), largest, h.stats.Snapshot().OutPackets, h.recvStats.Snapshot().Drops)
+				if got < want {
+					t.Errorf("%d replies, want ≥ %d of %d", got, want, batches*per)
+					t.Logf("ocserv log:\n%s", tail(o.ocserv.logText(), 30))
+				}
+				if !dtls && largest < 2 {
+					t.Errorf("CSTP replies came one packet per batch (%d batches)", len(sizes))
+				}
+				h.checkBalance()
+			})
+		}
+	})
+
 	t.Run("wrong_password", func(t *testing.T) {
 		h := newHarness(t)
 		bad := writeSecret(t, filepath.Join(o.dir, "wrong.pw"), "not the password\n")

@@ -10,9 +10,10 @@ package openconnect
 //  2. The router sends a *packet.Batch; the actor takes ownership.
 //  3. Each packet goes to the peer whose assigned address is its
 //     destination (no_peer when none): one DTLS record when the peer's DTLS
-//     is up and the packet fits, else a CSTP frame appended to the peer's
-//     write buffer.
-//  4. Each peer's frames leave in one TLS write; a failed write drops that
+//     is up and the packet fits, else a CSTP frame (header written into
+//     the headroom), one TLS record each, gathered under the peer's TLS
+//     connection (wire.go).
+//  4. Each peer's records leave in one TCP write; a failed write drops that
 //     peer's packets (send_error) and ends its session.
 //  5. *actor.Stopping and *actor.Restarting close the listeners and every
 //     peer (a DISCONNECT frame first) and wait for all goroutines.
@@ -259,6 +260,8 @@ func (a *serverActor) start() {
 			ln.Close()
 			panic(fmt.Errorf("openconnect %s: listen udp %s: %w", a.name, a.set.Listen, err))
 		}
+		_ = udp.SetReadBuffer(udpBufferBytes)
+		_ = udp.SetWriteBuffer(udpBufferBytes)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -320,13 +323,26 @@ func (a *serverActor) send(b *packet.Batch) {
 				continue
 			}
 		}
-		if len(p.wbuf)+cstp.HeaderBytes+len(pkt) > writeBufferBytes && len(p.wbuf) > 0 {
-			a.flushPeer(p)
+		if len(pkt) > maxFramePayload {
+			malformed++
+			continue
 		}
-		if p.wcount == 0 {
+		if p.wcount == 0 && p.werr == nil {
 			a.touched = append(a.touched, p)
+			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			p.wire.begin()
 		}
-		p.wbuf = cstp.AppendFrame(p.wbuf, cstp.Data, pkt)
+		if p.werr != nil {
+			p.wcount++ // counted as a send error at the flush
+			continue
+		}
+		// The frame header goes into the headroom: one TLS record per
+		// frame, no copy of ours; the records leave at the flush.
+		frame := buf[packet.Headroom-cstp.HeaderBytes:]
+		cstp.PutHeader(frame, cstp.Data, len(pkt))
+		if _, err := p.conn.Write(frame); err != nil {
+			p.werr = err
+		}
 		p.wcount++
 		p.wbytes += len(pkt)
 	}
@@ -346,16 +362,19 @@ func (a *serverActor) send(b *packet.Batch) {
 	}
 }
 
-// flushPeer writes p's buffered frames in one TLS write; it reports
-// success. A failure drops them (send_error) and ends p's session.
+// flushPeer sends p's gathered records in one write; it reports success.
+// A failure drops the batch's frames for p (send_error) and ends its
+// session.
 func (a *serverActor) flushPeer(p *peer) bool {
 	n, nb := p.wcount, p.wbytes
+	err := p.wire.flush()
+	if p.werr != nil {
+		err = p.werr
+	}
+	p.wcount, p.wbytes, p.werr = 0, 0, nil
 	if n == 0 {
 		return true
 	}
-	_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := p.conn.Write(p.wbuf)
-	p.wbuf, p.wcount, p.wbytes = p.wbuf[:0], 0, 0
 	if err != nil {
 		a.env.Stats.Drop(stats.SendError, n)
 		a.sendLog.Event(a.env.Log, "openconnect: TLS write to a client failed, session ends", a.name, n, err)

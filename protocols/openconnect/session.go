@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"go.uber.org/zap"
 
@@ -40,6 +41,7 @@ import (
 type session struct {
 	a         *clientActor
 	conn      *tls.Conn
+	wire      *wireConn // under conn: gathers a batch's records
 	tunnel    cstp.Tunnel
 	tlsCipher string
 	psk       []byte
@@ -77,8 +79,8 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	if a.set.DTLS {
 		cfg.KeyLogWriter = kl
 	}
-	sniffer := &helloSniffer{Conn: raw}
-	conn := tls.Client(sniffer, cfg)
+	wire := &wireConn{Conn: raw}
+	conn := tls.Client(wire, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("TLS with %s: %w", a.set.Host, err)
@@ -121,7 +123,7 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	if err != nil {
 		return nil, fmt.Errorf("CONNECT reply: %w", err)
 	}
-	s := &session{a: a, conn: conn, tunnel: t, done: make(chan struct{})}
+	s := &session{a: a, conn: conn, wire: wire, tunnel: t, done: make(chan struct{})}
 	if n := br.Buffered(); n > 0 {
 		s.pending, _ = br.Peek(n)
 		s.pending = append([]byte(nil), s.pending...)
@@ -129,7 +131,7 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	cs := conn.ConnectionState()
 	s.tlsCipher = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 	if a.set.DTLS && t.HasDTLS() {
-		s.psk, err = exportKey(conn, kl, sniffer)
+		s.psk, err = exportKey(conn, kl, wire)
 		if err != nil {
 			return nil, fmt.Errorf("DTLS key: %w", err)
 		}
@@ -207,10 +209,27 @@ func (s *session) disconnect() {
 	_, _ = s.conn.Write(cstp.AppendFrame(nil, cstp.Disconnect, append([]byte{0xb0}, "switchyard stopping"...)))
 }
 
-// writeCSTP writes frames to the TLS stream in one call.
-func (s *session) writeCSTP(frames []byte) error {
+// beginCSTP starts a batch of CSTP frames: each frame written until
+// endCSTP is a TLS record of its own, and all of them leave in one TCP
+// write.
+func (s *session) beginCSTP() {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.conn.Write(frames)
+	s.wire.begin()
+}
+
+// endCSTP sends the batch's records.
+func (s *session) endCSTP() error {
+	err := s.wire.flush()
+	if err == nil {
+		s.lastTx.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// writeCSTP writes one frame (one TLS record).
+func (s *session) writeCSTP(frame []byte) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := s.conn.Write(frame)
 	if err == nil {
 		s.lastTx.Store(time.Now().UnixNano())
 	}
@@ -404,8 +423,17 @@ func (s *session) dialDTLS() (*dtls.Conn, error) {
 		ExtendedMasterSecret: dtls.DisableExtendedMasterSecret,
 		MTU:                  1400,
 	}
-	d, err := dtls.Dial("udp", raddr, cfg)
+	udp, err := net.DialUDP("udp", nil, raddr)
 	if err != nil {
+		return nil, err
+	}
+	// Bursts of a whole batch come back at once: room for them in the
+	// kernel while pion decrypts (the kernel caps it at rmem_max/wmem_max).
+	_ = udp.SetReadBuffer(udpBufferBytes)
+	_ = udp.SetWriteBuffer(udpBufferBytes)
+	d, err := dtls.Client(dtlsnet.PacketConnFromConn(udp), raddr, cfg)
+	if err != nil {
+		udp.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dtlsHandshakeTimeout)

@@ -47,7 +47,8 @@ const maxRequestsPerConn = 16
 
 func (a *serverActor) acceptLoop(ctx context.Context, ln net.Listener) {
 	defer a.workers.Done()
-	cfg := &tls.Config{Certificates: []tls.Certificate{a.set.Cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{a.set.Cert}, MinVersion: tls.VersionTLS12,
+		DynamicRecordSizingDisabled: true} // one CSTP frame per TLS record (wire.go)
 	if a.set.ClientCAs != nil {
 		cfg.ClientCAs = a.set.ClientCAs
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
@@ -75,14 +76,15 @@ func (a *serverActor) acceptLoop(ctx context.Context, ln net.Listener) {
 			defer a.workers.Done()
 			defer a.st.track(c, false)
 			defer c.Close()
-			a.serveConn(ctx, tls.Server(c, cfg))
+			wire := &wireConn{Conn: c, full: true}
+			a.serveConn(ctx, tls.Server(wire, cfg), wire)
 		}()
 	}
 }
 
 // serveConn runs the HTTP exchange of one connection and, after a good
 // CONNECT, its peer.
-func (a *serverActor) serveConn(ctx context.Context, conn *tls.Conn) {
+func (a *serverActor) serveConn(ctx context.Context, conn *tls.Conn, wire *wireConn) {
 	_ = conn.SetDeadline(time.Now().Add(authTimeout))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		a.st.badRequests.Add(1)
@@ -121,7 +123,7 @@ func (a *serverActor) serveConn(ctx context.Context, conn *tls.Conn) {
 				out = httpReply(out[:0], 404, "Not Found", "", nil)
 				break
 			}
-			a.connect(ctx, conn, br, h)
+			a.connect(ctx, conn, wire, br, h)
 			return
 		default:
 			out = httpReply(out[:0], 404, "Not Found", "", nil)
@@ -224,15 +226,17 @@ type peer struct {
 	addr   netip.Addr
 	cookie string
 	conn   *tls.Conn
+	wire   *wireConn // under conn: gathers a batch's records
 	appID  []byte
 	psk    []byte
 	since  time.Time
 
 	dtls atomic.Pointer[dtls.Conn]
 
-	// Write buffer of the batch in hand (the actor's Receive only).
-	wbuf           []byte
+	// Frames of the batch in hand, gathered in wire (the actor's Receive
+	// only); werr is the first write error.
 	wcount, wbytes int
+	werr           error
 
 	lastRx                         atomic.Int64
 	rxCSTP, rxDTLS, txCSTP, txDTLS atomic.Uint64
@@ -270,10 +274,9 @@ func (p *peer) bye() {
 }
 
 // connect answers a CONNECT and runs the peer until its session ends.
-func (a *serverActor) connect(ctx context.Context, conn *tls.Conn, br *bufio.Reader, h map[string][]string) {
+func (a *serverActor) connect(ctx context.Context, conn *tls.Conn, wire *wireConn, br *bufio.Reader, h map[string][]string) {
 	cookie := cstp.Cookie(h)
-	p := &peer{srv: a, conn: conn, cookie: cookie, since: time.Now(), done: make(chan struct{}),
-		wbuf: make([]byte, 0, 64<<10)}
+	p := &peer{srv: a, conn: conn, wire: wire, cookie: cookie, since: time.Now(), done: make(chan struct{})}
 	p.appID = make([]byte, 32)
 	_, _ = rand.Read(p.appID)
 	cs := conn.ConnectionState()
