@@ -128,9 +128,16 @@ func TestOpenconnectTwoClients(t *testing.T) {
 		return strings.Contains(string(o1), "192.168.77.") && strings.Contains(string(o2), "192.168.77.")
 	})
 	addrA, addrB := addrOf(l.ns), addrOf(ns2)
-	out, err := exec.Command("ip", "netns", "exec", l.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", addrB).CombinedOutput()
+	var out []byte
+	var err error
+	for try := 0; try < 3; try++ { // the first echo may race the far end's configuration
+		out, err = exec.Command("ip", "netns", "exec", l.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", addrB).CombinedOutput()
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
-		t.Fatalf("ping %s → %s through the server: %v\n%s", addrA, addrB, err, out)
+		t.Fatalf("ping %s → %s through the server: %v\n%s\nserver: %+v", addrA, addrB, err, out, f.serverInfo())
 	}
 
 	// 100 MiB from A to B over TCP, through both tunnels and the server.
