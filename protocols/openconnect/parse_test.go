@@ -122,3 +122,69 @@ func TestPinRoundTrip(t *testing.T) {
 		t.Errorf("ParsePin(FormatPin(pin)): got %x %v, want %x", got, err, pin)
 	}
 }
+
+func TestParseServer(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir, net.IPv4(10, 0, 0, 1), "alice")
+	users := filepath.Join(dir, "users")
+	writeUsers(t, users, map[string]string{"alice": "pw"})
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badLine := write("bad-line", "alice:*\n")
+	badHash := write("bad-hash", "alice:*:plaintext\n")
+	dup := write("dup", "a:*:$5$salt$abc\na:*:$5$salt$abc\n")
+	locked := write("locked", "a:*:!$5$salt$abc\n")
+	base := "mode: server\nlisten: 10.0.0.1:443\ncert_file: " + pki.certFile + "\nkey_file: " + pki.keyFile + "\n"
+
+	set := mustParse(t, base+"users_file: "+users+"\nclient_ca_file: "+pki.caFile+
+		"\npool: 192.168.99.7/24\nroutes: [10.1.2.3/16, \"fd00::/64\"]\ndns: [10.0.0.53]\ndpd: 10s\nkeepalive: 5s\ndtls: false\nmtu: 1300\n").Server
+	if set.Listen.String() != "10.0.0.1:443" || set.Pool.String() != "192.168.99.0/24" || len(set.Users) != 1 ||
+		set.ClientCAs == nil || len(set.Routes) != 2 || set.Routes[0].String() != "10.1.0.0/16" || len(set.DNS) != 1 ||
+		set.DPD.Seconds() != 10 || set.Keepalive.Seconds() != 5 || set.DTLS || set.MTU != 1300 {
+		t.Errorf("got %+v", set)
+	}
+	if def := mustParse(t, base+"users_file: "+users+"\npool: 192.168.99.0/24\n").Server; !def.DTLS ||
+		def.DPD != defaultServerDPD || def.Keepalive != defaultServerKeepalive || def.MTU != defaultMTU {
+		t.Errorf("defaults: got %+v", def)
+	}
+
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"no listen", "mode: server\n", []string{"listen: is required", "cert_file: is required", "users_file: a login is required", "pool: is required"}},
+		{"bad listen", "mode: server\nlisten: 10.0.0.1\n", []string{"listen: must be ip:port"}},
+		{"bad pool", base + "users_file: " + users + "\npool: fd00::/64\n", []string{"pool: must be an IPv4 prefix /8 to /30"}},
+		{"tiny pool", base + "users_file: " + users + "\npool: 10.0.0.0/31\n", []string{"pool: must be an IPv4 prefix /8 to /30"}},
+		{"bad route", base + "users_file: " + users + "\npool: 10.0.0.0/24\nroutes: [nowhere]\n", []string{"routes[0]: must be a prefix"}},
+		{"bad dns", base + "users_file: " + users + "\npool: 10.0.0.0/24\ndns: [x]\n", []string{"dns[0]: must be an IP address"}},
+		{"dpd with ms", base + "users_file: " + users + "\npool: 10.0.0.0/24\ndpd: 1500ms\n", []string{"dpd: must be whole seconds"}},
+		{"users line", base + "users_file: " + badLine + "\npool: 10.0.0.0/24\n", []string{badLine + ":1: want user:group:hash"}},
+		{"users hash", base + "users_file: " + badHash + "\npool: 10.0.0.0/24\n", []string{badHash + ":1: user alice: not a $5$ or $6$ crypt hash"}},
+		{"users dup", base + "users_file: " + dup + "\npool: 10.0.0.0/24\n", []string{dup + ":2: user a appears twice"}},
+		{"all locked", base + "users_file: " + locked + "\npool: 10.0.0.0/24\n", []string{"has no (unlocked) user"}},
+		{"client setting", base + "users_file: " + users + "\npool: 10.0.0.0/24\nserver_pin: x\n", []string{"server_pin: is a client setting (mode: client)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := configSettings(tt.yaml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = parse(s)
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got  %v\nwant an error containing %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -222,3 +222,27 @@ func TestClientServerLoopback(t *testing.T) {
 func netipAddrPort(ip string, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(ip), port)
 }
+
+// Certificate login on the server: a client certificate signed by
+// client_ca_file logs in as its CN, without a password.
+func TestServerCertificateLogin(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir, net.IPv4(127, 0, 0, 1), "carol")
+	listen := netipAddrPort("127.0.0.1", freePort(t, "127.0.0.1"))
+	set := mustParse(t, fmt.Sprintf("mode: server\nlisten: %s\ncert_file: %s\nkey_file: %s\nclient_ca_file: %s\npool: 192.168.78.0/24\n",
+		listen, pki.certFile, pki.keyFile, pki.caFile)).Server
+	srv := newHarness(t)
+	srv.spawn(func(env protocols.Env) actor.Actor { return newServerActor("srv", set, env) })
+	defer srv.stop()
+	waitTCP(t, listen.String(), 5*time.Second)
+
+	h := newHarness(t)
+	spawnClient(h, mustParse(t, fmt.Sprintf("server: https://%s\ncert_file: %s\nkey_file: %s\nserver_ca_file: %s\n",
+		listen, pki.clientCert, pki.clientKey, pki.caFile)).Client, nil)
+	defer h.stop()
+	waitFor(t, "DTLS up", 10*time.Second, func() bool { return h.clientInfo().Channel == "dtls" })
+	in, _ := srv.stats.Info().(ServerInfo)
+	if len(in.Peers) != 1 || in.Peers[0].User != "carol" {
+		t.Errorf("server peers %+v, want one for carol", in.Peers)
+	}
+}
