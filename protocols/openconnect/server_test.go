@@ -246,3 +246,27 @@ func TestServerCertificateLogin(t *testing.T) {
 		t.Errorf("server peers %+v, want one for carol", in.Peers)
 	}
 }
+
+func TestClientHelloSessionID(t *testing.T) {
+	hello := make([]byte, 13+12+2+32+1+4)
+	hello[0], hello[1], hello[13] = 22, 0xfe, 1
+	hello[13+12+2+32] = 4
+	copy(hello[13+12+2+32+1:], []byte{9, 8, 7, 6})
+	if id, ok := clientHelloSessionID(hello); !ok || string(id) != "\x09\x08\x07\x06" {
+		t.Errorf("got % x %v", id, ok)
+	}
+	for _, bad := range [][]byte{nil, hello[:40], append([]byte{23}, hello[1:]...), hello[:len(hello)-1]} {
+		if _, ok := clientHelloSessionID(bad); ok {
+			t.Errorf("accepted % x", bad)
+		}
+	}
+}
+
+func FuzzClientHelloSessionID(f *testing.F) {
+	f.Add([]byte{22, 0xfe, 0xfd})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if id, ok := clientHelloSessionID(b); ok && (len(id) == 0 || len(id) > 32) {
+			t.Fatalf("session ID of %d bytes", len(id))
+		}
+	})
+}

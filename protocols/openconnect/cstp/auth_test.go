@@ -113,3 +113,35 @@ func FuzzParseAuthReply(f *testing.F) {
 	f.Add([]byte(ocservComplete))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseAuthReply(b) })
 }
+
+func TestParseClientAuth(t *testing.T) {
+	reply := AppendAuthReply(nil, []Field{{"username", "alice"}, {"password", "p w"}}, nil)
+	got, err := ParseClientAuth(reply)
+	if err != nil || got.Type != "auth-reply" || got.Username != "alice" || got.Password != "p w" {
+		t.Errorf("got %+v %v", got, err)
+	}
+	init, err := ParseClientAuth(AppendInit(nil, "https://vpn/"))
+	if err != nil || init.Type != "init" {
+		t.Errorf("init: got %+v %v", init, err)
+	}
+	for _, bad := range []string{"", "<x/>", `<config-auth type="complete"/>`, "<config-auth"} {
+		if _, err := ParseClientAuth([]byte(bad)); err == nil {
+			t.Errorf("ParseClientAuth(%q): got no error", bad)
+		}
+	}
+	// What the server writes, the client reads.
+	req, err := ParseAuthReply(AppendAuthRequest(nil, "/auth", "Login failed."))
+	if err != nil || req.Error != "Login failed." || !req.Form.HasPassword() || req.Form.Action != "/auth" {
+		t.Errorf("auth request: got %+v %v", req, err)
+	}
+	done, err := ParseAuthReply(AppendAuthComplete(nil, "tok<en"))
+	if err != nil || done.Type != "complete" || done.SessionToken != "tok<en" {
+		t.Errorf("complete: got %+v %v", done, err)
+	}
+}
+
+func FuzzParseClientAuth(f *testing.F) {
+	f.Add(AppendAuthReply(nil, []Field{{"username", "a"}, {"password", "b"}}, nil))
+	f.Add(AppendInit(nil, "https://x/"))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseClientAuth(b) })
+}

@@ -170,3 +170,39 @@ func FuzzReadHead(f *testing.F) {
 		_, _ = ParseTunnel(h)
 	})
 }
+
+// The server's reply head reads back as the same tunnel.
+func TestTunnelReplyRoundTrip(t *testing.T) {
+	want := Tunnel{
+		Address:       netip.MustParsePrefix("192.168.77.2/24"),
+		DNS:           []netip.Addr{netip.MustParseAddr("10.0.0.53")},
+		SplitInclude:  []netip.Prefix{netip.MustParsePrefix("10.55.0.0/16"), netip.MustParsePrefix("fd00::/64")},
+		MTU:           1406,
+		DPD:           30 * time.Second,
+		Keepalive:     20 * time.Second,
+		DTLSPort:      443,
+		DTLSAppID:     []byte{1, 2, 3, 4},
+		DTLSCipher:    PSKNegotiate,
+		DTLSDPD:       30 * time.Second,
+		DTLSKeepalive: 20 * time.Second,
+		DTLSMTU:       1406,
+	}
+	head := AppendTunnelReply(nil, &want, "switchyard")
+	first, h, err := ReadHead(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil || first != "HTTP/1.1 200 CONNECTED" {
+		t.Fatalf("%q %v", first, err)
+	}
+	got, err := ParseTunnel(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if !OffersPSKNegotiate(http.Header{"X-Dtls-Ciphersuite": {"OC-DTLS1_2-AES256-GCM:PSK-NEGOTIATE:AES128-SHA"}}) {
+		t.Error("OffersPSKNegotiate: got false for a list with it")
+	}
+	if c := Cookie(http.Header{"Cookie": {"a=b; webvpn=XYZ; c=d"}}); c != "XYZ" {
+		t.Errorf("Cookie: got %q", c)
+	}
+}
