@@ -101,6 +101,27 @@ func TestOpenconnectClient(t *testing.T) {
 		t.Fatalf("ping after the refused login: %v\n%s", err, out)
 	}
 
+	// UDP blocked in the client's namespace: openconnect's DTLS dies, it
+	// falls back to CSTP, and so does the server for this client.
+	for _, chain := range []string{"INPUT", "OUTPUT"} {
+		rule := []string{chain, "-p", "udp", "-j", "DROP"}
+		l.exec(append([]string{"iptables", "-I"}, rule...)...)
+		defer l.exec(append([]string{"iptables", "-D"}, rule...)...)
+	}
+	rxCSTP := srv.serverInfo().Peers[0].RxPackets - srv.serverInfo().Peers[0].RxDTLS
+	waitFor(t, "the server back on CSTP for this client", 30*time.Second, func() bool {
+		_ = exec.Command("ip", "netns", "exec", l.ns, "ping", "-c", "1", "-W", "1", "192.168.77.1").Run()
+		in := srv.serverInfo()
+		return len(in.Peers) == 1 && in.Peers[0].Channel == "cstp"
+	})
+	out, err = exec.Command("ip", "netns", "exec", l.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.77.1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping over CSTP after UDP was blocked: %v\n%s", err, out)
+	}
+	if p := srv.serverInfo().Peers[0]; p.RxPackets-p.RxDTLS < rxCSTP+3 {
+		t.Errorf("peer %+v: want ≥ 3 more packets over CSTP", p)
+	}
+
 	// openconnect stopped (SIGTERM) says goodbye: the server drops the peer.
 	oc.stop(t)
 	waitFor(t, "the peer gone", 10*time.Second, func() bool { return len(srv.serverInfo().Peers) == 0 })

@@ -93,6 +93,9 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	}()
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
+	// Stopping the instance cuts the CONNECT short.
+	stopCut := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stopCut()
 	hostname, _ := os.Hostname()
 	req := cstp.AppendConnect(nil, cstp.ConnectRequest{
 		Host: a.set.URL.Host, Cookie: cookie, Hostname: hostname, UserAgent: cstp.UserAgent,

@@ -239,6 +239,7 @@ type peer struct {
 	werr           error
 
 	lastRx                         atomic.Int64
+	dtlsLastRx                     atomic.Int64 // any record over DTLS
 	rxCSTP, rxDTLS, txCSTP, txDTLS atomic.Uint64
 	rxBytes, txBytes               atomic.Uint64
 
@@ -340,7 +341,7 @@ func (a *serverActor) connect(ctx context.Context, conn *tls.Conn, wire *wireCon
 		t := time.NewTicker(tickInterval)
 		defer t.Stop()
 		dead := int64(a.set.DPD) * dpdDeadFactor
-		seen := uint64(0)
+		seen, seenCSTP := uint64(0), uint64(0)
 		for {
 			select {
 			case <-p.done:
@@ -348,9 +349,23 @@ func (a *serverActor) connect(ctx context.Context, conn *tls.Conn, wire *wireCon
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				now := time.Now().UnixNano()
 				if n := p.rxCSTP.Load() + p.rxDTLS.Load(); n != seen { // data counts as life
 					seen = n
-					p.lastRx.Store(time.Now().UnixNano())
+					p.lastRx.Store(now)
+				}
+				// A client whose DTLS died (UDP blocked on the way) falls
+				// back to CSTP: data over CSTP while DTLS has been silent
+				// for a DPD interval moves our side to CSTP too (as ocserv
+				// does); the client will handshake again when it can.
+				if n := p.rxCSTP.Load(); n != seenCSTP {
+					seenCSTP = n
+					if d := p.dtls.Load(); d != nil && now-p.dtlsLastRx.Load() > int64(a.set.DPD) {
+						p.dtls.CompareAndSwap(d, nil)
+						d.Close()
+						a.env.Log.Info("openconnect: client data over CSTP while its DTLS is silent, CSTP carries it",
+							zap.String("instance", a.name), zap.String("user", p.user))
+					}
 				}
 				if time.Now().UnixNano()-p.lastRx.Load() > dead {
 					a.env.Log.Info("openconnect: client silent, closing", zap.String("instance", a.name), zap.String("user", p.user))

@@ -188,7 +188,9 @@ func (d *dtlsDemux) serve(ctx context.Context, p *peer, vc *vconn) {
 	}()
 	r := newBatcher(&a.env, a.name, a.maxBatch, &a.poolLog, &a.recvLog)
 	r.from, r.delivered, r.deliveredBytes = p.addr, &p.rxDTLS, &p.rxBytes
+	p.dtlsLastRx.Store(time.Now().UnixNano())
 	err = readDTLSRecords(conn, r, func(t cstp.Type, rec []byte) error {
+		p.dtlsLastRx.Store(time.Now().UnixNano())
 		switch t {
 		case cstp.DPDReq:
 			p.lastRx.Store(time.Now().UnixNano())
