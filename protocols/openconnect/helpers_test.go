@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -223,4 +224,30 @@ func icmpEcho(src, dst [4]byte, id, seq uint16, size int) []byte {
 func isEchoReply(p []byte, from [4]byte, id, seq uint16) bool {
 	return len(p) >= 28 && p[0]>>4 == 4 && p[9] == packet.ProtoICMP && [4]byte(p[12:16]) == from &&
 		p[20] == 0 && binary.BigEndian.Uint16(p[24:26]) == id && binary.BigEndian.Uint16(p[26:28]) == seq
+}
+
+// icmp6Echo returns an IPv6 ICMPv6 echo request from src to dst.
+func icmp6Echo(src, dst netip.Addr, id, seq uint16, size int) []byte {
+	p := make([]byte, size)
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:6], uint16(size-40))
+	p[6], p[7] = packet.ProtoICMPv6, 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:24], s[:])
+	copy(p[24:40], d[:])
+	p[40] = 128 // echo request
+	binary.BigEndian.PutUint16(p[44:46], id)
+	binary.BigEndian.PutUint16(p[46:48], seq)
+	for i := 48; i < size; i++ {
+		p[i] = byte(i)
+	}
+	cs := packet.Checksum(p[40:], packet.PseudoHeaderSum(src, dst, packet.ProtoICMPv6, size-40))
+	binary.BigEndian.PutUint16(p[42:44], cs)
+	return p
+}
+
+// isEcho6Reply reports whether p is an ICMPv6 echo reply from src with id/seq.
+func isEcho6Reply(p []byte, from netip.Addr, id, seq uint16) bool {
+	return len(p) >= 48 && p[0]>>4 == 6 && p[6] == packet.ProtoICMPv6 && netip.AddrFrom16([16]byte(p[8:24])) == from &&
+		p[40] == 129 && binary.BigEndian.Uint16(p[44:46]) == id && binary.BigEndian.Uint16(p[46:48]) == seq
 }

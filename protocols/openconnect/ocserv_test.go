@@ -72,6 +72,8 @@ max-same-clients = 8
 device = vpns
 ipv4-network = 192.168.99.0
 ipv4-netmask = 255.255.255.0
+ipv6-network = fd97:%[6]d::/48
+ipv6-subnet-prefix = 64
 route = 10.97.%[6]d.0/255.255.255.0
 route = 198.18.7.0/255.255.255.0
 cisco-client-compat = true
@@ -121,6 +123,26 @@ func (o *ocservLab) gateway(t *testing.T) [4]byte {
 	}
 	t.Fatalf("no vpns address in:\n%s", out)
 	return [4]byte{}
+}
+
+// gateway6 returns ocserv's global IPv6 address on its vpns device.
+func (o *ocservLab) gateway6(t *testing.T) netip.Addr {
+	t.Helper()
+	var out string
+	waitFor(t, "an IPv6 address on vpns", 10*time.Second, func() bool {
+		out = o.exec("ip", "-o", "-6", "addr", "show", "scope", "global")
+		return strings.Contains(out, "vpns")
+	})
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if len(f) > 1 && strings.HasPrefix(f[1], "vpns") && f[i] == "inet6" {
+				return netip.MustParseAddr(strings.Split(f[i+1], "/")[0])
+			}
+		}
+	}
+	t.Fatalf("no IPv6 on vpns in:\n%s", out)
+	return netip.Addr{}
 }
 
 func spawnClient(h *harness, set ClientSettings, hooks *testHooks) {
@@ -176,10 +198,29 @@ func TestOcserv(t *testing.T) {
 		if in.Channel != "cstp" {
 			t.Errorf("channel %q, want cstp", in.Channel)
 		}
+		if !netip.MustParsePrefix(fmt.Sprintf("fd97:%d::/48", o.subnet)).Contains(in.Address6.Addr()) {
+			t.Errorf("IPv6 address %v, want one in fd97:%d::/48", in.Address6, o.subnet)
+		}
 		gw := o.gateway(t)
 		for seq := uint16(1); seq <= 3; seq++ {
 			ping(t, h, gw, seq)
 		}
+		// IPv6 through the same tunnel, to ocserv's IPv6 on its vpns device.
+		gw6 := o.gateway6(t)
+		src6 := h.clientInfo().Address6.Addr()
+		before := h.coll.Count()
+		h.send(icmp6Echo(src6, gw6, 0x6666, 1, 100))
+		waitFor(t, "ICMPv6 echo reply from "+gw6.String(), 10*time.Second, func() bool {
+			if h.coll.Count() == before {
+				return false
+			}
+			for _, p := range h.coll.Packets() {
+				if isEcho6Reply(p, gw6, 0x6666, 1) {
+					return true
+				}
+			}
+			return false
+		})
 		if s := h.stats.Snapshot(); s.OutPackets < 3 {
 			t.Errorf("out %d packets, want ≥ 3", s.OutPackets)
 		}

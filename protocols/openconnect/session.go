@@ -99,7 +99,7 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	hostname, _ := os.Hostname()
 	req := cstp.AppendConnect(nil, cstp.ConnectRequest{
 		Host: a.set.URL.Host, Cookie: cookie, Hostname: hostname, UserAgent: cstp.UserAgent,
-		BaseMTU: baseMTU, MTU: a.set.MTU, DTLS: a.set.DTLS,
+		BaseMTU: baseMTU, MTU: a.set.MTU, DTLS: a.set.DTLS, IPv6: true,
 	})
 	if _, err := conn.Write(req); err != nil {
 		return nil, fmt.Errorf("CONNECT: %w", err)
