@@ -162,6 +162,7 @@ func TestReadFramesBadInput(t *testing.T) {
 		{"ip length disagrees", frames(badLen, ipv4(2, 50)), io.EOF, 1, 1},
 		{"empty data frame", frames([]byte{}, ipv4(2, 50)), io.EOF, 1, 1},
 		{"compressed frame", append(cstp.AppendFrame(nil, cstp.Compressed, []byte{1, 2}), frames(ipv4(2, 50))...), io.EOF, 1, 1},
+		{"unknown type", append(cstp.AppendFrame(nil, cstp.Type(0x42), []byte{1}), frames(ipv4(2, 50))...), io.EOF, 1, 1},
 		{"garbage after a packet", append(frames(ipv4(2, 50)), "HTTP/1.1 200 OK\r\n"...), cstp.ErrBadMagic, 1, 1},
 		{"reserved byte", append(frames(ipv4(2, 50)), "STF\x01\x00\x00\x00\x09"...), cstp.ErrBadHeader, 1, 1},
 		{"truncated at the end", frames(ipv4(2, 50), ipv4(3, 50))[:80], io.EOF, 1, 0},

@@ -14,8 +14,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
+	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/protocols/openconnect/cstp"
 )
 
 // serverFixture is a Switchyard server instance with a users file.
@@ -179,6 +181,44 @@ func TestClientServerLoopback(t *testing.T) {
 			t.Errorf("server auth_failures %d, want > %d", got, before)
 		}
 		h.stop()
+	})
+
+	// A client that sends frames that are not IP, then one from an address
+	// it was not given, then garbage instead of a frame: each counted, the
+	// session closed at the garbage, the client back with its cookie.
+	t.Run("bad frames from a client", func(t *testing.T) {
+		h := newHarness(t)
+		defer h.coll.Release()
+		sessions := make(chanSessions, 4)
+		spawnClient(h, srv.clientSettings(t, false, ocPassword), &testHooks{onSession: sessions.put})
+		defer h.stop()
+		s := sessions.get(t)
+		waitFor(t, "connected", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		rs := srv.h.recvStats
+		mal, spoof := rs.Dropped(stats.Malformed), rs.Dropped(stats.UnknownPeer)
+		own := h.clientInfo().Address.Addr().As4()
+		var b []byte
+		b = cstp.AppendFrame(b, cstp.Data, []byte{0x45, 0, 0}) // truncated IPv4
+		b = cstp.AppendFrame(b, cstp.Data, icmpEcho([4]byte{10, 9, 9, 9}, gw, 7, 7, 60))
+		b = cstp.AppendFrame(b, cstp.Type(0x42), []byte{1})             // unknown type
+		b = cstp.AppendFrame(b, cstp.Data, icmpEcho(own, gw, 7, 8, 60)) // fine
+		if err := s.writeCSTP(b); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "counted", 5*time.Second, func() bool {
+			return rs.Dropped(stats.Malformed) == mal+2 && rs.Dropped(stats.UnknownPeer) == spoof+1
+		})
+		if err := s.writeCSTP([]byte("this is not a frame at all")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "garbage counted", 5*time.Second, func() bool { return rs.Dropped(stats.Malformed) == mal+3 })
+		s2 := sessions.get(t)
+		if s2 == s {
+			t.Fatal("same session")
+		}
+		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		ping(t, h, gw, 99)
+		srv.h.checkBalance()
 	})
 
 	t.Run("garbage", func(t *testing.T) {

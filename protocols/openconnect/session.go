@@ -143,6 +143,9 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	if s.dtlsMTU == 0 {
 		s.dtlsMTU = t.MTU
 	}
+	if s.dtlsMTU == 0 {
+		s.dtlsMTU = a.set.MTU
+	}
 	_ = conn.SetDeadline(time.Time{})
 	now := time.Now().UnixNano()
 	s.lastRx.Store(now)
@@ -321,13 +324,13 @@ func readFrames(c frameConn, pending []byte, r *batcher, control func(cstp.Type,
 			switch t {
 			case cstp.Data:
 				r.add(payload)
-			case cstp.Compressed:
-				r.bad(1, len(payload)) // never negotiated
-			default:
+			case cstp.DPDReq, cstp.DPDResp, cstp.Keepalive, cstp.Disconnect, cstp.Terminate:
 				if err := control(t, payload); err != nil {
 					r.flush()
 					return err
 				}
+			default:
+				r.bad(1, len(payload)) // compressed (never negotiated) or unknown
 			}
 		}
 		if start == end {
