@@ -586,7 +586,9 @@ func (st *serverState) info(listen netip.AddrPort) ServerInfo {
 func (in ServerInfo) Gauges() []stats.Gauge {
 	var g []stats.Gauge
 	for _, p := range in.Peers {
-		labels := map[string]string{"user": p.User, "address": p.Address.String(), "channel": p.Channel}
+		// No channel label: it flips between dtls and cstp, and each flip
+		// would start a new series.
+		labels := map[string]string{"user": p.User, "address": p.Address.String()}
 		g = append(g,
 			stats.Gauge{Name: "openconnect_peer_rx_packets", Help: "Packets received from an openconnect client.", Labels: labels, Value: float64(p.RxPackets)},
 			stats.Gauge{Name: "openconnect_peer_tx_packets", Help: "Packets sent to an openconnect client.", Labels: labels, Value: float64(p.TxPackets)},
