@@ -107,7 +107,7 @@ func (a *clientActor) login(ctx context.Context) (string, error) {
 			}
 			passwordSent = true
 		}
-		fields, err := fillForm(set, &reply.Form)
+		fields, group, err := fillForm(set, &reply.Form)
 		if err != nil {
 			return "", err
 		}
@@ -116,7 +116,7 @@ func (a *clientActor) login(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("auth form action %q is not on the server", reply.Form.Action)
 		}
 		target = next
-		body = cstp.AppendAuthReply(nil, fields, reply.Opaque)
+		body = cstp.AppendAuthReply(nil, fields, group, reply.Opaque)
 	}
 	return "", fmt.Errorf("login took more than %d rounds", maxAuthRounds)
 }
@@ -160,11 +160,10 @@ func postXML(ctx context.Context, hc *http.Client, target *url.URL, body []byte)
 	return reply, resp.Request.URL, nil
 }
 
-// fillForm answers a form: the user name into text fields named like one,
-// the password into password fields, the group into selects, hidden fields
-// as they came.
-func fillForm(set *ClientSettings, f *cstp.Form) ([]cstp.Field, error) {
-	var out []cstp.Field
+// fillForm answers a form: the user name into text fields, the password
+// into password fields, hidden fields as they came; a select is the group
+// (sent as <group-select>, as openconnect does).
+func fillForm(set *ClientSettings, f *cstp.Form) (out []cstp.Field, group string, err error) {
 	for _, in := range f.Inputs {
 		switch in.Type {
 		case "hidden":
@@ -180,20 +179,20 @@ func fillForm(set *ClientSettings, f *cstp.Form) ([]cstp.Field, error) {
 					}
 				}
 				if v == "" {
-					return nil, fmt.Errorf("group %q is not offered (the server offers %q)", set.Group, in.Options)
+					return nil, "", fmt.Errorf("group %q is not offered (the server offers %q)", set.Group, in.Options)
 				}
 			} else if len(in.Options) > 0 {
 				v = strings.TrimSpace(in.Options[0])
 			}
-			out = append(out, cstp.Field{Name: in.Name, Value: v})
+			group = v
 		case "text", "":
 			if set.Username == "" {
-				return nil, fmt.Errorf("%w: the server asks for %q and no username is configured", errAuthFailed, in.Name)
+				return nil, "", fmt.Errorf("%w: the server asks for %q and no username is configured", errAuthFailed, in.Name)
 			}
 			out = append(out, cstp.Field{Name: in.Name, Value: set.Username})
 		}
 	}
-	return out, nil
+	return out, group, nil
 }
 
 func webvpnCookie(jar http.CookieJar, u *url.URL) string {

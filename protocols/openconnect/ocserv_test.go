@@ -36,15 +36,19 @@ const (
 // (ocpasswd) login.
 func startOcserv(t *testing.T) *ocservLab { return startOcservAuth(t, "") }
 
-// startOcservAuth starts ocserv with the given auth lines (default: plain
-// with an ocpasswd file).
-func startOcservAuth(t *testing.T, auth string) *ocservLab {
+// startOcservAuth starts ocserv with the given auth lines and extra
+// configuration lines.
+func startOcservAuth(t *testing.T, auth string) *ocservLab { return startOcservConf(t, auth, "") }
+
+// startOcservConf starts ocserv with the given auth lines (default: plain
+// with an ocpasswd file, where the user is in group staff) and extra lines.
+func startOcservConf(t *testing.T, auth, extra string) *ocservLab {
 	needRoot(t, "ocserv", "ocpasswd", "iptables")
 	l := newLab(t)
 	o := &ocservLab{lab: l}
 	o.pki = newPKI(t, l.dir, l.far, ocUser)
 	passwd := filepath.Join(l.dir, "ocpasswd")
-	cmd := exec.Command("ocpasswd", "-c", passwd, ocUser)
+	cmd := exec.Command("ocpasswd", "-c", passwd, "-g", "staff", ocUser)
 	cmd.Stdin = strings.NewReader(ocPassword + "\n" + ocPassword + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ocpasswd: %v: %s", err, out)
@@ -84,7 +88,7 @@ mobile-dpd = %[7]d
 keepalive = 30
 cookie-timeout = 300
 rekey-time = 86400
-`, l.dir, l.far, o.pki.certFile, o.pki.keyFile, o.pki.caFile, l.subnet, ocDPD)
+`+extra, l.dir, l.far, o.pki.certFile, o.pki.keyFile, o.pki.caFile, l.subnet, ocDPD)
 	confPath := filepath.Join(l.dir, "ocserv.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -444,4 +448,33 @@ func TestOcservCertificate(t *testing.T) {
 		t.Errorf("ocserv's log does not name the certificate's user %q", ocUser)
 	}
 	h.checkBalance()
+}
+
+// Auth groups: ocserv offers a group <select>; the client picks the one
+// its settings name, and ocserv logs the user in with it.
+func TestOcservGroup(t *testing.T) {
+	o := startOcservConf(t, "", "select-group = ops\nselect-group = staff\nauto-select-group = false\n")
+	h := newHarness(t)
+	defer h.coll.Release()
+	set := o.clientSettings(t, false, o.pwFile)
+	set.Group = "staff"
+	spawnClient(h, set, nil)
+	defer h.stop()
+	waitFor(t, "session up", 20*time.Second, func() bool { return h.clientInfo().State == "connected" })
+	ping(t, h, o.gateway(t), 1)
+	for _, line := range strings.Split(o.ocserv.logText(), "\n") {
+		if strings.Contains(line, "staff") {
+			t.Logf("%s", line)
+		}
+	}
+	if log := o.ocserv.logText(); !strings.Contains(log, "of group: 'staff'") {
+		t.Errorf("ocserv's log does not say the user logged in with group staff:\n%s", tail(log, 30))
+	}
+
+	// A group the user is not in is refused.
+	h2 := newHarness(t)
+	set.Group = "ops"
+	spawnClient(h2, set, nil)
+	waitFor(t, "the refusal", 20*time.Second, func() bool { return h2.clientInfo().AuthFailures >= 1 })
+	h2.stop()
 }

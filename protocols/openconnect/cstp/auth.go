@@ -158,12 +158,18 @@ func AppendInit(dst []byte, groupAccess string) []byte {
 // Field is one answered form field.
 type Field struct{ Name, Value string }
 
-// AppendAuthReply appends an auth-reply with the given fields (in order)
-// and the server's opaque element echoed back.
-func AppendAuthReply(dst []byte, fields []Field, opaque []byte) []byte {
+// AppendAuthReply appends an auth-reply with the given fields (in order),
+// the chosen group (<group-select>, where ocserv and AnyConnect gateways
+// read it; empty: none) and the server's opaque element echoed back.
+func AppendAuthReply(dst []byte, fields []Field, group string, opaque []byte) []byte {
 	dst = append(dst, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"...)
 	dst = append(dst, `<config-auth client="vpn" type="auth-reply" aggregate-auth-version="2">`...)
 	dst = append(dst, `<version who="vpn">`+ClientVersion+`</version><device-id>`+DeviceID+`</device-id>`...)
+	if group != "" {
+		dst = append(dst, "<group-select>"...)
+		dst = append(dst, xmlEscape(group)...)
+		dst = append(dst, "</group-select>"...)
+	}
 	dst = append(dst, opaque...)
 	dst = append(dst, "<auth>"...)
 	for _, f := range fields {

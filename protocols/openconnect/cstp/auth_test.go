@@ -80,11 +80,12 @@ func TestParseAuthReplyErrors(t *testing.T) {
 }
 
 func TestAppendAuthReply(t *testing.T) {
-	got := AppendAuthReply(nil, []Field{{"username", "a<b&c"}, {"bad name", "x"}, {"password", "p"}},
+	got := AppendAuthReply(nil, []Field{{"username", "a<b&c"}, {"bad name", "x"}, {"password", "p"}}, "ops",
 		[]byte(`<opaque is-for="sg"><x/></opaque>`))
 	var doc struct {
 		XMLName xml.Name `xml:"config-auth"`
 		Type    string   `xml:"type,attr"`
+		Group   string   `xml:"group-select"`
 		Opaque  struct {
 			IsFor string `xml:"is-for,attr"`
 		} `xml:"opaque"`
@@ -96,7 +97,7 @@ func TestAppendAuthReply(t *testing.T) {
 	if err := xml.Unmarshal(got, &doc); err != nil {
 		t.Fatalf("%v:\n%s", err, got)
 	}
-	if doc.Type != "auth-reply" || doc.Auth.Username != "a<b&c" || doc.Auth.Password != "p" || doc.Opaque.IsFor != "sg" {
+	if doc.Type != "auth-reply" || doc.Auth.Username != "a<b&c" || doc.Auth.Password != "p" || doc.Opaque.IsFor != "sg" || doc.Group != "ops" {
 		t.Errorf("parsed back: %+v", doc)
 	}
 	if strings.Contains(string(got), "bad name") {
@@ -115,9 +116,9 @@ func FuzzParseAuthReply(f *testing.F) {
 }
 
 func TestParseClientAuth(t *testing.T) {
-	reply := AppendAuthReply(nil, []Field{{"username", "alice"}, {"password", "p w"}}, nil)
+	reply := AppendAuthReply(nil, []Field{{"username", "alice"}, {"password", "p w"}}, "staff", nil)
 	got, err := ParseClientAuth(reply)
-	if err != nil || got.Type != "auth-reply" || got.Username != "alice" || got.Password != "p w" {
+	if err != nil || got.Type != "auth-reply" || got.Username != "alice" || got.Password != "p w" || got.Group != "staff" {
 		t.Errorf("got %+v %v", got, err)
 	}
 	init, err := ParseClientAuth(AppendInit(nil, "https://vpn/"))
@@ -141,7 +142,7 @@ func TestParseClientAuth(t *testing.T) {
 }
 
 func FuzzParseClientAuth(f *testing.F) {
-	f.Add(AppendAuthReply(nil, []Field{{"username", "a"}, {"password", "b"}}, nil))
+	f.Add(AppendAuthReply(nil, []Field{{"username", "a"}, {"password", "b"}}, "g", nil))
 	f.Add(AppendInit(nil, "https://x/"))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseClientAuth(b) })
 }
