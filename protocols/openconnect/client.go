@@ -70,6 +70,7 @@ type clientActor struct {
 
 type testHooks struct {
 	onSession func(s *session)
+	cookie    func(c string) string // rewrites the cookie before a CONNECT
 }
 
 func newClientActor(name string, set ClientSettings, env protocols.Env) *clientActor {
@@ -298,3 +299,8 @@ var errAuthFailed = errors.New("login refused")
 // errCookieRejected is a CONNECT the gateway refused with a 4xx: the
 // cookie expired or was revoked, so the next attempt logs in afresh.
 var errCookieRejected = errors.New("cookie refused")
+
+// errConnectRefused is a CONNECT refused with another status (5xx). ocserv
+// says 503 both when overloaded and when it does not know the cookie, so
+// after cookieRetries of these in a row the manager logs in afresh.
+var errConnectRefused = errors.New("CONNECT refused")

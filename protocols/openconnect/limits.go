@@ -25,6 +25,11 @@ const (
 	// auth takes two (user name, then password).
 	maxAuthRounds = 8
 
+	// cookieRetries (2) is how many CONNECTs in a row refused with a 5xx
+	// keep the cookie; the next attempt logs in afresh (ocserv answers 503
+	// to a cookie it has forgotten).
+	cookieRetries = 2
+
 	// reconnectMin (1 s) and reconnectMax (30 s) bound the pause between two
 	// attempts to (re)connect: it doubles after every failure in a row.
 	reconnectMin = time.Second

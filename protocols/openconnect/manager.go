@@ -6,7 +6,8 @@ package openconnect
 //     (auth_failures), logged at most once a second, and retried after a
 //     pause that doubles up to reconnectMax.
 //  2. CONNECT with the cookie (session.go). A 4xx means the cookie is no
-//     longer good: forget it and log in afresh.
+//     longer good: forget it and log in afresh; so do cookieRetries 5xx in
+//     a row (ocserv answers 503 to a cookie it has forgotten).
 //  3. Tell the actor the session is up, run it until it breaks or the
 //     instance stops, tell the actor it is down.
 //  4. After a break, reconnect with the same cookie (ocserv keeps a
@@ -28,6 +29,7 @@ type manager struct {
 func (m *manager) run(ctx context.Context) {
 	a := m.a
 	cookie := ""
+	refused := 0 // CONNECTs refused in a row with this cookie
 	pause := reconnectMin
 	backoff := func() bool {
 		ok := sleepCtx(ctx, pause)
@@ -47,14 +49,20 @@ func (m *manager) run(ctx context.Context) {
 				}
 				continue
 			}
-			cookie = c
+			cookie, refused = c, 0
+		}
+		if a.testHooks != nil && a.testHooks.cookie != nil {
+			cookie = a.testHooks.cookie(cookie)
 		}
 		s, err := a.connect(ctx, cookie)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, errCookieRejected) {
+			if errors.Is(err, errConnectRefused) {
+				refused++
+			}
+			if errors.Is(err, errCookieRejected) || refused >= cookieRetries {
 				cookie = ""
 			}
 			m.failed(err)
@@ -63,7 +71,7 @@ func (m *manager) run(ctx context.Context) {
 			}
 			continue
 		}
-		pause = reconnectMin
+		pause, refused = reconnectMin, 0
 		// The actor hears of the session before the stats say connected:
 		// a batch sent by whoever saw "connected" queues behind sessionUp.
 		a.env.System.Root.Send(a.self, &sessionUp{s: s})

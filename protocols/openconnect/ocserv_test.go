@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -364,7 +365,14 @@ func TestOcserv(t *testing.T) {
 		h := newHarness(t)
 		defer h.coll.Release()
 		var sessions chanSessions = make(chan *session, 8)
-		spawnClient(h, o.clientSettings(t, false, o.pwFile), &testHooks{onSession: sessions.put})
+		var expire atomic.Bool
+		spawnClient(h, o.clientSettings(t, false, o.pwFile), &testHooks{onSession: sessions.put,
+			cookie: func(c string) string {
+				if expire.Swap(false) {
+					return "expired" + c[len(c)/2:]
+				}
+				return c
+			}})
 		defer h.stop()
 		s1 := sessions.get(t)
 		gw := o.gateway(t)
@@ -396,6 +404,21 @@ func TestOcserv(t *testing.T) {
 		}
 		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
 		ping(t, h, gw, 3)
+
+		// A break, and the cookie no longer good: ocserv refuses the
+		// CONNECT (with a 503, as when overloaded), twice, and the client
+		// logs in afresh.
+		expire.Store(true)
+		_ = s3.conn.NetConn().Close()
+		s4 := sessions.get(t)
+		if s4 == s3 || expire.Load() {
+			t.Fatal("no reconnect with the expired cookie")
+		}
+		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		ping(t, h, gw, 4)
+		if n := h.logs.FilterMessage("openconnect connect failed").Len(); n < 1 {
+			t.Error("the refused CONNECT was not logged")
+		}
 		h.checkBalance()
 	})
 }

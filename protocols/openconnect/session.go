@@ -117,7 +117,9 @@ func (a *clientActor) connect(ctx context.Context, cookie string) (*session, err
 	case code >= 400 && code < 500:
 		return nil, fmt.Errorf("%w: CONNECT: HTTP %d %s", errCookieRejected, code, reason)
 	case code != 200:
-		return nil, fmt.Errorf("CONNECT: HTTP %d %s", code, reason)
+		// ocserv answers 503 to a cookie it does not know (as to an
+		// overload): the manager logs in afresh after a few of these.
+		return nil, fmt.Errorf("%w: CONNECT: HTTP %d %s", errConnectRefused, code, reason)
 	}
 	if ce := a.env.Log.Check(zap.DebugLevel, "openconnect CONNECT reply"); ce != nil {
 		ce.Write(zap.String("instance", a.name), zap.String("status", first), zap.Any("headers", h))
