@@ -1,6 +1,8 @@
 package openconnect
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -8,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,6 +222,41 @@ func TestClientServerLoopback(t *testing.T) {
 		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
 		ping(t, h, gw, 99)
 		srv.h.checkBalance()
+	})
+
+	// A network break: the client comes back with its cookie and gets the
+	// same address; a client that said DISCONNECT has spent its cookie.
+	t.Run("reconnect", func(t *testing.T) {
+		h := newHarness(t)
+		defer h.coll.Release()
+		sessions := make(chanSessions, 4)
+		var keep atomic.Value
+		spawnClient(h, srv.clientSettings(t, false, ocPassword), &testHooks{onSession: sessions.put,
+			cookie: func(c string) string { keep.Store(c); return c }})
+		defer h.stop()
+		s := sessions.get(t)
+		waitFor(t, "connected", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		addr := h.clientInfo().Address
+		_ = s.conn.NetConn().Close()
+		sessions.get(t)
+		waitFor(t, "connected again", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
+		if got := h.clientInfo().Address; got != addr {
+			t.Errorf("address after the reconnect %v, want %v", got, addr)
+		}
+		ping(t, h, gw, 50)
+		h.stop()
+		waitFor(t, "the server to drop the peer", 5*time.Second, func() bool { return len(srv.serverInfo().Peers) == 0 })
+		// The spent cookie is refused.
+		c, err := tls.Dial("tcp", srv.listen.String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write(cstp.AppendConnect(nil, cstp.ConnectRequest{Host: "x", Cookie: keep.Load().(string)}))
+		line, _, err := cstp.ReadHead(bufio.NewReader(c))
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 401") {
+			t.Errorf("CONNECT with a spent cookie: got %q %v, want a 401", line, err)
+		}
 	})
 
 	t.Run("garbage", func(t *testing.T) {
