@@ -60,9 +60,10 @@ func TestOpenconnectClient(t *testing.T) {
 
 	oc := startOpenconnect(t, l, url, pin, ocPassword, "oc0")
 	waitFor(t, "openconnect's session", 20*time.Second, func() bool { return len(srv.serverInfo().Peers) == 1 })
-	waitFor(t, "oc0 configured", 10*time.Second, func() bool {
+	waitFor(t, "oc0 configured and up", 10*time.Second, func() bool {
 		out, _ := exec.Command("ip", "netns", "exec", l.ns, "ip", "-4", "-o", "addr", "show", "dev", "oc0").CombinedOutput()
-		return strings.Contains(string(out), "192.168.77.")
+		link, _ := exec.Command("ip", "netns", "exec", l.ns, "ip", "-o", "link", "show", "dev", "oc0").CombinedOutput()
+		return strings.Contains(string(out), "192.168.77.") && strings.Contains(string(link), ",UP")
 	})
 	waitFor(t, "DTLS up", 15*time.Second, func() bool {
 		in := srv.serverInfo()

@@ -74,8 +74,14 @@ func (r *batcher) take() []byte {
 	return buf
 }
 
-// putBack returns a buffer from take that was not used.
+// putBack returns a pool buffer that was not used (to the stock, or to the
+// pool when the stock is full).
 func (r *batcher) putBack(buf []byte) {
+	if r.n == len(r.stock) {
+		one := [1][]byte{buf[:cap(buf)]}
+		r.env.Pool.PutBufs(one[:])
+		return
+	}
 	r.stock[r.n] = buf[:cap(buf)]
 	r.n++
 }
@@ -185,64 +191,134 @@ func (r *batcher) release() {
 	r.n = 0
 }
 
-// readDTLSRecords reads DTLS records from d until it fails or is closed.
-// Each record is decrypted straight into a pool buffer, its type byte
-// landing in the headroom; data goes to r. Every record (data too) is
-// shown to control first, with its type byte (rec[0]) and payload; an
-// error from control ends the loop. Records that are not a known type are
-// counted as malformed.
+// dtlsRecord is one decrypted DTLS record handed from the DTLS reader to
+// the batching loop: in buf (a pool buffer, the type byte at
+// packet.Headroom-1, n bytes from there), or in a private copy when the
+// pool was exhausted (pooled false), or the error that ended the reader.
+type dtlsRecord struct {
+	buf    []byte
+	n      int
+	pooled bool
+	err    error
+}
+
+// readDTLSRecords reads DTLS records from d until it fails or is closed,
+// and closes it. Every record (data too) is shown to control first, with
+// its type byte (rec[0]) and payload; an error from control ends the loop.
+// Records that are not a known type are counted as malformed.
+//
+// pion hands one record per Read and cannot say whether another is
+// waiting, so a second goroutine does the reading: it decrypts each record
+// straight into a pool buffer (the type byte landing in the headroom) and
+// passes it over a channel; this loop takes what is there — as many
+// records as arrived, up to the batch size — and hands the batch over when
+// the channel is empty.
 func readDTLSRecords(d *dtls.Conn, r *batcher, control func(t cstp.Type, rec []byte) error) error {
+	recs := make(chan dtlsRecord, r.maxBatch)
+	go readDTLS(d, r.env.Pool, r.maxBatch, recs)
+	for {
+		rec := <-recs
+		for {
+			if rec.err != nil {
+				r.flush()
+				d.Close()
+				return rec.err
+			}
+			if err := r.record(rec, control); err != nil {
+				r.flush()
+				d.Close()
+				for rec := range recs { // until the reader's error
+					if rec.pooled {
+						r.putBack(rec.buf)
+					}
+					if rec.err != nil {
+						break
+					}
+				}
+				return err
+			}
+			select {
+			case rec = <-recs:
+				continue
+			default:
+			}
+			break
+		}
+		r.flush()
+	}
+}
+
+// record handles one record of readDTLSRecords.
+func (r *batcher) record(rec dtlsRecord, control func(t cstp.Type, rec []byte) error) error {
+	giveBack := func() {
+		if rec.pooled {
+			r.putBack(rec.buf)
+		}
+	}
+	if rec.n < 1 {
+		giveBack()
+		r.bad(1, 0)
+		return nil
+	}
+	h := packet.Headroom - 1
+	t := cstp.Type(rec.buf[h])
+	if err := control(t, rec.buf[h:h+rec.n]); err != nil {
+		giveBack()
+		return err
+	}
+	switch {
+	case t == cstp.Data && !rec.pooled:
+		r.in++
+		r.inBytes += rec.n - 1
+		r.noBufs++
+	case t == cstp.Data:
+		r.addBuf(rec.buf, rec.n-1)
+		return nil
+	case t == cstp.DPDReq || t == cstp.DPDResp || t == cstp.Keepalive:
+	default:
+		r.bad(1, rec.n-1)
+	}
+	giveBack()
+	return nil
+}
+
+// readDTLS is the reading goroutine of readDTLSRecords: it owns a stock of
+// pool buffers, refilled maxBatch at a time, and ends by sending the error
+// that stopped it.
+func readDTLS(d *dtls.Conn, pool *packet.Pool, maxBatch int, out chan<- dtlsRecord) {
+	stock := make([][]byte, maxBatch)
+	have := 0
+	defer func() { pool.PutBufs(stock[:have]) }()
 	var scratch []byte
 	for {
-		buf := r.take()
-		into := buf
-		if buf == nil {
+		if have == 0 && pool.GetBufs(stock) {
+			have = len(stock)
+		}
+		var buf []byte
+		pooled := have > 0
+		if pooled {
+			have--
+			buf, stock[have] = stock[have], nil
+		} else {
 			if scratch == nil {
 				scratch = make([]byte, packet.BufferBytes)
 			}
-			into = scratch
+			buf = scratch
 		}
-		n, err := d.Read(into[packet.Headroom-1:])
+		n, err := d.Read(buf[packet.Headroom-1:])
 		if err != nil {
-			if buf != nil {
-				r.putBack(buf)
+			if pooled {
+				stock[have] = buf
+				have++
 			}
-			r.flush()
-			return err
+			out <- dtlsRecord{err: err}
+			return
 		}
-		if n < 1 {
-			if buf != nil {
-				r.putBack(buf)
-			}
-			r.bad(1, 0)
-			r.flush()
-			continue
+		if !pooled {
+			// No pool buffer: the record travels in a copy, so a control
+			// record can still be answered (data is counted as no_buffers).
+			buf = append(make([]byte, 0, packet.Headroom+n), scratch[:packet.Headroom-1+n]...)
 		}
-		t := cstp.Type(into[packet.Headroom-1])
-		if err := control(t, into[packet.Headroom-1:packet.Headroom-1+n]); err != nil {
-			if buf != nil {
-				r.putBack(buf)
-			}
-			r.flush()
-			return err
-		}
-		switch {
-		case t == cstp.Data && buf == nil:
-			r.in++
-			r.inBytes += n - 1
-			r.noBufs++
-		case t == cstp.Data:
-			r.addBuf(buf, n-1)
-			buf = nil
-		case t == cstp.DPDReq || t == cstp.DPDResp || t == cstp.Keepalive:
-		default:
-			r.bad(1, n-1)
-		}
-		if buf != nil {
-			r.putBack(buf)
-		}
-		// pion hands one record per Read and has no way to ask whether
-		// another is queued: each record's packet goes over at once.
-		r.flush()
+		out <- dtlsRecord{buf: buf, n: n, pooled: pooled}
 	}
 }

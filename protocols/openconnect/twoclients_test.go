@@ -122,10 +122,15 @@ func TestOpenconnectTwoClients(t *testing.T) {
 		t.Fatalf("no pool address on oc0 in %s:\n%s", ns, out)
 		return ""
 	}
-	waitFor(t, "both tun devices configured", 10*time.Second, func() bool {
-		o1, _ := exec.Command("ip", "netns", "exec", l.ns, "ip", "-4", "-o", "addr", "show", "dev", "oc0").CombinedOutput()
-		o2, _ := exec.Command("ip", "netns", "exec", ns2, "ip", "-4", "-o", "addr", "show", "dev", "oc0").CombinedOutput()
-		return strings.Contains(string(o1), "192.168.77.") && strings.Contains(string(o2), "192.168.77.")
+	waitFor(t, "both tun devices configured and up", 10*time.Second, func() bool {
+		for _, ns := range []string{l.ns, ns2} {
+			addr, _ := exec.Command("ip", "netns", "exec", ns, "ip", "-4", "-o", "addr", "show", "dev", "oc0").CombinedOutput()
+			route, _ := exec.Command("ip", "netns", "exec", ns, "ip", "-4", "route", "show", "192.168.77.0/24").CombinedOutput()
+			if !strings.Contains(string(addr), "192.168.77.") || !strings.Contains(string(route), "oc0") {
+				return false
+			}
+		}
+		return true
 	})
 	addrA, addrB := addrOf(l.ns), addrOf(ns2)
 	var out []byte
