@@ -304,3 +304,20 @@ var errCookieRejected = errors.New("cookie refused")
 // says 503 both when overloaded and when it does not know the cookie, so
 // after cookieRetries of these in a row the manager logs in afresh.
 var errConnectRefused = errors.New("CONNECT refused")
+
+// Gauges implements stats.MetricsInfo: the session's state for /metrics.
+func (in ClientInfo) Gauges() []stats.Gauge {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	none := map[string]string{}
+	return []stats.Gauge{
+		{Name: "openconnect_connected", Help: "1 while an openconnect client has a session.", Labels: none, Value: b(in.State == "connected")},
+		{Name: "openconnect_dtls_up", Help: "1 while an openconnect client's data goes over DTLS.", Labels: none, Value: b(in.Channel == "dtls")},
+		{Name: "openconnect_reconnects", Help: "Sessions an openconnect client re-established.", Labels: none, Value: float64(in.Reconnects)},
+		{Name: "openconnect_client_auth_failures", Help: "Logins refused to an openconnect client.", Labels: none, Value: float64(in.AuthFailures)},
+	}
+}

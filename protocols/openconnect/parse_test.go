@@ -188,3 +188,18 @@ func TestParseServer(t *testing.T) {
 		})
 	}
 }
+
+func TestInfoGauges(t *testing.T) {
+	c := ClientInfo{State: "connected", Channel: "dtls", Reconnects: 2}.Gauges()
+	if len(c) != 4 || c[0].Value != 1 || c[1].Value != 1 || c[2].Value != 2 {
+		t.Errorf("client gauges %+v", c)
+	}
+	s := ServerInfo{Peers: []PeerInfo{{User: "a", RxPackets: 5}}, AuthFailures: 3}.Gauges()
+	found := map[string]float64{}
+	for _, g := range s {
+		found[g.Name] = g.Value
+	}
+	if found["openconnect_peer_rx_packets"] != 5 || found["openconnect_auth_failures"] != 3 {
+		t.Errorf("server gauges %+v", s)
+	}
+}
