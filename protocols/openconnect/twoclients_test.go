@@ -74,7 +74,7 @@ func TestOpenconnectTwoClients(t *testing.T) {
 	run(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "ocD", "netns", ns2)
 	l.exec("ip", "addr", "add", inner+"1/24", "dev", "ocC")
 	l.exec("ip", "link", "set", "ocC", "up")
-	l.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.exec("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward") // this namespace only
 	l.exec("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", inner+"0/24", "-j", "MASQUERADE")
 	run(t, "ip", "netns", "exec", ns2, "ip", "addr", "add", inner+"2/24", "dev", "ocD")
 	run(t, "ip", "netns", "exec", ns2, "ip", "link", "set", "ocD", "up")
