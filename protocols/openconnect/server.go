@@ -399,6 +399,7 @@ type serverState struct {
 	demux   *dtlsDemux
 
 	authFailures, badRequests, dtlsUnknown, dtlsHandshakeFailures atomic.Uint64
+	open                                                          atomic.Int64 // TLS connections open
 }
 
 // login is an authenticated user's cookie and address; it outlives a

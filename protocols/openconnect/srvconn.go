@@ -67,13 +67,22 @@ func (a *serverActor) acceptLoop(ctx context.Context, ln net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if n := a.st.open.Add(1); n > maxServerConns {
+			a.st.open.Add(-1)
+			a.st.badRequests.Add(1)
+			a.recvLog.Event(a.env.Log, "openconnect: too many connections, refused", a.name, 1, nil)
+			c.Close()
+			continue
+		}
 		if !a.st.track(c, true) {
+			a.st.open.Add(-1)
 			c.Close()
 			return
 		}
 		a.workers.Add(1)
 		go func() {
 			defer a.workers.Done()
+			defer a.st.open.Add(-1)
 			defer a.st.track(c, false)
 			defer c.Close()
 			wire := &wireConn{Conn: c, full: true}

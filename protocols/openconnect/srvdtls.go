@@ -40,6 +40,10 @@ const (
 	dtlsDatagramMax = 16 << 10
 	// maxDTLSClients (4096) bounds the addresses with DTLS state at once.
 	maxDTLSClients = 4096
+	// maxServerConns (4096) bounds the TLS connections open at once
+	// (logging in or tunnelling); more are closed at once and counted as
+	// bad_requests.
+	maxServerConns = 4096
 )
 
 type dtlsDemux struct {
