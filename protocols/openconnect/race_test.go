@@ -1,0 +1,5 @@
+//go:build race
+
+package openconnect
+
+const raceEnabled = true
