@@ -32,11 +32,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
 	"switchyard/protocols/openconnect/cstp"
+	"switchyard/stats"
 )
 
 // sessionUp and sessionDown are sent by the manager to the actor.
@@ -55,10 +54,10 @@ type clientActor struct {
 	cancel context.CancelFunc
 	mgr    sync.WaitGroup
 
-	sendLog ratelog.Limiter // failed writes
-	recvLog ratelog.Limiter // garbage from the gateway, shared by readers
-	poolLog ratelog.Limiter // pool exhaustion on receive
-	authLog ratelog.Limiter // refused logins
+	sendLog stats.LogLimiter // failed writes
+	recvLog stats.LogLimiter // garbage from the gateway, shared by readers
+	poolLog stats.LogLimiter // pool exhaustion on receive
+	authLog stats.LogLimiter // refused logins
 
 	info clientState
 	// Packets per channel, for the stats info.
@@ -108,7 +107,7 @@ func (a *clientActor) Receive(ctx actor.Context) {
 		a.start()
 	case *actor.Stopping:
 		a.stop()
-		a.env.Stats.SetInfo(nil)
+		a.env.ToNetwork.SetInfo(nil)
 	case *actor.Restarting:
 		a.stop()
 	}
@@ -117,7 +116,7 @@ func (a *clientActor) Receive(ctx actor.Context) {
 func (a *clientActor) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.env.Stats.SetInfo(func() any {
+	a.env.ToNetwork.SetInfo(func() any {
 		in := a.info.snapshot()
 		in.RxCSTP, in.RxDTLS = a.rxCSTP.Load(), a.rxDTLS.Load()
 		in.TxCSTP, in.TxDTLS = a.txCSTP.Load(), a.txDTLS.Load()
@@ -151,7 +150,7 @@ func (a *clientActor) send(b *packet.Batch) {
 	defer b.Release()
 	s := a.sess
 	if s == nil || s.isDone() {
-		a.env.Stats.Drop(stats.SendError, b.Len())
+		a.env.ToNetwork.Drop(stats.SendError, b.Len())
 		a.sendLog.Event(a.env.Log, "openconnect: no session, packets dropped", a.name, b.Len(), nil)
 		return
 	}
@@ -194,9 +193,9 @@ func (a *clientActor) send(b *packet.Batch) {
 			werr = err
 		}
 	}
-	a.env.Stats.Drop(stats.Malformed, malformed)
+	a.env.ToNetwork.Drop(stats.Malformed, malformed)
 	if werr != nil {
-		a.env.Stats.Drop(stats.SendError, b.Len()-malformed-overDTLS)
+		a.env.ToNetwork.Drop(stats.SendError, b.Len()-malformed-overDTLS)
 		a.sendLog.Event(a.env.Log, "openconnect: TLS write failed, session ends", a.name, b.Len()-malformed-overDTLS, werr)
 		s.fail(werr)
 		sent, bytes = overDTLS, dtlsBytes
@@ -205,7 +204,7 @@ func (a *clientActor) send(b *packet.Batch) {
 		}
 	}
 	if sent > 0 {
-		a.env.Stats.Out(sent, bytes)
+		a.env.ToNetwork.Out(sent, bytes)
 		a.txDTLS.Add(uint64(overDTLS))
 		a.txCSTP.Add(uint64(sent - overDTLS))
 	}

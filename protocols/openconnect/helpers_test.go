@@ -23,10 +23,10 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // testPKI is a CA with a server and a client certificate, as PEM files.
@@ -101,9 +101,9 @@ type harness struct {
 	t         *testing.T
 	system    *actor.ActorSystem
 	pool      *packet.Pool
-	stats     *stats.Actor
-	recvStats *stats.Actor
-	coll      *devicetest.Collector
+	stats     *stats.Counters
+	recvStats *stats.Counters
+	coll      *packettest.Collector
 	injector  *actor.PID
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
@@ -122,9 +122,9 @@ func newHarness(t *testing.T) *harness {
 		t:         t,
 		system:    quietSystem(),
 		pool:      packet.NewPool(2048),
-		stats:     &stats.Actor{Name: "oc", Kind: "openconnect"},
-		recvStats: &stats.Actor{Name: "oc.recv", Kind: "openconnect"},
-		coll:      &devicetest.Collector{},
+		stats:     &stats.Counters{Name: "oc", Kind: "openconnect"},
+		recvStats: &stats.Counters{Name: "oc.recv", Kind: "openconnect"},
+		coll:      &packettest.Collector{},
 		logs:      logs,
 		log:       zap.New(core),
 	}
@@ -138,7 +138,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) env() protocols.Env {
 	return protocols.Env{System: h.system, Injector: h.injector, Pool: h.pool,
-		Stats: h.stats, RecvStats: h.recvStats, MaxBatch: packet.MaxBatch, Log: h.log}
+		ToNetwork: h.stats, FromNetwork: h.recvStats, MaxBatch: packet.MaxBatch, Log: h.log}
 }
 
 // spawn starts an actor made by mk.

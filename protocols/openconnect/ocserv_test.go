@@ -14,8 +14,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"switchyard/actors/stats"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 // ocservLab is a real ocserv in its own namespace.

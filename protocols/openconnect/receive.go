@@ -12,7 +12,7 @@ package openconnect
 //     (ownership passes) when it is full or when the reader would block.
 //  4. Without buffers (pool exhausted) packets are dropped as no_buffers.
 //
-// RecvStats: In counts every data packet received (and every frame that
+// FromNetwork: In counts every data packet received (and every frame that
 // could not be one), Out what went to the injector, drops the rest:
 // In = Out + drops exactly.
 
@@ -22,19 +22,18 @@ import (
 
 	"github.com/pion/dtls/v3"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
 	"switchyard/protocols/openconnect/cstp"
+	"switchyard/stats"
 )
 
 type batcher struct {
 	env      *protocols.Env
 	name     string
 	maxBatch int
-	poolLog  *ratelog.Limiter
-	recvLog  *ratelog.Limiter
+	poolLog  *stats.LogLimiter
+	recvLog  *stats.LogLimiter
 
 	stock [][]byte // free pool buffers owned, full length; stock[:n] valid
 	n     int
@@ -54,7 +53,7 @@ type batcher struct {
 	spoofed int
 }
 
-func newBatcher(env *protocols.Env, name string, maxBatch int, poolLog, recvLog *ratelog.Limiter) *batcher {
+func newBatcher(env *protocols.Env, name string, maxBatch int, poolLog, recvLog *stats.LogLimiter) *batcher {
 	return &batcher{env: env, name: name, maxBatch: maxBatch, poolLog: poolLog, recvLog: recvLog,
 		stock: make([][]byte, maxBatch)}
 }
@@ -154,12 +153,12 @@ func (r *batcher) append(buf []byte, n int) {
 // flush counts what arrived since the last flush and sends the batch in
 // hand to the injector.
 func (r *batcher) flush() {
-	rs := r.env.RecvStats
+	rs := r.env.FromNetwork
 	if r.in > 0 {
 		rs.In(r.in, r.inBytes)
 		rs.Drop(stats.Malformed, r.malformed)
 		rs.Drop(stats.NoBuffers, r.noBufs)
-		rs.Drop(stats.UnknownPeer, r.spoofed)
+		rs.Drop(UnknownPeer, r.spoofed)
 		if r.malformed > 0 {
 			r.recvLog.Event(r.env.Log, "openconnect: malformed packets from the peer", r.name, r.malformed, nil)
 		}

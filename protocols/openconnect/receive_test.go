@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/actors/devicetest"
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/packet"
+	"switchyard/packet/packettest"
 	"switchyard/protocols/openconnect/cstp"
+	"switchyard/stats"
 )
 
 // scriptConn is a frameConn whose reads return scripted chunks. A nil
@@ -56,7 +55,7 @@ func (c *scriptConn) SetReadDeadline(t time.Time) error {
 }
 
 func ipv4(seq, size int) []byte {
-	return devicetest.IPv4([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, size, []byte{byte(seq)})
+	return packettest.IPv4([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, size, []byte{byte(seq)})
 }
 
 type readHarness struct {
@@ -69,7 +68,7 @@ type readHarness struct {
 func newReadHarness(t *testing.T, maxBatch int) *readHarness {
 	h := newHarness(t)
 	env := h.env()
-	var poolLog, recvLog ratelog.Limiter
+	var poolLog, recvLog stats.LogLimiter
 	return &readHarness{harness: h, r: newBatcher(&env, "oc", maxBatch, &poolLog, &recvLog)}
 }
 

@@ -36,12 +36,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
-	"switchyard/actors/ratelog"
-	"switchyard/actors/stats"
 	"switchyard/config"
 	"switchyard/packet"
 	"switchyard/protocols"
 	"switchyard/protocols/openconnect/cstp"
+	"switchyard/stats"
 )
 
 // ServerSettings are the settings of a server instance.
@@ -209,7 +208,7 @@ type serverActor struct {
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 
-	sendLog, recvLog, poolLog, authLog, dtlsLog ratelog.Limiter
+	sendLog, recvLog, poolLog, authLog, dtlsLog stats.LogLimiter
 }
 
 func newServerActor(name string, set ServerSettings, env protocols.Env) actor.Actor {
@@ -239,7 +238,7 @@ func (a *serverActor) Receive(ctx actor.Context) {
 		a.start()
 	case *actor.Stopping:
 		a.stop()
-		a.env.Stats.SetInfo(nil)
+		a.env.ToNetwork.SetInfo(nil)
 	case *actor.Restarting:
 		a.stop()
 	}
@@ -265,7 +264,7 @@ func (a *serverActor) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.env.Stats.SetInfo(func() any { return a.st.info(a.set.Listen) })
+	a.env.ToNetwork.SetInfo(func() any { return a.st.info(a.set.Listen) })
 	a.workers.Add(1)
 	go a.acceptLoop(ctx, ln)
 	if udp != nil {
@@ -355,10 +354,10 @@ func (a *serverActor) send(b *packet.Batch) {
 	}
 	clear(a.touched)
 	a.touched = a.touched[:0]
-	a.env.Stats.Drop(stats.NoPeer, noPeer)
-	a.env.Stats.Drop(stats.Malformed, malformed)
+	a.env.ToNetwork.Drop(NoPeer, noPeer)
+	a.env.ToNetwork.Drop(stats.Malformed, malformed)
 	if sent > 0 {
-		a.env.Stats.Out(sent, bytes)
+		a.env.ToNetwork.Out(sent, bytes)
 	}
 }
 
@@ -376,7 +375,7 @@ func (a *serverActor) flushPeer(p *peer) bool {
 		return true
 	}
 	if err != nil {
-		a.env.Stats.Drop(stats.SendError, n)
+		a.env.ToNetwork.Drop(stats.SendError, n)
 		a.sendLog.Event(a.env.Log, "openconnect: TLS write to a client failed, session ends", a.name, n, err)
 		p.fail(err)
 		return false

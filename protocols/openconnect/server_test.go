@@ -17,10 +17,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
-	"switchyard/actors/stats"
 	"switchyard/packet"
 	"switchyard/protocols"
 	"switchyard/protocols/openconnect/cstp"
+	"switchyard/stats"
 )
 
 // serverFixture is a Switchyard server instance with a users file.
@@ -198,7 +198,7 @@ func TestClientServerLoopback(t *testing.T) {
 		s := sessions.get(t)
 		waitFor(t, "connected", 10*time.Second, func() bool { return h.clientInfo().State == "connected" })
 		rs := srv.h.recvStats
-		mal, spoof := rs.Dropped(stats.Malformed), rs.Dropped(stats.UnknownPeer)
+		mal, spoof := rs.Dropped(stats.Malformed), rs.Dropped(UnknownPeer)
 		own := h.clientInfo().Address.Addr().As4()
 		var b []byte
 		b = cstp.AppendFrame(b, cstp.Data, []byte{0x45, 0, 0}) // truncated IPv4
@@ -209,7 +209,7 @@ func TestClientServerLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "counted", 5*time.Second, func() bool {
-			return rs.Dropped(stats.Malformed) == mal+2 && rs.Dropped(stats.UnknownPeer) == spoof+1
+			return rs.Dropped(stats.Malformed) == mal+2 && rs.Dropped(UnknownPeer) == spoof+1
 		})
 		if err := s.writeCSTP([]byte("this is not a frame at all")); err != nil {
 			t.Fatal(err)
