@@ -676,7 +676,7 @@ func TestLoad(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "nope.yaml")
 	_, err = Load(missing)
-	if !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(err.Error(), `read config "`+missing+`": `) {
+	if !errors.Is(err, os.ErrNotExist) || err.Error() != "read config: "+missing+": no such file or directory" {
 		t.Errorf("Load(missing) = %v", err)
 	}
 }

@@ -126,6 +126,11 @@ const (
 	// over the network. `openssl rand -hex 32` gives 64.
 	MinTokenBytes = 16
 
+	// MaxTLSFileBytes (1 MiB) is the largest TLS PEM file (CA, certificate
+	// or key) read: a CA bundle of a few hundred certificates, where one
+	// certificate is 1-2 KB.
+	MaxTLSFileBytes = 1 << 20
+
 	// MaxTokenFileBytes (4 KiB) is the largest admin token file read: a
 	// token is one header value, and HTTP servers cap headers near that.
 	MaxTokenFileBytes = 4096

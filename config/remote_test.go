@@ -224,7 +224,7 @@ func TestRemoteErrors(t *testing.T) {
 			src:  "remote:\n  tls:\n    ca: nope.pem\n    cert: adir\n    key: open.key\n",
 			want: []string{
 				`gw.yaml:5:9: remote.tls.ca: ` + at("nope.pem") + `: no such file or directory`,
-				`gw.yaml:6:11: remote.tls.cert: ` + at("adir") + ` is not a regular file`,
+				`gw.yaml:6:11: remote.tls.cert: ` + at("adir") + ` is not a regular file but a directory`,
 				`gw.yaml:7:10: remote.tls.key: ` + at("open.key") + ` is accessible to group or others (mode 0644); chmod 600 it`,
 			},
 		},
