@@ -292,7 +292,7 @@ func TestParseErrors(t *testing.T) {
 			name: "tun name and mtu",
 			src:  "tun:\n  name: a/b\n  mtu: 100\n",
 			want: []string{
-				`gw.yaml:2:9: tun.name: must not contain '/', ':', white space or control characters, got "a/b"`,
+				`gw.yaml:2:9: tun.name: must be 1-15 characters of [A-Za-z0-9_=+.-], got "a/b"`,
 				`gw.yaml:3:8: tun.mtu: must be between 576 and 65535, got 100`,
 			},
 		},

@@ -91,6 +91,12 @@ const (
 	// only adds latency (bufferbloat) and starves the pool.
 	MaxMailboxCapacity = 65536
 
+	// MaxRestartRate (10 restarts a second) is the fastest a restart budget
+	// (supervision:) may let one failing actor restart: a restart reopens
+	// sockets and a device, spawns goroutines and logs. See
+	// restartRateProblem for the rule.
+	MaxRestartRate = 10
+
 	// MaxErrors (200 errors) is the most errors Parse reports; after that
 	// one line says how many more there are. A config with a mistake in
 	// every one of a million routes should not print a million lines.
