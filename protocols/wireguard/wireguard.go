@@ -94,6 +94,12 @@ type Settings struct {
 	Peers []Peer
 }
 
+// Ports implements config.PortBinder: listen_port, bound on every address
+// of both families (none when the kernel chooses it).
+func (s Settings) Ports() []config.Port {
+	return []config.Port{{Network: "udp", Port: s.ListenPort, Field: "listen_port"}}
+}
+
 // Peer is one WireGuard peer.
 type Peer struct {
 	PublicKey    Key
