@@ -281,7 +281,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "bad admin listen",
 			src:  "admin:\n  listen: localhost:9190\n",
-			want: []string{`gw.yaml:2:11: admin.listen: must be ip:port, got "localhost:9190"`},
+			want: []string{`gw.yaml:2:11: admin.listen: must be ip:port, got "localhost:9190": host names are not resolved here, give an IP address`},
 		},
 		{
 			name: "bad log level",
@@ -551,7 +551,7 @@ peers:
     kee: x
 `,
 			want: []string{
-				`gw.yaml:5:15: protocols[0].settings.listen: must be ip:port, got "10.0.0.1"`,
+				`gw.yaml:5:15: protocols[0].settings.listen: must be ip:port, got "10.0.0.1": the port is missing, e.g. 10.0.0.1:7000`,
 				`gw.yaml:6:16: protocols[0].settings.workers: must be between 0 and 255, got 300`,
 				`gw.yaml:7:18: protocols[0].settings.keepalive: must have a unit, e.g. 10s`,
 				`gw.yaml:8:16: protocols[0].settings.allowed: expected a list, got string "10.0.0.0/8"`,

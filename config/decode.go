@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sort"
@@ -549,7 +550,7 @@ func textError(t reflect.Type, s string, err error) string {
 		what = "ip address"
 	case "netip.AddrPort":
 		if err != nil || s == "" {
-			return fmt.Sprintf("must be ip:port, got %q", s)
+			return fmt.Sprintf("must be ip:port, got %q%s", s, addrPortHint(s))
 		}
 	case "netip.Prefix":
 		what = "prefix"
@@ -564,10 +565,55 @@ func textError(t reflect.Type, s string, err error) string {
 	if i := strings.LastIndex(reason, "): "); i >= 0 {
 		reason = reason[i+3:] // netip repeats the input: ParsePrefix("x"): reason
 	}
+	if what == "prefix" && !strings.Contains(s, "/") {
+		if a, err := netip.ParseAddr(s); err == nil {
+			reason = fmt.Sprintf("a prefix needs its length, e.g. %s", netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
 	if what == "" {
 		what = "value"
 	}
 	return fmt.Sprintf("invalid %s %q: %s", what, s, lowerFirst(reason))
+}
+
+// addrPortHint says what is wrong with an ip:port that does not parse,
+// where netip's reason ("too many colons", "unexpected character") would
+// leave the operator guessing: "; " and the hint, or "".
+func addrPortHint(s string) string {
+	host, port, hasPort := s, "", false
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port, hasPort = s[:i], s[i+1:], true
+	}
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+	if bracketed {
+		host = host[1 : len(host)-1]
+	}
+	if h, err := netip.ParseAddr(host); err == nil && h.Is6() && !bracketed {
+		if _, perr := strconv.ParseUint(port, 10, 16); perr == nil {
+			return fmt.Sprintf(": an IPv6 address with a port needs brackets, [%s]:%s", host, port)
+		}
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Is6() {
+			return fmt.Sprintf(": the port is missing, e.g. [%s]:7000", a)
+		}
+		return fmt.Sprintf(": the port is missing, e.g. %s:7000", a)
+	}
+	a, err := netip.ParseAddr(host)
+	switch {
+	case !hasPort || s == "":
+		return ""
+	case err == nil && a.Is6() && !bracketed:
+		return fmt.Sprintf(": an IPv6 address with a port needs brackets, [%s]:%s", host, port)
+	case err == nil:
+		if p, perr := strconv.ParseUint(port, 10, 64); perr == nil && p > 65535 {
+			return fmt.Sprintf(": port %s is out of range 0-65535", port)
+		}
+		return fmt.Sprintf(": port %q is not a number", port)
+	case host != "" && strings.Trim(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz0123456789.-") == "":
+		return ": host names are not resolved here, give an IP address"
+	}
+	return ""
 }
 
 // duration decodes a Duration: a string with a unit, never negative.

@@ -169,8 +169,8 @@ func TestRemoteErrors(t *testing.T) {
 			name: "host listen not ip:port",
 			src:  "hosts:\n  - name: a\n    listen: vpn.example:7100\n  - name: b\n    listen: 127.0.0.1\n",
 			want: []string{
-				`gw.yaml:5:13: hosts[0].listen: must be ip:port, got "vpn.example:7100"`,
-				`gw.yaml:7:13: hosts[1].listen: must be ip:port, got "127.0.0.1"`,
+				`gw.yaml:5:13: hosts[0].listen: must be ip:port, got "vpn.example:7100": host names are not resolved here, give an IP address`,
+				`gw.yaml:7:13: hosts[1].listen: must be ip:port, got "127.0.0.1": the port is missing, e.g. 127.0.0.1:7000`,
 			},
 		},
 		{
@@ -186,7 +186,7 @@ func TestRemoteErrors(t *testing.T) {
 		{
 			name: "remote listen not ip:port",
 			src:  "remote:\n  listen: localhost:7000\n",
-			want: []string{`gw.yaml:4:11: remote.listen: must be ip:port, got "localhost:7000"`},
+			want: []string{`gw.yaml:4:11: remote.listen: must be ip:port, got "localhost:7000": host names are not resolved here, give an IP address`},
 		},
 		{
 			name: "window out of range",
