@@ -8,15 +8,25 @@ const (
 	// flow list of one-character items took 377 MB and 2.2 s; 1.75 MB of
 	// block-style routes 148 MB and 1 s). 1 MiB holds some 24 000 routes in
 	// block style (about 43 bytes each), more than twice the 10 000 the
-	// route benchmarks use; a larger table is not hand-written YAML.
+	// route benchmarks use (MaxValues allows 20,000 of them); a larger
+	// table is not hand-written YAML.
 	MaxFileBytes = 1 << 20
 
-	// MaxValues (200,000 values) bounds the YAML values (scalars and
-	// collections) of a file before it is parsed, since the parser's memory
-	// grows with them more than with bytes: some 750 bytes per value in the
-	// worst case measured, so at most about 150 MB. A block-style route is 5
-	// values, so a full MaxFileBytes of routes stays well below it.
-	MaxValues = 200_000
+	// MaxValues (100,000 values) bounds the YAML values (scalars, list
+	// entries and collections) of a file before it is parsed, since the
+	// parser's memory and time grow with them more than with bytes: some
+	// 1.6 KB allocated and 7 µs per value in the worst case measured (a
+	// flow list of empty mappings), so at most about 160 MB and 1 s. A
+	// block-style route counts 5 (the entry, two keys, two values): 20,000
+	// routes.
+	MaxValues = 100_000
+
+	// MaxEmptyValues (200 values) bounds the empty values of a file: a key
+	// or list entry without a value ("install_routes:", "-"). The parser
+	// inserts a null token for each by copying every token after it
+	// (200,000 of them, 400 KB, took 22 s; 1000 before 200,000 values
+	// added 3 s). A config has next to none.
+	MaxEmptyValues = 200
 
 	// MaxMappingKeys (1000 keys) bounds the keys of one block mapping.
 	// The YAML parser recurses once per key and copies the keys parsed so
@@ -27,7 +37,7 @@ const (
 	// MaxRoutes (1,000,000 routes) bounds the route table a config may
 	// declare: a full IPv4 plus IPv6 internet table is about 1.2 million
 	// prefixes, and a VPN gateway routes far fewer. A file meets
-	// MaxFileBytes first; this bounds a config built in code (Validate).
+	// MaxValues first; this bounds a config built in code (Validate).
 	MaxRoutes = 1_000_000
 
 	// MaxProtocols (4096 instances) bounds the protocol instances of one

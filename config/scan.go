@@ -9,10 +9,13 @@ package config
 //  2. the keys of one block mapping: it recurses once per key and copies
 //     the keys parsed so far at each (20 000 keys, 190 KB: 5.6 s, 1.6 GB);
 //  3. every value costs several hundred bytes of tokens and nodes (a flow
-//     list of one-character items: 377 MB for 1 MB of text).
+//     list of one-character items: 377 MB for 1 MB of text);
+//  4. every empty value ("key:" or "-" with nothing after) inserts a null
+//     token by copying all tokens after it (200,000 "-" lines, 400 KB,
+//     took 22 s).
 //
 // So before parsing, one pass over the bytes checks MaxFileBytes, MaxDepth,
-// MaxMappingKeys and MaxValues. It follows YAML's lexical structure only as
+// MaxMappingKeys, MaxValues and MaxEmptyValues. It follows YAML's lexical structure only as
 // far as the limits need: comments, quoted scalars (which may span lines),
 // block scalars (| and >), flow collections ([ ] { }), and the columns at
 // which block sequences (- ), block mappings (key: ) and complex keys (? )
@@ -47,6 +50,27 @@ type scanner struct {
 	atStart   bool // the next token starts a node
 	nodeStart int  // byte column where the current node started, -1 for none
 	flowStart int  // nodeStart of the outermost open flow collection
+
+	// Empty values. In block context, an entry or key whose line ends
+	// before its value (lastEntry) is pending until the next line shows
+	// whether its value follows there, indented. In flow context, each
+	// open collection's current entry is followed.
+	empty     int
+	lastEntry bool // the last token of the line was "-", "?" or a key's ":"
+	lastCol   int  // that entry's (or key's mapping's) column
+	lastKey   bool // it was a key, whose value may also be a list at its column
+	pending   *Error
+	flows     []flowEntry
+	jsonKey   bool // a quoted scalar or a flow collection just ended: ":" may follow without a space
+}
+
+// flowEntry is the state of the entry being read in an open flow
+// collection.
+type flowEntry struct {
+	mapping bool // {…}, where an entry without ":" is a key without value
+	content bool // the entry has a key or value
+	colon   bool // it has its ":"
+	blank   bool // nothing came since the ":"
 }
 
 // utf8BOM is the byte order mark a YAML stream may start with.
@@ -69,6 +93,10 @@ func scanYAML(file string, data []byte) *Error {
 		if err := s.line(text[:end], line); err != nil {
 			return err
 		}
+		if s.flow == 0 && s.quote == 0 && !s.blockScalar && s.lastEntry && s.pending == nil {
+			b := text[:end]
+			s.pending = &Error{Pos: Position{File: file, Line: line, Col: runeCol(b, s.lastCol)}}
+		}
 		switch {
 		case end == len(text):
 			text = nil
@@ -77,6 +105,9 @@ func scanYAML(file string, data []byte) *Error {
 		default:
 			text = text[end+1:]
 		}
+	}
+	if s.pending != nil {
+		return s.emptyValue(s.pending.Pos)
 	}
 	return nil
 }
@@ -108,10 +139,24 @@ func (s *scanner) line(b []byte, line int) *Error {
 			return nil
 		case indent == 0 && b[0] == '%':
 			return nil // a directive
-		case indent == 0 && (bytes.HasPrefix(b, []byte("---")) || bytes.HasPrefix(b, []byte("..."))) && wsOrEnd(b, 3):
+		}
+		if s.pending != nil {
+			// The entry or key of an earlier line has its value here if
+			// this line is indented more, or, for a key, is a list entry
+			// at its column.
+			nested := indent > s.lastCol || s.lastKey && indent == s.lastCol && rest[0] == '-' && wsOrEnd(rest, 1)
+			if !nested {
+				if err := s.emptyValue(s.pending.Pos); err != nil {
+					return err
+				}
+			}
+			s.pending = nil
+		}
+		s.lastEntry = false
+		if indent == 0 && (bytes.HasPrefix(b, []byte("---")) || bytes.HasPrefix(b, []byte("..."))) && wsOrEnd(b, 3) {
 			s.stack = s.stack[:0] // a document starts or ends
 			i = 3
-		default:
+		} else {
 			s.close(indent)
 			i = indent
 		}
@@ -143,9 +188,13 @@ func (s *scanner) line(b []byte, line int) *Error {
 // bracket, brace and comma is an indicator. It returns where scanning
 // continues, -1 when the rest of the line is taken (an open quote).
 func (s *scanner) flowToken(b []byte, i, line int) (int, *Error) {
+	jsonKey := s.jsonKey
+	s.jsonKey = false
 	switch c := b[i]; c {
 	case '[', '{':
 		s.flow++
+		s.flowContent()
+		s.flows = append(s.flows, flowEntry{mapping: c == '{'})
 		if err := s.counted(b, i, line); err != nil {
 			return 0, err
 		}
@@ -153,22 +202,34 @@ func (s *scanner) flowToken(b []byte, i, line int) (int, *Error) {
 			return 0, err
 		}
 		s.startNode()
-	case ']', '}':
+	case ']', '}', ',':
+		if err := s.flowEntryEnd(b, i, line); err != nil {
+			return 0, err
+		}
+		if c == ',' {
+			s.startNode()
+			break
+		}
 		s.flow--
+		s.flows = s.flows[:len(s.flows)-1]
 		s.atStart = false
+		s.jsonKey = true
 		if s.flow == 0 {
 			s.nodeStart = s.flowStart // a flow collection may be a key: "[a, b]: c"
 		}
-	case ',':
-		s.startNode()
 	case ':', '?', '-':
-		if wsOrEnd(b, i+1) || s.atStart && c == ':' {
+		if wsOrEnd(b, i+1) || c == ':' && (s.atStart || jsonKey) {
+			if c == ':' && len(s.flows) > 0 {
+				top := &s.flows[len(s.flows)-1]
+				top.colon, top.blank = true, true
+			}
 			s.startNode()
 			break
 		}
 		return s.plain(b, i, line)
 	case '\'', '"':
 		if s.atStart {
+			s.jsonKey = true
 			return s.quoted(b, i, line)
 		}
 		return s.plain(b, i, line)
@@ -176,6 +237,39 @@ func (s *scanner) flowToken(b []byte, i, line int) (int, *Error) {
 		return s.plain(b, i, line)
 	}
 	return i + 1, nil
+}
+
+// flowContent notes a key or value in the current flow entry.
+func (s *scanner) flowContent() {
+	if len(s.flows) > 0 {
+		top := &s.flows[len(s.flows)-1]
+		top.content, top.blank = true, false
+	}
+}
+
+// flowEntryEnd ends the current entry of a flow collection at b[i] (a comma
+// or the closing bracket), counting its empty value if it has one: "a: ,"
+// or a key without ":" in a mapping.
+func (s *scanner) flowEntryEnd(b []byte, i, line int) *Error {
+	if len(s.flows) == 0 {
+		return nil
+	}
+	top := &s.flows[len(s.flows)-1]
+	empty := top.colon && top.blank || top.mapping && top.content && !top.colon
+	*top = flowEntry{mapping: top.mapping}
+	if !empty {
+		return nil
+	}
+	return s.emptyValue(Position{File: s.file, Line: line, Col: runeCol(b, i)})
+}
+
+// emptyValue counts an empty value at pos against MaxEmptyValues.
+func (s *scanner) emptyValue(pos Position) *Error {
+	s.empty++
+	if s.empty <= MaxEmptyValues {
+		return nil
+	}
+	return &Error{Pos: pos, Msg: fmt.Sprintf("more than %d empty values (a key or list entry without a value), the most a config may hold", MaxEmptyValues)}
 }
 
 // blockToken scans the token at b[i] outside flow collections.
@@ -208,7 +302,9 @@ func (s *scanner) blockToken(b []byte, i, line int) (int, *Error) {
 		s.startNode()
 		return i + 1, nil
 	case c == '[' || c == '{':
+		s.lastEntry = false
 		s.flow = 1
+		s.flows = append(s.flows[:0], flowEntry{mapping: c == '{'})
 		s.flowStart = s.nodeStart
 		if s.flowStart < 0 {
 			s.flowStart = i
@@ -224,6 +320,7 @@ func (s *scanner) blockToken(b []byte, i, line int) (int, *Error) {
 	case c == '|' || c == '>':
 		// A block scalar: the rest of this line is its header, and the
 		// lines indented beyond its parent collection are its text.
+		s.lastEntry = false
 		if err := s.counted(b, i, line); err != nil {
 			return 0, err
 		}
@@ -251,6 +348,8 @@ func (s *scanner) blockToken(b []byte, i, line int) (int, *Error) {
 // plain starts a plain scalar (or an alias) at b[i].
 func (s *scanner) plain(b []byte, i, line int) (int, *Error) {
 	if s.atStart {
+		s.lastEntry = false
+		s.flowContent()
 		if err := s.counted(b, i, line); err != nil {
 			return 0, err
 		}
@@ -265,6 +364,8 @@ func (s *scanner) plain(b []byte, i, line int) (int, *Error) {
 // quoted starts a quoted scalar at b[i] and skips it, to the next lines if
 // it does not end on this one.
 func (s *scanner) quoted(b []byte, i, line int) (int, *Error) {
+	s.lastEntry = false
+	s.flowContent()
 	if err := s.counted(b, i, line); err != nil {
 		return 0, err
 	}
@@ -319,6 +420,7 @@ func (s *scanner) enter(b []byte, col int, seq bool, line int) *Error {
 		col = 0
 	}
 	s.close(col)
+	s.noteEntry(col, seq)
 	if n := len(s.stack); n > 0 && s.stack[n-1].col == col {
 		top := &s.stack[n-1]
 		if top.seq && !seq && n > 1 && s.stack[n-2].col == col {
@@ -329,7 +431,7 @@ func (s *scanner) enter(b []byte, col int, seq bool, line int) *Error {
 		}
 		switch {
 		case top.seq == seq && seq:
-			return nil
+			return s.counted(b, col, line) // an entry may hold nothing else
 		case top.seq == seq:
 			top.keys++
 			if top.keys > MaxMappingKeys {
@@ -342,7 +444,18 @@ func (s *scanner) enter(b []byte, col int, seq bool, line int) *Error {
 		// A sequence at the column of the key whose value it is.
 	}
 	s.stack = append(s.stack, scanLevel{col: col, seq: seq, keys: 1})
-	return s.deep(b, col, line)
+	if err := s.deep(b, col, line); err != nil {
+		return err
+	}
+	if seq {
+		return s.counted(b, col, line)
+	}
+	return nil
+}
+
+// noteEntry notes a block entry or key whose value has not started.
+func (s *scanner) noteEntry(col int, seq bool) {
+	s.lastEntry, s.lastCol, s.lastKey = true, col, !seq
 }
 
 // deep reports nesting beyond MaxDepth at b[i].

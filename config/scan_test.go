@@ -196,6 +196,36 @@ func TestAliasBombRefused(t *testing.T) {
 	})
 }
 
+// TestLargestFilesParse: what the scan lets through is parsed within
+// bounds, for the shapes that cost the parser most per byte. Without
+// -race only: the race detector makes the parser 5-10 times slower.
+func TestLargestFilesParse(t *testing.T) {
+	if raceEnabled {
+		t.Skip("parse times mean nothing under -race")
+	}
+	const (
+		parseTime  = 5 * time.Second // about 1 s here
+		parseBytes = 256 << 20       // allocated, all of it counted
+	)
+	tests := []struct{ name, src string }{
+		{"flow list of empty mappings", "a: [" + strings.Repeat("{},", MaxValues-3) + "1]\n"},
+		{"empty values, then values", "a:\n" + strings.Repeat("  -\n", MaxEmptyValues-1) + "b: [" + strings.Repeat("1,", MaxValues-MaxEmptyValues-10) + "1]\n"},
+		{"block-style routes", "routes:\n" + strings.Repeat("  - prefix: 10.0.0.0/24\n    action: drop\n", MaxValues/5-1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := scanYAML("gw.yaml", []byte(tt.src)); err != nil {
+				t.Fatalf("the scan refuses it: %v", err)
+			}
+			took, bytes := measure(func() { _, _ = Parse("gw.yaml", []byte(tt.src)) })
+			if took > parseTime || bytes > parseBytes {
+				t.Errorf("parsing %d bytes took %v and %d MB, want under %v and %d MB", len(tt.src), took, bytes>>20, parseTime, parseBytes>>20)
+			}
+			t.Logf("%d bytes parsed in %v, %d MB allocated", len(tt.src), took, bytes>>20)
+		})
+	}
+}
+
 // TestScanYAML checks the scan's limits at their edges, and that what only
 // looks like nesting (brackets in quotes, comments, block scalars and plain
 // scalars) is not counted.
@@ -226,11 +256,17 @@ func TestScanYAML(t *testing.T) {
 		{"one key more", keys(MaxMappingKeys + 1), "gw.yaml:1001:1: a mapping with more than 1000 keys"},
 		{"one key more, nested", "a:\n" + strings.ReplaceAll(keys(MaxMappingKeys+1), "k", "  k"), "gw.yaml:1002:3: a mapping with more than 1000 keys"},
 		{"MaxValues values", "a: [" + strings.Repeat("1,", MaxValues-3) + "1]\n", ""},
-		{"one value more", "a: [" + strings.Repeat("1,", MaxValues-2) + "1]\n", "gw.yaml:1:400001: more than 200000 yaml values, the most a config may hold"},
+		{"one value more", "a: [" + strings.Repeat("1,", MaxValues-2) + "1]\n", "gw.yaml:1:200001: more than 100000 yaml values, the most a config may hold"},
 		{"MaxFileBytes bytes", "# " + strings.Repeat("x", MaxFileBytes-3) + "\n", ""},
 		{"one byte more", strings.Repeat("# comment\n", MaxFileBytes/10+1),
 			"gw.yaml:104858:7: the file is larger than 1048576 bytes (1024 KiB), the most a config may be"},
 		{"documents", "---\na: [[b]]\n...\n---\n" + nested(MaxDepth), ""},
+		{"MaxEmptyValues empty values", strings.Repeat("-\n", MaxEmptyValues), ""},
+		{"one empty value more", strings.Repeat("-\n", MaxEmptyValues+1), "gw.yaml:201:1: more than 200 empty values (a key or list entry without a value), the most a config may hold"},
+		{"empty keys", "a:\n" + strings.Repeat("  - b:\n    c:\n", MaxEmptyValues/2) + "  - d:\n", "gw.yaml:202:5: more than 200 empty values (a key or list entry without a value), the most a config may hold"},
+		{"values on the next lines are not empty", strings.Repeat("- a:\n    b: 1\n  c:\n  - d\n  e:\n    f\n-\n  g\n- |\n  h\n- &x\n  i\n", MaxEmptyValues), ""},
+		{"empty values in flow", "a: [" + strings.Repeat("{b}, {c: }, ", MaxEmptyValues/2) + "{d}]\n", "gw.yaml:1:1207: more than 200 empty values (a key or list entry without a value), the most a config may hold"},
+		{"values in flow are not empty", "a: [" + strings.Repeat(`{b: c}, {"d":e}, {f: [g]}, {[h]: i}, [j: k], {}, [], `, MaxEmptyValues) + "l]\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
