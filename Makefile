@@ -14,7 +14,7 @@ RESULTS := bench/results
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: build test demo bench vet clean
+.PHONY: build test demo bench vet clean fuzz
 
 # bin/switchyard is the daemon and operator CLI; bin/switchyard-lab the
 # demo, the benchmark harness and the test tools (it runs bin/switchyard).
@@ -34,6 +34,13 @@ test: vet
 
 demo: build
 	./$(LAB) demo
+
+# The config loader's fuzz target for a fixed short time (CI runs it as
+# is); FUZZTIME=10m for a longer hunt. Failing inputs land in
+# config/testdata/fuzz/FuzzLoad and then run with every `go test`.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./config/
 
 # The benchmark harness (BENCHMARKS.md): micro benchmarks, $(COUNT) runs each,
 # summarised as medians (min–max) next to the goals (raw output:

@@ -128,7 +128,7 @@ func TestAdminTokenErrors(t *testing.T) {
 		{
 			name: "a directory",
 			src:  minimal + "admin:\n  token_file: adir\n",
-			want: []string{cfgFile + `:4:15: admin.token_file: ` + at("adir") + ` is not a regular file`},
+			want: []string{cfgFile + `:4:15: admin.token_file: ` + at("adir") + ` is not a regular file but a directory`},
 		},
 		{
 			name: "unknown admin key",

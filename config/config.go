@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 )
@@ -334,19 +333,18 @@ func Default() *Config {
 	return c
 }
 
-// Load reads the config file at path and parses it.
+// Load reads the config file at path and parses it. The file must be a
+// regular file (checked before opening it, see OpenRegularFile); one larger
+// than MaxFileBytes is refused at the position where it passes the limit.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, _, err := OpenRegularFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config %q: %w", path, err)
+		return nil, fmt.Errorf("read config: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read config %q: %w", path, err)
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("read config %q: larger than %d bytes", path, MaxFileBytes)
+		return nil, fmt.Errorf("read config %s: %w", path, pathErr(err))
 	}
 	return Parse(path, data)
 }

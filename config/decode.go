@@ -19,18 +19,21 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // document is one parsed YAML document.
@@ -38,11 +41,16 @@ type document struct {
 	file    string
 	root    ast.Node                     // nil for an empty document
 	anchors map[string][]*ast.AnchorNode // by name, in document order
+	merges  atomic.Int64                 // merged mappings lookups followed (child)
 }
 
 // parseDocument parses data. An empty text gives a document with a nil root;
-// syntax errors and a second document are Errors.
+// a text beyond the parsing limits (scanYAML), syntax errors and a second
+// document are Errors.
 func parseDocument(file string, data []byte) (*document, Errors) {
+	if err := scanYAML(file, data); err != nil {
+		return nil, Errors{err}
+	}
 	f, err := parseYAML(data)
 	if err != nil {
 		return nil, Errors{syntaxError(file, err)}
@@ -62,6 +70,9 @@ func parseDocument(file string, data []byte) (*document, Errors) {
 	}
 	doc.root = bodies[0]
 	doc.collectAnchors(doc.root, 0)
+	for _, as := range doc.anchors {
+		slices.SortStableFunc(as, func(a, b *ast.AnchorNode) int { return comparePos(a.GetToken().Position, b.GetToken().Position) })
+	}
 	return doc, nil
 }
 
@@ -124,20 +135,33 @@ func (doc *document) collectAnchors(n ast.Node, depth int) {
 }
 
 // anchorFor returns the anchor an alias refers to: the last one of its name
-// defined before it.
+// defined before it. The anchors of a name are in document order, so it is a
+// binary search: a file with many anchors and aliases of one name must not
+// cost their product.
 func (doc *document) anchorFor(a *ast.AliasNode) *ast.AnchorNode {
 	if doc == nil || a.Value == nil || a.Value.GetToken() == nil {
 		return nil
 	}
 	at := a.GetToken().Position
-	var found *ast.AnchorNode
-	for _, an := range doc.anchors[a.Value.GetToken().Value] {
-		p := an.GetToken().Position
-		if p.Line < at.Line || p.Line == at.Line && p.Column < at.Column {
-			found = an
+	as := doc.anchors[a.Value.GetToken().Value]
+	i, _ := slices.BinarySearchFunc(as, at, func(an *ast.AnchorNode, at *token.Position) int {
+		if comparePos(an.GetToken().Position, at) < 0 {
+			return -1
 		}
+		return 1
+	})
+	if i == 0 {
+		return nil
 	}
-	return found
+	return as[i-1]
+}
+
+// comparePos orders token positions in the text.
+func comparePos(a, b *token.Position) int {
+	if a.Line != b.Line {
+		return a.Line - b.Line
+	}
+	return a.Column - b.Column
 }
 
 // nodePos is where a node starts. A block mapping starts at its first key
@@ -168,13 +192,88 @@ func nodePos(file string, n ast.Node) Position {
 	return Position{File: file, Line: tk.Position.Line, Col: max(tk.Position.Column, 1)}
 }
 
+// expansion walks protocol settings blocks as decoding them will, through
+// aliases and merge keys, and counts what it reaches through aliases over
+// all blocks of a document together. Each protocol decodes its block with a
+// decoder of its own, so without this count each of MaxProtocols blocks
+// could expand the same alias bomb to MaxAliasValues values, and a
+// remote protocol's block, rendered with aliases expanded (Settings.YAML),
+// could copy a long scalar as many times.
+type expansion struct {
+	doc    *document
+	active []*ast.AnchorNode
+	values int // values reached through aliases
+	bytes  int // bytes of scalar text reached through aliases
+}
+
+// walk reports false, with the reason, once a limit is passed.
+func (x *expansion) walk(n ast.Node, depth int) (bool, string) {
+	if depth > MaxDepth {
+		return true, "" // decoding refuses it
+	}
+	if len(x.active) > 0 {
+		if x.values++; x.values > MaxAliasValues {
+			return false, fmt.Sprintf("aliases expand to more than %d values in all settings blocks", MaxAliasValues)
+		}
+	}
+	walkAll := func(ns ...ast.Node) (bool, string) {
+		for _, c := range ns {
+			if ok, why := x.walk(c, depth+1); !ok {
+				return false, why
+			}
+		}
+		return true, ""
+	}
+	switch t := n.(type) {
+	case nil:
+		return true, ""
+	case *ast.TagNode:
+		return walkAll(t.Value)
+	case *ast.AnchorNode:
+		return walkAll(t.Value)
+	case *ast.AliasNode:
+		a := x.doc.anchorFor(t)
+		if a == nil || slices.Contains(x.active, a) {
+			return true, "" // decoding refuses it
+		}
+		x.active = append(x.active, a)
+		defer func() { x.active = x.active[:len(x.active)-1] }()
+		return walkAll(a.Value)
+	case *ast.MappingNode:
+		for _, mv := range t.Values {
+			if ok, why := walkAll(mv); !ok {
+				return false, why
+			}
+		}
+	case *ast.MappingValueNode:
+		return walkAll(t.Key, t.Value)
+	case *ast.MappingKeyNode:
+		return walkAll(t.Value)
+	case *ast.SequenceNode:
+		return walkAll(t.Values...)
+	default:
+		if len(x.active) > 0 {
+			text, _ := scalarText(n)
+			if x.bytes += len(text); x.bytes > MaxAliasBytes {
+				return false, fmt.Sprintf("aliases expand to more than %d bytes of text in all settings blocks", MaxAliasBytes)
+			}
+		}
+	}
+	return true, ""
+}
+
 // decoder decodes AST nodes into Go values, collecting errors.
 type decoder struct {
 	doc      *document
 	errs     Errors
 	failed   map[string]bool // paths with a decode error
 	active   []*ast.AnchorNode
-	expanded int // values visited through aliases
+	expanded int // values visited through aliases and merge keys
+	// aliasFailed is set once expanded passed MaxAliasValues.
+	aliasFailed bool
+	// outer is the outermost alias being expanded, or the mapping whose
+	// merge keys are, for the position of "aliases expand to more …".
+	outer ast.Node
 }
 
 func newDecoder(doc *document) *decoder {
@@ -182,6 +281,23 @@ func newDecoder(doc *document) *decoder {
 		doc = &document{}
 	}
 	return &decoder{doc: doc, failed: map[string]bool{}}
+}
+
+// expand counts values visited through aliases or merge keys against
+// MaxAliasValues. It reports false, once with an error, when they pass it.
+func (d *decoder) expand(n ast.Node, path string, values int) bool {
+	d.expanded += values
+	if d.expanded <= MaxAliasValues {
+		return true
+	}
+	if !d.aliasFailed {
+		d.aliasFailed = true
+		if d.outer != nil {
+			n = d.outer // where the expansion starts, not where it got to
+		}
+		d.fail(n, path, "aliases expand to more than %d values", MaxAliasValues)
+	}
+	return false
 }
 
 func (d *decoder) fail(n ast.Node, path, format string, args ...any) {
@@ -202,14 +318,8 @@ func (d *decoder) decode(n ast.Node, path string, v reflect.Value, depth int) {
 		d.fail(n, path, "nested too deeply (more than %d levels)", MaxDepth)
 		return
 	}
-	if len(d.active) > 0 {
-		d.expanded++
-		if d.expanded == MaxAliasValues+1 {
-			d.fail(n, path, "aliases expand to more than %d values", MaxAliasValues)
-		}
-		if d.expanded > MaxAliasValues {
-			return
-		}
+	if len(d.active) > 0 && !d.expand(n, path, 1) {
+		return
 	}
 	switch t := n.(type) {
 	case nil, *ast.NullNode:
@@ -232,6 +342,10 @@ func (d *decoder) decode(n ast.Node, path string, v reflect.Value, depth int) {
 		case slices.Contains(d.active, a):
 			d.fail(n, path, "alias *%s refers to a value that contains it", name)
 		default:
+			if len(d.active) == 0 {
+				d.outer = n
+				defer func() { d.outer = nil }()
+			}
 			d.active = append(d.active, a)
 			d.decode(a.Value, path, v, depth+1)
 			d.active = d.active[:len(d.active)-1]
@@ -436,7 +550,7 @@ func textError(t reflect.Type, s string, err error) string {
 		what = "ip address"
 	case "netip.AddrPort":
 		if err != nil || s == "" {
-			return fmt.Sprintf("must be ip:port, got %q", s)
+			return fmt.Sprintf("must be ip:port, got %q%s", s, addrPortHint(s))
 		}
 	case "netip.Prefix":
 		what = "prefix"
@@ -451,10 +565,55 @@ func textError(t reflect.Type, s string, err error) string {
 	if i := strings.LastIndex(reason, "): "); i >= 0 {
 		reason = reason[i+3:] // netip repeats the input: ParsePrefix("x"): reason
 	}
+	if what == "prefix" && !strings.Contains(s, "/") {
+		if a, err := netip.ParseAddr(s); err == nil {
+			reason = fmt.Sprintf("a prefix needs its length, e.g. %s", netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
 	if what == "" {
 		what = "value"
 	}
 	return fmt.Sprintf("invalid %s %q: %s", what, s, lowerFirst(reason))
+}
+
+// addrPortHint says what is wrong with an ip:port that does not parse,
+// where netip's reason ("too many colons", "unexpected character") would
+// leave the operator guessing: "; " and the hint, or "".
+func addrPortHint(s string) string {
+	host, port, hasPort := s, "", false
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port, hasPort = s[:i], s[i+1:], true
+	}
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+	if bracketed {
+		host = host[1 : len(host)-1]
+	}
+	if h, err := netip.ParseAddr(host); err == nil && h.Is6() && !bracketed {
+		if _, perr := strconv.ParseUint(port, 10, 16); perr == nil {
+			return fmt.Sprintf(": an IPv6 address with a port needs brackets, [%s]:%s", host, port)
+		}
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Is6() {
+			return fmt.Sprintf(": the port is missing, e.g. [%s]:7000", a)
+		}
+		return fmt.Sprintf(": the port is missing, e.g. %s:7000", a)
+	}
+	a, err := netip.ParseAddr(host)
+	switch {
+	case !hasPort || s == "":
+		return ""
+	case err == nil && a.Is6() && !bracketed:
+		return fmt.Sprintf(": an IPv6 address with a port needs brackets, [%s]:%s", host, port)
+	case err == nil:
+		if p, perr := strconv.ParseUint(port, 10, 64); perr == nil && p > 65535 {
+			return fmt.Sprintf(": port %s is out of range 0-65535", port)
+		}
+		return fmt.Sprintf(": port %q is not a number", port)
+	case host != "" && strings.Trim(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz0123456789.-") == "":
+		return ": host names are not resolved here, give an IP address"
+	}
+	return ""
 }
 
 // duration decodes a Duration: a string with a unit, never negative.
@@ -547,18 +706,29 @@ func (d *decoder) entries(n ast.Node, path string, depth int) ([]entry, bool) {
 	var own, merged []entry
 	seen := map[string]ast.Node{}
 	var walk func(n ast.Node, merging bool, depth int) bool
+	var open []ast.Node // the mappings being walked, outermost first
 	walk = func(n ast.Node, merging bool, depth int) bool {
 		if depth > MaxDepth {
 			d.fail(n, path, "nested too deeply (more than %d levels)", MaxDepth)
 			return false
 		}
+		r := resolve(d.doc, n)
+		if slices.Contains(open, r) {
+			d.fail(n, path, "<< merges a mapping into itself")
+			return false
+		}
+		open = append(open, r)
+		defer func() { open = open[:len(open)-1] }()
 		var values []*ast.MappingValueNode
-		switch x := resolve(d.doc, n).(type) {
+		switch x := r.(type) {
 		case *ast.MappingNode:
 			values = x.Values
 		case *ast.MappingValueNode:
 			values = []*ast.MappingValueNode{x}
 		case *ast.SequenceNode:
+			if merging && !d.expand(n, path, 1+len(x.Values)) {
+				return false
+			}
 			if !merging {
 				d.fail(n, path, "expected a mapping, got %s", describe(n))
 				return false
@@ -575,6 +745,12 @@ func (d *decoder) entries(n ast.Node, path string, depth int) ([]entry, bool) {
 			} else {
 				d.fail(n, path, "expected a mapping, got %s", describe(n))
 			}
+			return false
+		}
+		// Merged mappings are counted like aliases: a merge of merges of
+		// the same anchors ("<<: [*a, *a, …]" over levels) grows
+		// exponentially with the levels.
+		if merging && !d.expand(n, path, 1+len(values)) {
 			return false
 		}
 		for _, mv := range values {
@@ -606,6 +782,10 @@ func (d *decoder) entries(n ast.Node, path string, depth int) ([]entry, bool) {
 			own = append(own, e)
 		}
 		return true
+	}
+	if d.outer == nil {
+		d.outer = n
+		defer func() { d.outer = nil }()
 	}
 	if !walk(n, false, depth) {
 		return nil, false
@@ -882,7 +1062,18 @@ func lookup(doc *document, n ast.Node, path string) (ast.Node, bool) {
 }
 
 // child is a mapping's value for key, or a list's item at index (>= 0).
+// A mapping's own keys come first, then those merged in with "<<" (in
+// order, the first merge that has key wins, as in decoding). Merges are
+// followed at most MaxDepth deep and, over all lookups in a document, for
+// at most MaxAliasValues mappings: lookups only find positions for
+// messages, and a hostile file must not make each of them walk an
+// exponential graph of merges (past the budget, a message points at the
+// enclosing value).
 func child(doc *document, n ast.Node, key string, index int) ast.Node {
+	return childOf(doc, n, key, index, 0)
+}
+
+func childOf(doc *document, n ast.Node, key string, index, depth int) ast.Node {
 	switch t := resolve(doc, n).(type) {
 	case *ast.SequenceNode:
 		if index >= 0 && index < len(t.Values) {
@@ -892,22 +1083,34 @@ func child(doc *document, n ast.Node, key string, index int) ast.Node {
 		if index >= 0 {
 			return nil
 		}
-		var merged ast.Node
 		for _, mv := range t.Values {
-			if mv == nil || mv.Key == nil {
-				continue
-			}
-			if mv.Key.IsMergeKey() {
-				if merged == nil {
-					merged = child(doc, mv.Value, key, -1)
-				}
+			if mv == nil || mv.Key == nil || mv.Key.IsMergeKey() {
 				continue
 			}
 			if k, ok := keyText(doc, mv.Key); ok && k == key {
 				return mv.Value
 			}
 		}
-		return merged
+		if depth >= MaxDepth || doc == nil {
+			return nil
+		}
+		for _, mv := range t.Values {
+			if mv == nil || mv.Key == nil || !mv.Key.IsMergeKey() {
+				continue
+			}
+			sources := []ast.Node{mv.Value}
+			if seq, ok := resolve(doc, mv.Value).(*ast.SequenceNode); ok {
+				sources = seq.Values
+			}
+			for _, src := range sources {
+				if doc.merges.Add(1) > MaxAliasValues {
+					return nil
+				}
+				if v := childOf(doc, src, key, -1, depth+1); v != nil {
+					return v
+				}
+			}
+		}
 	case *ast.MappingValueNode:
 		if k, ok := keyText(doc, t.Key); ok && k == key && index < 0 {
 			return t.Value

@@ -102,10 +102,22 @@ func Parse(file string, data []byte) (*Config, error) {
 	d := newDecoder(doc)
 	var raw rawConfig
 	d.decode(doc.root, "", reflectValue(&raw), 0)
+	if d.aliasFailed {
+		// Decoding stopped expanding: what it left out would only make
+		// validation report values as missing.
+		return nil, d.errs.sorted()
+	}
 
 	c := build(doc, &raw)
 	p := &positions{doc: doc, failed: d.failed}
 	errs = append(d.errs, c.validate(p)...)
+	x := &expansion{doc: doc}
+	for _, pr := range c.Protocols {
+		if ok, why := x.walk(pr.Settings.node, 0); !ok {
+			errs = append(errs, &Error{Pos: pr.Settings.pos, Path: pr.Settings.path, Msg: why})
+			break
+		}
+	}
 	errs = append(errs, c.readSecrets(p)...)
 	if len(errs) > 0 {
 		return nil, errs.sorted()

@@ -30,7 +30,7 @@ func TestRemoteAndHosts(t *testing.T) {
     listen: 10.0.0.5:7100
     spawn: true
   - name: local
-    listen: "[::1]:7100"
+    listen: 127.0.0.2:7100
 protocols:
   - name: peer-b
     type: udp
@@ -60,7 +60,7 @@ protocols:
 		{"tls enabled", c.Remote.TLS.Enabled(), true},
 		{"hosts", c.Hosts, []Host{
 			{Name: "vpn-host", Listen: netip.MustParseAddrPort("10.0.0.5:7100"), Spawn: true, Transport: TransportSHM, Pos: Position{cfgFile, 11, 5}},
-			{Name: "local", Listen: netip.MustParseAddrPort("[::1]:7100"), Transport: TransportSHM, Pos: Position{cfgFile, 14, 5}},
+			{Name: "local", Listen: netip.MustParseAddrPort("127.0.0.2:7100"), Transport: TransportSHM, Pos: Position{cfgFile, 14, 5}},
 		}},
 		{"hosts[1] loopback", c.Hosts[1].IsLoopback(), true},
 		{"protocols[0].host", c.Protocols[0].Host, "vpn-host"},
@@ -157,20 +157,20 @@ func TestRemoteErrors(t *testing.T) {
   - name: c
     listen: 127.0.0.1:7100
   - name: d
-    listen: "[::ffff:127.0.0.1]:7101"
+    listen: 127.0.0.1:7101
 `,
 			want: []string{
 				`gw.yaml:6:11: hosts[1].name: duplicate host name "a" (first at line 4)`,
 				`gw.yaml:9:13: hosts[2].listen: duplicate listen address 127.0.0.1:7100 (first at line 5)`,
-				`gw.yaml:11:13: hosts[3].listen: duplicate listen address [::ffff:127.0.0.1]:7101 (first at line 7)`,
+				`gw.yaml:11:13: hosts[3].listen: duplicate listen address 127.0.0.1:7101 (first at line 7)`,
 			},
 		},
 		{
 			name: "host listen not ip:port",
 			src:  "hosts:\n  - name: a\n    listen: vpn.example:7100\n  - name: b\n    listen: 127.0.0.1\n",
 			want: []string{
-				`gw.yaml:5:13: hosts[0].listen: must be ip:port, got "vpn.example:7100"`,
-				`gw.yaml:7:13: hosts[1].listen: must be ip:port, got "127.0.0.1"`,
+				`gw.yaml:5:13: hosts[0].listen: must be ip:port, got "vpn.example:7100": host names are not resolved here, give an IP address`,
+				`gw.yaml:7:13: hosts[1].listen: must be ip:port, got "127.0.0.1": the port is missing, e.g. 127.0.0.1:7000`,
 			},
 		},
 		{
@@ -186,7 +186,7 @@ func TestRemoteErrors(t *testing.T) {
 		{
 			name: "remote listen not ip:port",
 			src:  "remote:\n  listen: localhost:7000\n",
-			want: []string{`gw.yaml:4:11: remote.listen: must be ip:port, got "localhost:7000"`},
+			want: []string{`gw.yaml:4:11: remote.listen: must be ip:port, got "localhost:7000": host names are not resolved here, give an IP address`},
 		},
 		{
 			name: "window out of range",
@@ -213,10 +213,38 @@ func TestRemoteErrors(t *testing.T) {
 		},
 		{
 			name: "remote any address without tls",
-			src:  "remote:\n  listen: 0.0.0.0:0\nhosts:\n  - {name: a, listen: \"[::]:7100\"}\n",
+			src:  "remote:\n  listen: 0.0.0.0:0\nhosts:\n  - {name: a, listen: \"0.0.0.0:7100\"}\n",
 			want: []string{
 				`gw.yaml:4:11: remote.listen: 0.0.0.0:0 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)`,
-				`gw.yaml:6:23: hosts[0].listen: [::]:7100 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)`,
+				`gw.yaml:6:23: hosts[0].listen: 0.0.0.0:7100 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)`,
+			},
+		},
+		{
+			// protoactor's remote writes "host:port" without brackets:
+			// run failed with "too many colons in address".
+			name: "ipv6 remote addresses",
+			src:  "remote:\n  listen: \"[::1]:0\"\nhosts:\n  - {name: a, listen: \"[::ffff:127.0.0.1]:7100\"}\n  - {name: b, listen: \"[fd00::1]:7100\"}\n",
+			want: []string{
+				`gw.yaml:4:11: remote.listen: [::1]:0 is an IPv6 address: protoactor remote addresses are host:port without brackets, so it fails with "too many colons"; use an IPv4 address such as 127.0.0.1`,
+				`gw.yaml:6:23: hosts[0].listen: [::ffff:127.0.0.1]:7100 is an IPv4-mapped IPv6 address; write it as 127.0.0.1:7100`,
+				`gw.yaml:7:23: hosts[1].listen: [fd00::1]:7100 is an IPv6 address: protoactor remote addresses are host:port without brackets, so it fails with "too many colons"; use an IPv4 address such as 127.0.0.1`,
+			},
+		},
+		{
+			name: "tcp listeners of this machine on one port",
+			src: `admin:
+  listen: 127.0.0.1:7000
+remote:
+  listen: 0.0.0.0:7000
+` + tlsBlock + `hosts:
+  - {name: a, listen: 127.0.0.1:7100, spawn: true}
+  - {name: b, listen: 127.0.0.2:7100}
+  - {name: c, listen: 0.0.0.0:7100, spawn: true}
+  - {name: d, listen: 10.0.0.9:7000}
+`,
+			want: []string{
+				`gw.yaml:6:11: remote.listen: 0.0.0.0:7000 takes the port of admin.listen 127.0.0.1:7000: both listen on this machine`,
+				`gw.yaml:14:23: hosts[2].listen: 0.0.0.0:7100 takes the port of hosts[0].listen 127.0.0.1:7100: both listen on this machine`,
 			},
 		},
 		{
@@ -224,7 +252,7 @@ func TestRemoteErrors(t *testing.T) {
 			src:  "remote:\n  tls:\n    ca: nope.pem\n    cert: adir\n    key: open.key\n",
 			want: []string{
 				`gw.yaml:5:9: remote.tls.ca: ` + at("nope.pem") + `: no such file or directory`,
-				`gw.yaml:6:11: remote.tls.cert: ` + at("adir") + ` is not a regular file`,
+				`gw.yaml:6:11: remote.tls.cert: ` + at("adir") + ` is not a regular file but a directory`,
 				`gw.yaml:7:10: remote.tls.key: ` + at("open.key") + ` is accessible to group or others (mode 0644); chmod 600 it`,
 			},
 		},
@@ -269,12 +297,15 @@ func TestRemoteValidate(t *testing.T) {
 		want         string
 	}{
 		{"127.0.0.1:0", "127.0.0.1:7100", TLS{}, ""},
-		{"[::1]:0", "[::ffff:127.0.0.2]:7100", TLS{}, ""},
+		{"127.0.0.1:0", "127.0.0.2:7100", TLS{}, ""},
+		{"[::1]:0", "[::ffff:127.0.0.2]:7100", TLS{},
+			"<default>: hosts[0].listen: [::ffff:127.0.0.2]:7100 is an IPv4-mapped IPv6 address; write it as 127.0.0.2:7100\n" +
+				`<default>:8:3: remote.listen: [::1]:0 is an IPv6 address: protoactor remote addresses are host:port without brackets, so it fails with "too many colons"; use an IPv4 address such as 127.0.0.1`},
 		{"127.0.0.1:0", "192.0.2.1:7100", TLS{},
 			"<default>: hosts[0].listen: 192.0.2.1:7100 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)"},
 		{"0.0.0.0:7000", "127.0.0.1:7100", TLS{},
 			"<default>:8:3: remote.listen: 0.0.0.0:7000 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)"},
-		{"[::]:7000", "192.0.2.1:7100", tls, ""},
+		{"0.0.0.0:7000", "192.0.2.1:7100", tls, ""},
 		{"127.0.0.1:0", "192.0.2.1:7100", TLS{CA: tls.CA},
 			"<default>: hosts[0].listen: 192.0.2.1:7100 is not a loopback address: mutual TLS required (set remote.tls.ca, remote.tls.cert and remote.tls.key)\n" +
 				"<default>:8:3: remote.tls.cert: required: mutual TLS needs remote.tls.ca, remote.tls.cert and remote.tls.key\n" +

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -42,25 +41,20 @@ func (c *Config) readSecrets(p *positions) Errors {
 
 // checkTLSFile checks that path (already joined to the config file's
 // directory) is a regular file this process can read and, for a private
-// key, that group and others cannot access it. It reads one byte: the
-// files are parsed when the transport starts. It stats before opening, so
-// that a FIFO named by mistake does not block the check.
+// key, that group and others cannot access it, and at most MaxTLSFileBytes
+// long. It reads one byte: the files are parsed when the transport starts.
 func checkTLSFile(path string, private bool) error {
-	fi, err := os.Stat(path)
+	f, fi, err := OpenRegularFile(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
+		return err
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
+	defer f.Close()
 	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
 		return fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
+	if fi.Size() > MaxTLSFileBytes {
+		return fmt.Errorf("%s: larger than %d bytes, not a PEM file of TLS", path, MaxTLSFileBytes)
 	}
-	defer f.Close()
 	if _, err := f.Read(make([]byte, 1)); err != nil {
 		if err == io.EOF {
 			return fmt.Errorf("%s is empty", path)
@@ -80,34 +74,29 @@ func configRelative(path, configFile string) string {
 }
 
 // ReadTokenFile reads a bearer token from path; a relative path is relative
-// to the directory of configFile. The file must be a regular file that
+// to the directory of configFile. The file must be a regular file (checked
+// before opening it, see OpenRegularFile) that
 // group and others cannot access (a token others can read is no secret),
 // and hold one token of MinTokenBytes..MaxTokenFileBytes printable ASCII
 // characters without spaces; surrounding white space (a final newline) is
 // ignored.
 func ReadTokenFile(path, configFile string) (string, error) {
 	path = configRelative(path, configFile)
-	f, err := os.Open(path)
+	f, fi, err := OpenRegularFile(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, pathErr(err))
+		return "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxTokenFileBytes+1))
+	b, err := readLimited(f, path, MaxTokenFileBytes)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	if len(b) > MaxTokenFileBytes {
-		return "", fmt.Errorf("%s: larger than %d bytes, not a token file", path, MaxTokenFileBytes)
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			return "", fmt.Errorf("%s: larger than %d bytes, not a token file", path, MaxTokenFileBytes)
+		}
+		return "", err
 	}
 	token := strings.TrimSpace(string(b))
 	switch {
@@ -120,14 +109,4 @@ func ReadTokenFile(path, configFile string) (string, error) {
 			path, len(token), MinTokenBytes)
 	}
 	return token, nil
-}
-
-// pathErr drops the *os.PathError wrapper, whose path the message already
-// names.
-func pathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -5,7 +5,8 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
-	"unicode"
+	"time"
+	"unicode/utf8"
 )
 
 // Validate checks a config built or changed in code; Parse already ran the
@@ -59,6 +60,7 @@ func (c *Config) validate(p *positions) Errors {
 			c.Admin.Listen.Addr())
 	}
 	c.validateRemote(k)
+	c.validateListeners(k)
 	c.validateTUN(k)
 
 	if n := c.Batch.MaxPackets; n < 1 || n > MaxBatchPackets {
@@ -77,6 +79,8 @@ func (c *Config) validate(p *positions) Errors {
 	}
 	if d := c.Supervision.Backoff; d < 0 {
 		k.errorf("supervision.backoff", none, "must not be negative, got %s", d)
+	} else if msg := restartRateProblem(c.Supervision); msg != "" {
+		k.errorf("supervision.backoff", none, "%s", msg)
 	}
 
 	names := c.validateProtocols(k)
@@ -104,6 +108,8 @@ func (c *Config) validateRemote(k *checker) {
 	}
 	if !r.Listen.IsValid() {
 		k.errorf("remote.listen", r.Pos, "must be ip:port, got %q", r.Listen.String())
+	} else if msg := remoteAddrProblem(r.Listen); msg != "" {
+		k.errorf("remote.listen", r.Pos, "%s", msg)
 	} else {
 		needTLS("remote.listen", r.Pos, r.Listen)
 	}
@@ -151,6 +157,11 @@ func (c *Config) validateRemote(k *checker) {
 			k.errorf(path+".listen", h.Pos, "port must be 1-65535, got 0: the daemon dials this address, so it must know the port")
 		case r.Listen.IsValid() && ap == netip.AddrPortFrom(r.Listen.Addr().Unmap(), r.Listen.Port()):
 			k.errorf(path+".listen", h.Pos, "%s is remote.listen, the daemon's own listener", h.Listen)
+		default:
+			if msg := remoteAddrProblem(h.Listen); msg != "" {
+				k.errorf(path+".listen", h.Pos, "%s", msg)
+				continue
+			}
 		}
 		if j, dup := listens[ap]; dup {
 			k.errorf(path+".listen", h.Pos, "duplicate listen address %s (first at %s)",
@@ -160,6 +171,62 @@ func (c *Config) validateRemote(k *checker) {
 		}
 		needTLS(path+".listen", h.Pos, h.Listen)
 	}
+}
+
+// remoteAddrProblem says why a protoactor remote address (remote.listen,
+// hosts[].listen) cannot be used, or "". protoactor's remote joins host and
+// port as "host:port" without brackets, so an IPv6 listener fails to start
+// ("too many colons in address") and its PIDs cannot be dialled.
+func remoteAddrProblem(ap netip.AddrPort) string {
+	switch a := ap.Addr(); {
+	case a.Is4In6():
+		return fmt.Sprintf("%s is an IPv4-mapped IPv6 address; write it as %s", ap, netip.AddrPortFrom(a.Unmap(), ap.Port()))
+	case a.Is6():
+		return fmt.Sprintf("%s is an IPv6 address: protoactor remote addresses are host:port without brackets, "+
+			"so it fails with \"too many colons\"; use an IPv4 address such as 127.0.0.1", ap)
+	}
+	return ""
+}
+
+// validateListeners checks that the TCP listeners of this machine do not
+// take one port twice: admin.listen, remote.listen and the listen address
+// of every host that runs here (spawned, or on a loopback address). Two of
+// them overlap when they have the same port and the same address, or one
+// is a wildcard of the other's family ("::" is both families: Go listens
+// dual-stack). Equal addresses among hosts and between a host and
+// remote.listen are reported by validateRemote already.
+func (c *Config) validateListeners(k *checker) {
+	type listener struct {
+		path string
+		pos  Position
+		ap   netip.AddrPort
+		host bool
+	}
+	ls := []listener{{"admin.listen", Position{}, c.Admin.Listen, false}, {"remote.listen", c.Remote.Pos, c.Remote.Listen, false}}
+	for i, h := range c.Hosts {
+		if h.Spawn || h.IsLoopback() {
+			ls = append(ls, listener{indexPath("hosts", i) + ".listen", h.Pos, h.Listen, true})
+		}
+	}
+	for j, b := range ls {
+		for _, a := range ls[:j] {
+			if !listenersOverlap(a.ap, b.ap) || b.host && (a.host || a.path == "remote.listen") && a.ap.Addr().Unmap() == b.ap.Addr().Unmap() {
+				continue
+			}
+			k.errorf(b.path, b.pos, "%s takes the port of %s %s: both listen on this machine", b.ap, a.path, a.ap)
+			break
+		}
+	}
+}
+
+// listenersOverlap reports whether two TCP listeners would take one port.
+func listenersOverlap(a, b netip.AddrPort) bool {
+	if !a.IsValid() || !b.IsValid() || a.Port() == 0 || a.Port() != b.Port() {
+		return false
+	}
+	x, y := a.Addr().Unmap(), b.Addr().Unmap()
+	wildcard := func(w, o netip.Addr) bool { return w.IsUnspecified() && (w.Is6() || o.Is4()) }
+	return x == y || wildcard(x, y) || wildcard(y, x)
 }
 
 func (c *Config) validateTUN(k *checker) {
@@ -175,10 +242,14 @@ func (c *Config) validateTUN(k *checker) {
 		case !a.IsValid():
 			k.errorf(path, none, "invalid address prefix %q", a.String())
 			continue
+		case a.Addr().Is4In6():
+			k.errorf(path, none, "%s is an IPv4-mapped IPv6 address, which the kernel would add as IPv6; write %s",
+				a, netip.PrefixFrom(a.Addr().Unmap(), max(a.Bits()-96, 0)))
+			continue
 		case a.Addr().IsUnspecified() || a.Addr().IsMulticast():
 			k.errorf(path, none, "%s cannot be an interface address", a.Addr())
 		}
-		if a.Addr().Is6() && !a.Addr().Is4In6() {
+		if a.Addr().Is6() {
 			hasV6 = true
 		}
 		if j, dup := first[a.Addr()]; dup {
@@ -187,11 +258,23 @@ func (c *Config) validateTUN(k *checker) {
 		}
 		first[a.Addr()] = i
 	}
+	// The kernel takes IPv6 off an interface whose MTU is below the IPv6
+	// minimum, and then refuses IPv6 routes into it ("no such device").
+	v6Route := -1
+	for i, r := range c.Routes {
+		if c.TUN.InstallRoutes && r.Prefix.IsValid() && r.Prefix.Addr().Is6() {
+			v6Route = i
+			break
+		}
+	}
 	switch mtu := c.TUN.MTU; {
 	case mtu < MinMTU || mtu > MaxMTU:
 		k.errorf("tun.mtu", none, "must be between %d and %d, got %d", MinMTU, MaxMTU, mtu)
 	case hasV6 && mtu < MinMTUIPv6:
 		k.errorf("tun.mtu", none, "must be at least %d with an ipv6 address in tun.addresses, got %d", MinMTUIPv6, mtu)
+	case v6Route >= 0 && mtu < MinMTUIPv6:
+		k.errorf("tun.mtu", none, "must be at least %d with an ipv6 route installed into the tun (routes[%d], %s), got %d; "+
+			"or set tun.install_routes: false", MinMTUIPv6, v6Route, c.Routes[v6Route].Prefix, mtu)
 	}
 }
 
@@ -205,18 +288,50 @@ func (k *checker) where(first, second string) string {
 	return firstAt(k.p.at(first, Position{}), k.p.at(second, Position{}))
 }
 
-// checkMailbox validates a mailbox. A protocol's keys equal to the
-// top-level mailbox's (inherit) are inherited and were checked there.
+// checkMailbox validates a mailbox: the top-level one (inherit nil) or a
+// protocol's, whose keys come from the top-level mailbox (inherit) unless
+// the entry sets them. An inherited value was checked at the top level; a
+// key the entry sets is checked even when it equals the inherited one.
 func checkMailbox(k *checker, path string, pos Position, m Mailbox, inherit *Mailbox) {
-	if inherit == nil {
-		inherit = &Mailbox{Capacity: -1, Policy: "\x00"}
+	own := func(key string, differs bool) bool {
+		switch {
+		case inherit == nil:
+			return true
+		case k.p.root() != nil:
+			return present(k.p.doc, k.p.root(), path+"."+key)
+		}
+		return differs // a config built in code
 	}
-	if n := m.Capacity; n != inherit.Capacity && (n < 1 || n > MaxMailboxCapacity) {
+	if n := m.Capacity; own("capacity", inherit != nil && n != inherit.Capacity) && (n < 1 || n > MaxMailboxCapacity) {
 		k.errorf(path+".capacity", pos, "must be between 1 and %d batches, got %d", MaxMailboxCapacity, n)
 	}
-	if m.Policy != inherit.Policy && m.Policy != PolicyDropNewest && m.Policy != PolicyDropOldest {
+	if own("policy", inherit != nil && m.Policy != inherit.Policy) && m.Policy != PolicyDropNewest && m.Policy != PolicyDropOldest {
 		k.errorf(path+".policy", pos, "must be %s or %s, got %s", PolicyDropNewest, PolicyDropOldest, quoteShort(m.Policy))
 	}
+}
+
+// restartRateProblem says why a restart budget lets a failing actor restart
+// faster than MaxRestartRate times a second, or "". A budget allows at
+// most max_restarts restarts within its window and at most one per
+// backoff, so the rule is: backoff at least 1s/MaxRestartRate, or
+// max_restarts at most MaxRestartRate per second of within. Without it, a
+// protocol that fails at once on start (a port taken, a bad key) restarts
+// in a busy loop: 0s of backoff and a budget of a million took a core and
+// wrote 23 MB of logs in 6 s.
+func restartRateProblem(s Supervision) string {
+	minBackoff := time.Second / MaxRestartRate
+	within := time.Duration(s.Within)
+	if time.Duration(s.Backoff) >= minBackoff || within <= 0 || s.MaxRestarts <= 0 {
+		return ""
+	}
+	rate := float64(s.MaxRestarts) / within.Seconds()
+	if rate <= MaxRestartRate {
+		return ""
+	}
+	most := int64(within.Seconds() * MaxRestartRate)
+	return fmt.Sprintf("backoff %s with max_restarts %d within %s lets a failing actor restart %.0f times a second; "+
+		"a restart budget must bound the rate to %d a second: make backoff at least %s, or max_restarts at most %d",
+		s.Backoff, s.MaxRestarts, s.Within, rate, MaxRestartRate, minBackoff, most)
 }
 
 // validateProtocols checks the protocol entries and returns the line of
@@ -277,6 +392,11 @@ func (c *Config) validateRoutes(k *checker, protocols map[string]int) {
 		path := indexPath("routes", i)
 		if !r.Prefix.IsValid() {
 			k.errorf(path+".prefix", r.Pos, "required")
+		} else if r.Prefix.Addr().Is4In6() && r.Prefix.Bits() > 96 {
+			// The router matches IPv4 packets against IPv4 prefixes only
+			// (and the kernel route would be IPv6): it would never match.
+			k.errorf(path+".prefix", r.Pos, "%s is an IPv4-mapped IPv6 prefix, which no IPv4 packet matches; write %s",
+				r.Prefix, netip.PrefixFrom(r.Prefix.Addr().Unmap(), r.Prefix.Bits()-96).Masked())
 		} else if j, dup := first[r.Prefix]; dup {
 			k.errorf(path+".prefix", r.Pos, "duplicate prefix %s (first at %s)",
 				r.Prefix, k.whereOr(indexPath("routes", j)+".prefix", path+".prefix", c.Routes[j].Pos))
@@ -342,20 +462,23 @@ func isAlnum(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 }
 
-// ifNameProblem returns what is wrong with a Linux interface name (the
-// kernel's dev_valid_name rules), or "".
+// ifNameProblem returns what is wrong with a TUN interface name, or "".
+// The kernel refuses "", ".", "..", names of IFNAMSIZ bytes or more and
+// names with '/', ':' or white space, and treats '%' as a pattern
+// ("%d" creates "0", which the daemon then cannot find); the rule here is
+// the safe subset of names the kernel takes as they are.
 func ifNameProblem(s string) string {
 	switch {
-	case s == "":
-		return "must not be empty"
-	case len(s) > MaxIfName:
-		return fmt.Sprintf("must be at most %d bytes", MaxIfName)
 	case s == "." || s == "..":
 		return `must not be "." or ".."`
-	case strings.ContainsFunc(s, func(r rune) bool { return r == '/' || r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) }):
-		return "must not contain '/', ':', white space or control characters"
+	case s == "" || len(s) > MaxIfName || strings.ContainsFunc(s, func(r rune) bool { return !isIfNameChar(r) }):
+		return fmt.Sprintf("must be 1-%d characters of [A-Za-z0-9_=+.-]", MaxIfName)
 	}
 	return ""
+}
+
+func isIfNameChar(r rune) bool {
+	return r < utf8.RuneSelf && isAlnum(byte(r)) || strings.ContainsRune("_=+.-", r)
 }
 
 func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

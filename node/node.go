@@ -104,6 +104,7 @@ func Check(cfg *config.Config) error {
 func parse(cfg *config.Config) ([]parsedProtocol, error) {
 	var errs config.Errors
 	out := make([]parsedProtocol, 0, len(cfg.Protocols))
+	ports := make([][]config.Port, len(cfg.Protocols))
 	for i, p := range cfg.Protocols {
 		info, ok := protocols.Lookup(p.Type)
 		if !ok {
@@ -126,7 +127,11 @@ func parse(cfg *config.Config) ([]parsedProtocol, error) {
 			continue
 		}
 		out = append(out, parsedProtocol{cfg: p, info: info, settings: settings})
+		if b, ok := settings.(config.PortBinder); ok {
+			ports[i] = b.Ports()
+		}
 	}
+	errs = append(errs, cfg.CheckPorts(ports)...) // two protocols on one port: run could not bind the second
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
+
+	"switchyard/config"
 )
 
 // TLSFiles names the PEM files of mutual TLS: the CA that signs every
@@ -108,14 +109,18 @@ func (t *Transport) Stop() {
 }
 
 func tlsConfigs(files TLSFiles) (server, client *tls.Config, err error) {
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("remote tls: %w", err)
+	// Regular files only: a FIFO named by mistake must not block the start.
+	var pem [3][]byte
+	for i, path := range []string{files.Cert, files.Key, files.CA} {
+		if pem[i], err = config.ReadRegularFile(path, config.MaxTLSFileBytes); err != nil {
+			return nil, nil, fmt.Errorf("remote tls: %w", err)
+		}
 	}
-	caPEM, err := os.ReadFile(files.CA)
+	cert, err := tls.X509KeyPair(pem[0], pem[1])
 	if err != nil {
-		return nil, nil, fmt.Errorf("remote tls: %w", err)
+		return nil, nil, fmt.Errorf("remote tls: %s, %s: %w", files.Cert, files.Key, err)
 	}
+	caPEM := pem[2]
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, nil, errors.New("remote tls: no certificate in " + strconv.Quote(files.CA))

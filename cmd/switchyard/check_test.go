@@ -38,6 +38,19 @@ protocols:
     type: udp
     settings: {listen: "10.0.0.1:0", peer: "10.0.0.2:7000"}
 `)
+	// Issue 12, finding 7: run could not bind the second protocol.
+	const testPrivateKey, testPublicKey = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=", "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+	samePort := write("ports.yaml", `protocols:
+  - name: a
+    type: udp
+    settings: {listen: "10.0.0.1:7000", peer: "10.0.0.2:7000"}
+  - name: b
+    type: wireguard
+    settings:
+      private_key: `+testPrivateKey+`
+      listen_port: 7000
+      peers: [{public_key: `+testPublicKey+`, allowed_ips: [10.9.0.0/24]}]
+`)
 	tests := []struct {
 		name     string
 		file     string
@@ -54,6 +67,7 @@ protocols:
 		}},
 		{"protocol settings", badSettings, 1, "", []string{"settings.yaml:5:24: protocols[0].settings.listen:"}},
 		{"missing file", filepath.Join(dir, "nope.yaml"), 1, "", []string{"nope.yaml"}},
+		{"two protocols on one port", samePort, 1, "", []string{`ports.yaml:9:20: protocols[1].settings.listen_port: udp port 7000 is already bound by protocol "a" (protocols[0].settings.listen, line 4); a protocol binds its port on every address of this machine`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

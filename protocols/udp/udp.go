@@ -40,6 +40,12 @@ type Settings struct {
 	Peer netip.AddrPort
 }
 
+// Ports implements config.PortBinder: the listen port, bound on every
+// address of both families.
+func (s Settings) Ports() []config.Port {
+	return []config.Port{{Network: "udp", Port: s.Listen.Port(), Field: "listen"}}
+}
+
 // rawSettings is the settings block as written in the config.
 type rawSettings struct {
 	// Listen is the local ip:port, e.g. "10.91.0.1:7000" or "[fd00::1]:7000".

@@ -94,6 +94,12 @@ type Settings struct {
 	Peers []Peer
 }
 
+// Ports implements config.PortBinder: listen_port, bound on every address
+// of both families (none when the kernel chooses it).
+func (s Settings) Ports() []config.Port {
+	return []config.Port{{Network: "udp", Port: s.ListenPort, Field: "listen_port"}}
+}
+
 // Peer is one WireGuard peer.
 type Peer struct {
 	PublicKey    Key
@@ -285,18 +291,11 @@ func readKeyFile(base, path string) (Key, error) {
 	if !filepath.IsAbs(path) && base != "" {
 		path = filepath.Join(base, path)
 	}
-	f, err := os.Open(path)
+	f, fi, err := config.OpenRegularFile(path) // a FIFO must not block the open
 	if err != nil {
-		return Key{}, fmt.Errorf("%s: %w", path, unwrapPathError(err))
+		return Key{}, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Key{}, fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return Key{}, fmt.Errorf("%s is not a regular file", path)
-	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return Key{}, fmt.Errorf("%s is readable by others (mode %04o); chmod 600 it", path, perm)
 	}
