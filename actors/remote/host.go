@@ -293,17 +293,20 @@ func (a *hostActor) openWith(ctx actor.Context, owner *actor.PID, o Open, info p
 	inStats := reg.Row(o.Name+".in", "receiver")
 
 	// The uplink: the protocol's injector, sending to the daemon.
-	upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
-	var up actor.Producer
+	var uplink *actor.PID
+	var err error
 	if region != nil {
-		up = func() actor.Actor { return &shmUplink{h: region, st: upStats} }
+		var ok bool
+		if uplink, ok = h.system.ProcessRegistry.Add(&shmUplink{h: region, st: upStats}, "uplink/"+o.Name); !ok {
+			err = errDuplicate("uplink/" + o.Name)
+		}
 	} else {
-		up = NewLink(LinkSpec{
+		upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
+		uplink, err = ctx.SpawnNamed(stage.Props(NewLink(LinkSpec{
 			ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
 			Peer: o.DaemonIn.PID(),
-		})
+		}), upMB, upStats), "uplink/"+o.Name)
 	}
-	uplink, err := ctx.SpawnNamed(stage.Props(up, upMB, upStats), "uplink/"+o.Name)
 	if err != nil {
 		if region != nil {
 			_ = region.Close()
@@ -377,6 +380,10 @@ func (a *hostActor) stop(ctx actor.Context, in *instance, then func()) {
 	}
 	in.closeInput()
 	stopUplink := func() {
+		if in.region != nil && in.uplink != nil {
+			a.h.system.ProcessRegistry.Remove(in.uplink) // a Process, not an actor
+			in.uplink = nil
+		}
 		if in.uplink == nil {
 			if then != nil {
 				then()
@@ -412,7 +419,9 @@ func (a *hostActor) stopAll(ctx actor.Context) {
 				a.h.log.Error("protocol instance did not stop", zap.String("protocol", in.name), zap.Error(err))
 			}
 		}
-		if in.uplink != nil {
+		if in.region != nil && in.uplink != nil {
+			a.h.system.ProcessRegistry.Remove(in.uplink)
+		} else if in.uplink != nil {
 			_ = ctx.StopFuture(in.uplink).Wait()
 		}
 	}

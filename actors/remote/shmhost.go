@@ -8,10 +8,11 @@ package remote
 //     completed only when that batch is released — when the protocol is
 //     done with its packets, or they were dropped and counted — so the
 //     daemon counts as lost exactly what dies with this process.
-//  2. The uplink actor is the protocol's injector: it copies each batch the
-//     protocol sends into slots the daemon lent (one copy) and publishes
-//     them with one index store. No lent slot left: the rest of the batch
-//     drops (remote_window), counted on <name>.up.
+//  2. The uplink is the protocol's injector, a Process the protocol's
+//     reader goroutines call directly: it copies each batch into slots the
+//     daemon lent (one copy) and publishes them with one index store. No
+//     lent slot left: the rest of the batch drops (remote_window), counted
+//     on <name>.up.
 //  3. Closing the region (the instance stops, or the daemon is gone) ends
 //     the reader; the slots still borrowed are the daemon's to reclaim.
 
@@ -27,17 +28,23 @@ import (
 )
 
 // shmUplink is the protocol's injector on a host: batches go to the daemon
-// through the region.
+// through the region. It is a protoactor Process, not an actor: the
+// protocol's reader goroutine that sends a batch copies it into the region
+// itself, so the way back costs no goroutine hand-off on the host. Readers
+// may send concurrently; the region serializes its sends.
 type shmUplink struct {
 	h  *shm.Host
-	st *stats.Counters // <name>.up: Out and drops (its mailbox counts In)
+	st *stats.Counters // <name>.up: In, Out and drops
 }
 
-func (u *shmUplink) Receive(ctx actor.Context) {
-	b, ok := ctx.Message().(*packet.Batch)
+// SendUserMessage takes ownership of a *packet.Batch and hands its packets
+// to the daemon; what finds no lent slot is dropped (remote_window).
+func (u *shmUplink) SendUserMessage(_ *actor.PID, m any) {
+	b, ok := m.(*packet.Batch)
 	if !ok {
 		return
 	}
+	u.st.In(b.Len(), b.Bytes())
 	from := 0
 	for from < b.Len() {
 		n, err := u.h.Send(b.Bufs[from:])
@@ -65,6 +72,12 @@ func (u *shmUplink) Receive(ctx actor.Context) {
 	}
 	b.Release()
 }
+
+// SendSystemMessage ignores system messages.
+func (u *shmUplink) SendSystemMessage(*actor.PID, any) {}
+
+// Stop does nothing; the host unregisters the uplink.
+func (u *shmUplink) Stop(*actor.PID) {}
 
 // shmReader delivers what the daemon sends to one instance's protocol.
 type shmReader struct {
