@@ -216,8 +216,36 @@ const (
 type Mailbox struct {
 	// Capacity is `capacity:` in batches; 1..MaxMailboxCapacity, default 256.
 	Capacity int
-	// Policy is `policy:`, PolicyDropNewest (default) or PolicyDropOldest.
+	// Policy is `policy:`, PolicyDropNewest (default) or PolicyDropOldest,
+	// as written (for errors and messages); Drop is its typed value.
 	Policy string
+}
+
+// DropPolicy is a bounded mailbox's drop policy: which batch goes when it
+// is full. actors/mailbox uses it as its Policy.
+type DropPolicy uint8
+
+const (
+	// DropNewest is tail drop: the arriving batch is dropped.
+	DropNewest DropPolicy = iota
+	// DropOldest is head drop: the batch that waited longest is dropped.
+	DropOldest
+)
+
+func (p DropPolicy) String() string {
+	if p == DropOldest {
+		return PolicyDropOldest
+	}
+	return PolicyDropNewest
+}
+
+// Drop is the typed policy of a validated config (Validate refuses any
+// other string, so nothing is parsed again at use).
+func (m Mailbox) Drop() DropPolicy {
+	if m.Policy == PolicyDropOldest {
+		return DropOldest
+	}
+	return DropNewest
 }
 
 // Supervision is the `supervision:` section.

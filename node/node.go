@@ -267,11 +267,7 @@ func (n *Node) Start() (err error) {
 }
 
 func (n *Node) mailbox(mc config.Mailbox, st *stats.Counters) (*mailbox.Mailbox, error) {
-	policy, err := mailbox.ParsePolicy(mc.Policy)
-	if err != nil {
-		return nil, err
-	}
-	return mailbox.New(mc.Capacity, policy, st), nil
+	return mailbox.New(mc.Capacity, mc.Drop(), st), nil
 }
 
 // runningProtocol is a protocol instance the node has spawned.

@@ -656,11 +656,7 @@ func isAddressSubnet(p netip.Prefix, addrs []netip.Prefix) bool {
 }
 
 func resize(mb *mailbox.Mailbox, mc config.Mailbox) error {
-	policy, err := mailbox.ParsePolicy(mc.Policy)
-	if err != nil {
-		return err
-	}
-	mb.Resize(mc.Capacity, policy)
+	mb.Resize(mc.Capacity, mc.Drop())
 	return nil
 }
 

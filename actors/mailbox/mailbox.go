@@ -34,28 +34,24 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"switchyard/config"
 	"switchyard/packet"
 	"switchyard/stats"
 )
 
-// Policy chooses which batch is dropped when the mailbox is full.
-type Policy uint8
+// Policy chooses which batch is dropped when the mailbox is full: the
+// config's typed value (config.Mailbox.Drop).
+type Policy = config.DropPolicy
 
 const (
 	// DropNewest is tail drop: the arriving batch is dropped.
-	DropNewest Policy = iota
+	DropNewest = config.DropNewest
 	// DropOldest is head drop: the batch that waited longest is dropped.
-	DropOldest
+	DropOldest = config.DropOldest
 )
 
-func (p Policy) String() string {
-	if p == DropOldest {
-		return "drop_oldest"
-	}
-	return "drop_newest"
-}
-
-// ParsePolicy converts a config string to a Policy.
+// ParsePolicy converts a policy's name to a Policy: for what arrives off
+// the wire (a protocol host's OPEN); a config's is typed already.
 func ParsePolicy(s string) (Policy, error) {
 	switch s {
 	case "drop_newest", "":

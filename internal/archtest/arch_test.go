@@ -81,8 +81,8 @@ var rules = []rule{
 	{"switchyard/protocols", []string{"switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
 	// Below actors/, nothing imports actors/ itself: the arrows inside
 	// actors point down too.
-	{"switchyard/actors/mailbox", []string{"switchyard/packet", "switchyard/stats"}},
-	{"switchyard/actors/stage", []string{"switchyard/actors/mailbox", "switchyard/packet", "switchyard/stats"}},
+	{"switchyard/actors/mailbox", []string{"switchyard/config", "switchyard/packet", "switchyard/stats"}},
+	{"switchyard/actors/stage", []string{"switchyard/actors/mailbox", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
 	{"switchyard/actors/remote", []string{"switchyard/actors/remote", "switchyard/actors/mailbox", "switchyard/actors/stage", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
 	{"switchyard/actors", []string{"switchyard/actors/mailbox", "switchyard/actors/stage", "switchyard/router", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
 	{"switchyard/node", []string{"switchyard/node", "switchyard/actors", "switchyard/router", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
