@@ -2,6 +2,7 @@ package udp
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -114,7 +115,7 @@ func TestParse(t *testing.T) {
 				if err != nil {
 					t.Fatalf("parse() error = %v", err)
 				}
-				if got != tt.want {
+				if !reflect.DeepEqual(got, tt.want) {
 					t.Fatalf("parse() = %+v, want %+v", got, tt.want)
 				}
 				return

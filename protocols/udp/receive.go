@@ -6,6 +6,8 @@ package udp
 //  1. The reader owns packet.MaxBatch pool buffers and hands all of them to
 //     the receive function on every call (recvmmsg; with UDP GRO the kernel
 //     fills the last slots and the bind splits the super-datagrams forward).
+//     The bind skips and counts empty datagrams (udpbind.Empty) and
+//     truncated ones (malformed): what it returns all holds data.
 //  2. Each datagram is checked: from the peer (else unknown_peer), then a
 //     valid IP header (else malformed).
 //  3. The good buffers move into batches of at most Env.MaxBatch packets and
@@ -16,8 +18,9 @@ package udp
 //  5. Closing the bind makes the receive function return net.ErrClosed: the
 //     reader returns its buffers to the pool and exits.
 //
-// FromNetwork: In counts every datagram received, Out what went to the
-// injector, and drops the rest, so In = Out + drops exactly.
+// FromNetwork: In counts every datagram received (the bind counts those it
+// skips), Out what went to the injector, and drops the rest, so In = Out +
+// drops exactly.
 
 import (
 	"errors"
@@ -28,6 +31,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"switchyard/packet"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -101,7 +105,7 @@ func (r *reader) run() {
 // the injector in batches.
 func (r *reader) deliver(n int) {
 	if n == 0 {
-		return // a read that yielded nothing (see README.md: empty datagrams)
+		return // a read that held only what the bind skipped
 	}
 	env := &r.a.env
 	good := r.good[:0]
@@ -110,7 +114,7 @@ func (r *reader) deliver(n int) {
 		size := r.sizes[i]
 		inBytes += size
 		if size == 0 {
-			// An empty datagram (the bind reports no source for it).
+			// Only from a bind given to NewWithBind: udpbind skips empties.
 			malformed++
 			continue
 		}
@@ -147,8 +151,8 @@ func (r *reader) deliver(n int) {
 // destination cannot be checked: with UDP GRO the bind loses the packet-info
 // of all but the last datagram of a read. See README.md.)
 func (r *reader) fromPeer(ep conn.Endpoint) bool {
-	sep, ok := ep.(*conn.StdNetEndpoint)
-	return ok && sep.Port() == r.peer.Port() && sep.Addr().Unmap() == r.peer.Addr()
+	src, ok := udpbind.Source(ep)
+	return ok && src == r.peer
 }
 
 // send takes ownership of b: it counts it out and passes it to the

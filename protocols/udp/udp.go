@@ -9,9 +9,9 @@
 //	      listen: 10.91.0.1:7000   # ip:port, required
 //	      peer: 10.91.0.2:7000     # ip:port, required
 //
-// The transport is golang.zx2c4.com/wireguard/conn.StdNetBind, which batches
-// with recvmmsg/sendmmsg and UDP GSO/GRO on Linux. See README.md for the
-// counters, drop reasons and limits.
+// The transport is protocols/udpbind, which batches with recvmmsg/sendmmsg
+// and UDP GSO/GRO on Linux. See README.md for the counters, drop reasons and
+// limits.
 package udp
 
 import (
@@ -34,7 +34,7 @@ func init() {
 // and what the actor is created with.
 type Settings struct {
 	// Listen is the local address. Only its port is bound, on every local
-	// address of both families (a limit of conn.StdNetBind; see README.md).
+	// address of both families (a limit of conn.Bind; see README.md).
 	Listen netip.AddrPort
 	// Peer is the only remote address packets are sent to and accepted from.
 	Peer netip.AddrPort
