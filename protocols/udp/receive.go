@@ -8,8 +8,9 @@ package udp
 //     fills the last slots and the bind splits the super-datagrams forward).
 //     The bind skips and counts empty datagrams (udpbind.Empty) and
 //     truncated ones (malformed): what it returns all holds data.
-//  2. Each datagram is checked: from the peer (else unknown_peer), then a
-//     valid IP header (else malformed).
+//  2. Each datagram is checked: from the peer (else unknown_peer), a valid
+//     IP header (else malformed), and an inner source in allowed_sources
+//     when that is set (else source_not_allowed).
 //  3. The good buffers move into batches of at most Env.MaxBatch packets and
 //     their slots are refilled from the pool in one call; when the pool
 //     cannot refill them the good packets are dropped (no_buffers) and the
@@ -28,6 +29,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"switchyard/packet"
@@ -42,7 +44,8 @@ type reader struct {
 	family  string // "v4" or "v6", for logs
 	failMsg string // the log line of a failed receive, made once
 
-	peer netip.AddrPort
+	peer    netip.AddrPort
+	allowed *bart.Lite // nil: any inner source
 
 	h     *packet.Harvester // the pool buffers owned (h.Slots), full length
 	pkts  [][]byte          // h.Slots[i][Headroom:], what the receive function fills
@@ -61,6 +64,7 @@ func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
 		family:  recv.PrettyName(),
 		failMsg: "udp receive failed (" + recv.PrettyName() + ")",
 		peer:    a.set.Peer,
+		allowed: a.allowed,
 		pkts:    make([][]byte, packet.MaxBatch),
 		sizes:   make([]int, packet.MaxBatch),
 		eps:     make([]conn.Endpoint, packet.MaxBatch),
@@ -109,7 +113,7 @@ func (r *reader) deliver(n int) {
 	}
 	env := &r.a.env
 	good := r.good[:0]
-	inBytes, unknown, malformed := 0, 0, 0
+	inBytes, unknown, malformed, notAllowed := 0, 0, 0, 0
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
 		inBytes += size
@@ -122,9 +126,16 @@ func (r *reader) deliver(n int) {
 			unknown++
 			continue
 		}
-		if packet.Check(r.pkts[i][:size]) != nil {
+		pkt := r.pkts[i][:size]
+		if packet.Check(pkt) != nil {
 			malformed++
 			continue
+		}
+		if r.allowed != nil {
+			if src, _ := packet.Source(pkt); !r.allowed.Contains(src) {
+				notAllowed++
+				continue
+			}
 		}
 		good = append(good, i)
 	}
@@ -133,6 +144,7 @@ func (r *reader) deliver(n int) {
 	env.FromNetwork.In(n, inBytes)
 	env.FromNetwork.Drop(UnknownPeer, unknown)
 	env.FromNetwork.Drop(stats.Malformed, malformed)
+	env.FromNetwork.Drop(SourceNotAllowed, notAllowed)
 	if len(good) == 0 {
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gaissmai/bart"
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -35,8 +36,9 @@ type udpActor struct {
 	name       string
 	set        Settings
 	env        protocols.Env
-	maxBatch   int // packets per inbound batch, ≤ packet.MaxBatch
-	maxPayload int // largest packet one datagram to the peer carries
+	maxBatch   int        // packets per inbound batch, ≤ packet.MaxBatch
+	maxPayload int        // largest packet one datagram to the peer carries
+	allowed    *bart.Lite // allowed_sources; nil accepts any source
 
 	newBind func() conn.Bind // udpbind.New, or a benchmark's sink
 	bind    conn.Bind
@@ -64,12 +66,20 @@ func newUDPActor(name string, set Settings, env protocols.Env) *udpActor {
 	if set.Peer.Addr().Is6() {
 		maxPayload = maxIPv6Payload
 	}
+	var allowed *bart.Lite
+	if set.AllowedSources != nil {
+		allowed = new(bart.Lite)
+		for _, pfx := range set.AllowedSources {
+			allowed.Insert(pfx)
+		}
+	}
 	return &udpActor{
 		name:       name,
 		set:        set,
 		env:        env,
 		maxBatch:   maxBatch,
 		maxPayload: maxPayload,
+		allowed:    allowed,
 		scratch:    make([][]byte, 0, packet.MaxBatch),
 		newBind: func() conn.Bind {
 			return udpbind.New(udpbind.Options{Stats: env.FromNetwork})
@@ -132,8 +142,13 @@ func (a *udpActor) start() {
 		a.readers.Add(1)
 		go r.run()
 	}
+	sources := "any"
+	if a.set.AllowedSources != nil {
+		sources = fmt.Sprint(a.set.AllowedSources)
+	}
 	a.env.Log.Info("udp listening", zap.String("instance", a.name),
-		zap.Stringer("listen", a.set.Listen), zap.Stringer("peer", a.set.Peer))
+		zap.Stringer("listen", a.set.Listen), zap.Stringer("peer", a.set.Peer),
+		zap.String("allowed_sources", sources))
 }
 
 // send takes ownership of b, sends its packets to the peer in one call and
