@@ -356,9 +356,7 @@ func tmux(ctx context.Context, socket string, args ...string) (string, error) {
 // stops the daemon underneath it (top must stay up and say so), and quits
 // with q.
 func TestTopInTmux(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed (apt-get install tmux)")
-	}
+	needTool(t, "tmux")
 	l, ctx := newLab(t)
 	da := startDaemon(t, ctx, l, l.A, l.DefaultConfig(l.A))
 	startDaemon(t, ctx, l, l.B, l.DefaultConfig(l.B))
