@@ -1,6 +1,7 @@
 # Switchyard — the two commands a newcomer needs:
 #   make demo   (root: builds two network namespaces and runs two daemons)
 #   make test   (unit tests, and the namespace tests when run as root)
+# Both first run `make deps`: the Debian packages of deps/debian.txt.
 
 GO      ?= go
 BIN     := bin/switchyard
@@ -14,7 +15,7 @@ RESULTS := bench/results
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: build test demo bench vet clean fuzz
+.PHONY: build test demo bench vet clean fuzz deps
 
 # bin/switchyard is the daemon and operator CLI; bin/switchyard-lab the
 # demo, the benchmark harness and the test tools (it runs bin/switchyard).
@@ -27,12 +28,27 @@ vet:
 	$(GO) vet -tags testprotocols ./cmd/switchyard
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Everything, with the race detector. The namespace tests in cmd/switchyard
-# need root; without it they skip and say why.
-test: vet
-	$(GO) test -race -count=1 ./...
+# The Debian packages the demo, the tests and the benchmark need, from the
+# one list deps/debian.txt (CI installs the same). As root, installs what is
+# missing; otherwise prints it and the command, and goes on. DRY=1 prints
+# the packages it would install, one a line.
+deps:
+	@deps/install $(if $(filter 1,$(DRY)),--dry-run)
 
-demo: build
+# Everything, with the race detector. The namespace tests in cmd/switchyard
+# need root; without it they skip and say why. internal/testsummary prints
+# go test's usual lines, then one line for the tests skipped because a tool
+# or capability is missing (which fails the run in CI, CI=true), then
+# "N passed, N failed, N skipped". Without a C compiler (gcc, make deps)
+# there is no -race: said, and an error in CI.
+test: deps vet
+	@$(GO) build -o bin/testsummary ./internal/testsummary
+	@race=-race; if [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then \
+		echo "make test: no C compiler (gcc; make deps installs it): the tests run WITHOUT the race detector"; \
+		if [ "$$CI" = true ]; then exit 1; fi; race=; fi; \
+	$(GO) test $$race -count=1 -json ./... | bin/testsummary
+
+demo: deps build
 	./$(LAB) demo
 
 # The config loader's fuzz target for a fixed short time (CI runs it as

@@ -1,15 +1,18 @@
 package main
 
-// `switchyard-lab tcp-recv|tcp-send|udp-flood|tun-inject`: traffic tools for the demo and the namespace
-// tests. They run inside a lab namespace (`ip netns exec NS switchyard-lab
-// …`) and print one JSON line each, so no extra packages are needed.
+// `switchyard-lab tcp-recv|tcp-send|udp-flood|tun-inject|ping`: traffic tools for the demo and
+// the namespace tests. They run inside a lab namespace (`ip netns exec NS
+// switchyard-lab …`) and print one JSON line each (ping prints what iputils
+// ping prints), so no extra packages are needed.
 //
+//	ping      [--count N] [--interval D] [--timeout D] ADDR
 //	tcp-recv  --listen ADDR [--expect BYTES] [--timeout D]
 //	tcp-send  --to ADDR --bytes N [--seconds S] [--seed S]
 //	udp-flood --to ADDR [--from ADDR] --pps N (--seconds S | --count N) [--size B] [--payload TEXT | --hex HEX]
 //	tun-inject --dev NAME --hex HEX[,HEX…]
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -24,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"switchyard/internal/lab"
 )
 
 // Limits of the lab tools. Every number has its unit and its reason.
@@ -56,6 +61,7 @@ const (
 
 const labUsage = `switchyard-lab — traffic tools for the demo and the namespace tests
 
+  ping       [--count N] [--interval D] [--timeout D] ADDR
   tcp-recv   --listen ADDR [--expect BYTES] [--timeout D]
   tcp-send   --to ADDR --bytes N [--seconds S] [--seed S]
   udp-flood  --to ADDR [--from ADDR] --pps N (--seconds S | --count N) [--size B] [--payload TEXT | --hex HEX]
@@ -69,6 +75,8 @@ func runLab(args []string) int {
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "ping":
+		err = labPing(rest)
 	case "tcp-recv":
 		err = labTCPRecv(rest)
 	case "tcp-send":
@@ -84,6 +92,8 @@ func runLab(args []string) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errNoReply):
+		return 1
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "switchyard-lab %s: %v\n", args[0], err)
 		return 1
@@ -92,6 +102,39 @@ func runLab(args []string) int {
 }
 
 var errUsage = errors.New("usage")
+
+// labPing is the built-in ping (lab.Echo): ICMP echo over a raw socket,
+// with iputils' output. It exits 1 when no reply came, as iputils does.
+func labPing(args []string) error {
+	fs := flag.NewFlagSet("ping", flag.ContinueOnError)
+	count := fs.Int("count", 1, "echo requests to send")
+	interval := fs.Duration("interval", 200*time.Millisecond, "time between two requests")
+	timeout := fs.Duration("timeout", time.Second, "time to wait for the last answers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	addr, err := netip.ParseAddr(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	r, err := lab.Echo(context.Background(), lab.EchoOptions{
+		Addr: addr.Unmap(), Count: *count, Interval: *interval, Timeout: *timeout,
+	}, os.Stdout)
+	if err != nil {
+		return err
+	}
+	if r.Received == 0 {
+		return errNoReply
+	}
+	return nil
+}
+
+// errNoReply makes ping exit 1 without a message: the summary says it.
+var errNoReply = errors.New("no reply")
 
 // transferReport is the JSON line tcp-send and tcp-recv print
 // (lab.TransferReport reads it).

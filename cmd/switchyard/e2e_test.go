@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -75,7 +76,7 @@ var (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if err := lab.Preflight(); err != nil {
-		e2eSkip = err.Error()
+		e2eSkip = skipMessage(err)
 	}
 	dir, err := os.MkdirTemp("", "switchyard-e2e-")
 	if err != nil {
@@ -121,13 +122,32 @@ func (b *e2eBuild) get(t *testing.T) string {
 	return b.path
 }
 
+// skipMessage is the text to skip with for err: for a missing tool or
+// capability (*lab.Missing) the form `make test` lists and CI fails.
+func skipMessage(err error) string {
+	var m *lab.Missing
+	if errors.As(err, &m) {
+		return m.SkipMessage()
+	}
+	return err.Error()
+}
+
+// needTool skips t when command is not installed, in the form `make test`
+// lists and CI fails.
+func needTool(t *testing.T, command string) {
+	t.Helper()
+	if err := lab.NeedTool(command); err != nil {
+		t.Skip(skipMessage(err))
+	}
+}
+
 // newLab builds a topology for t, or skips t when namespaces cannot be made
 // here. Its cleanup stops every daemon (each must exit 0 with no data race
 // reported), removes everything and checks `ip netns list` for leftovers.
 func newLab(t *testing.T) (*lab.Lab, context.Context) {
 	t.Helper()
 	if e2eSkip != "" {
-		t.Skipf("namespace test skipped: %s", e2eSkip)
+		t.Skip(e2eSkip)
 	}
 	// Build first: on a loaded machine the builds alone can take minutes,
 	// which are not the test's.

@@ -20,9 +20,7 @@ func TestGenkeyPubkeyMatchWG(t *testing.T) {
 	if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
 		t.Errorf("genkey %s is not clamped", k)
 	}
-	if _, err := exec.LookPath("wg"); err != nil {
-		t.Skip("wg (wireguard-tools) not installed: cannot compare with it")
-	}
+	needTool(t, "wg") // to compare with it
 	out, err := exec.Command("wg", "genkey").Output()
 	if err != nil {
 		t.Fatalf("wg genkey: %v", err)

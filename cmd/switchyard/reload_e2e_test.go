@@ -56,6 +56,7 @@ func withAddress(yaml string, p netip.Prefix) string {
 }
 
 func TestReloadLive(t *testing.T) {
+	needTool(t, "ping") // the continuous ping across the reload (iputils: -i, -W, its summary)
 	l, ctx := newLab(t)
 	cfgA := lab.Config{
 		Protocols: []lab.Protocol{

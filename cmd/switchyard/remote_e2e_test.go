@@ -320,6 +320,7 @@ func hostPid(t *testing.T, d *lab.Daemon) int {
 // within remoteResume, the transfer completes intact, and what was routed
 // to the host while it was down is counted as host_down.
 func TestRemoteHostKilled(t *testing.T) {
+	needTool(t, "ping") // the ping trace (iputils ping -D)
 	l, ctx := newRemoteLab(t)
 	cfgA := oop(l, l.A)
 	cfgA.Supervision = lab.Supervision{Backoff: remoteBackoff}
@@ -426,6 +427,7 @@ func TestRemoteHostKilled(t *testing.T) {
 // daemon's resident memory stays under stopRSSBound, and after SIGCONT the
 // tunnel answers pings again within remoteResume.
 func TestRemoteHostStopped(t *testing.T) {
+	needTool(t, "ping") // the ping trace (iputils ping -D)
 	l, ctx := newRemoteLab(t)
 	cfgA := oop(l, l.A)
 	cfgA.PoolBuffers, cfgA.RemoteWindow = stopPool, stopWindow

@@ -45,9 +45,7 @@ var wgGo struct {
 // wireguardGo builds wireguard-go once, or skips t when `wg` is missing.
 func wireguardGo(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("wg"); err != nil {
-		t.Skip("wireguard interop test skipped: wg (Debian wireguard-tools) is not installed")
-	}
+	needTool(t, "wg") // configures the wireguard-go peer
 	wgGo.once.Do(func() {
 		start := time.Now()
 		wgGo.path, wgGo.err = lab.BuildWireGuardGo(context.Background(), e2eDir)
@@ -310,7 +308,7 @@ func TestWireGuardBench(t *testing.T) {
 		t.Skip("set SWITCHYARD_WG_BENCH=1 to run the WireGuard end-to-end benchmark")
 	}
 	if e2eSkip != "" {
-		t.Skipf("namespace benchmark skipped: %s", e2eSkip)
+		t.Skip(e2eSkip)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

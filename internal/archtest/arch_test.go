@@ -88,6 +88,7 @@ var rules = []rule{
 	{"switchyard/node", []string{"switchyard/node", "switchyard/actors", "switchyard/router", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats"}},
 	{"switchyard/internal/lab", []string{"switchyard/node", "switchyard/actors", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats", "switchyard/router"}},
 	{"switchyard/internal/archtest", nil},
+	{"switchyard/internal/testsummary", nil},
 	{"switchyard/cmd/switchyard-lab", []string{"switchyard"}},
 	{"switchyard/cmd/switchyard", []string{"switchyard/node", "switchyard/actors", "switchyard/protocols", "switchyard/config", "switchyard/packet", "switchyard/stats", "switchyard/router"}},
 }

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"time"
 
@@ -273,8 +272,8 @@ func RunCase(ctx context.Context, c Case, o E2EOptions) (_ CaseResult, err error
 		}
 	}
 	for _, tool := range need {
-		if _, err := exec.LookPath(tool); err != nil {
-			return res, fmt.Errorf("%s is not installed", tool)
+		if err := NeedTool(tool); err != nil {
+			return res, err
 		}
 	}
 	o.Progress(Event{Case: c, Phase: PhaseSetup})

@@ -105,24 +105,21 @@ var (
 )
 
 // Preflight reports, in one line, why this process cannot build a lab: not
-// root, no /dev/net/tun, or no usable `ip netns`.
+// root, no /dev/net/tun, or no usable `ip netns`. The error is a *Missing.
 func Preflight() error {
 	if os.Geteuid() != 0 {
-		return errors.New("needs root to create network namespaces and TUN devices; try sudo")
+		return &Missing{Capability: "root", Why: "needs root to create network namespaces and TUN devices; try sudo"}
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return fmt.Errorf("no TUN support: /dev/net/tun is missing (%v); load the tun module", err)
+		return &Missing{Capability: "/dev/net/tun", Why: fmt.Sprintf("no TUN support: /dev/net/tun is missing (%v); load the tun module", err)}
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return errors.New("the ip command (iproute2) is not installed")
+	if err := NeedTool("ip"); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "list").CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns is not usable: %v: %s", err, bytes.TrimSpace(out))
-	}
-	if _, err := exec.LookPath("ping"); err != nil {
-		return errors.New("the ping command (iputils-ping) is not installed")
+		return &Missing{Capability: "ip netns", Why: fmt.Sprintf("ip netns is not usable: %v: %s", err, bytes.TrimSpace(out))}
 	}
 	return nil
 }

@@ -22,10 +22,11 @@ type PingResult struct {
 	Output                string
 }
 
-// RejectReplies are the phrases iputils ping prints for the ICMP errors a
-// reject route sends back: ICMPv4 type 3 code 13 (communication
-// administratively prohibited) is "Packet filtered", ICMPv6 type 1 code 1
-// (administratively prohibited) is "Administratively prohibited".
+// RejectReplies are the phrases ping prints (iputils, and the built-in one
+// after it) for the ICMP errors a reject route sends back: ICMPv4 type 3
+// code 13 (communication administratively prohibited) is "Packet filtered",
+// ICMPv6 type 1 code 1 (administratively prohibited) is "Administratively
+// prohibited".
 var RejectReplies = map[bool]string{false: "Packet filtered", true: "Administratively prohibited"}
 
 // RejectReply returns the phrase ping prints for a reject of addr's family.
@@ -36,18 +37,28 @@ var (
 	pingRTT     = regexp.MustCompile(`rtt min/avg/max/mdev = [\d.]+/([\d.]+)/`)
 )
 
-// PingInterval (200 ms) is the interval between pings; iputils allows 0.2 s
-// and more to non-root users, and root may go lower, but 0.2 s is plenty.
-const PingInterval = "0.2"
+// Ping's pacing: one echo request every PingInterval, and PingTimeout for
+// the last answers.
+const (
+	PingInterval = 200 * time.Millisecond
+	PingTimeout  = time.Second
+)
 
-// Ping runs `ping -n -c count -W 1 -i 0.2 addr` in side's namespace. A ping
-// that gets no reply is not an error: the result says so. The error is for
-// a ping that could not run or whose summary could not be read.
+// Ping runs the built-in ping (`switchyard-lab ping`, Echo: no ping binary
+// needed) count times to addr in side's namespace. A ping that gets no
+// reply is not an error: the result says so. The error is for a ping that
+// could not run or whose summary could not be read.
 func (l *Lab) Ping(ctx context.Context, side *Side, addr netip.Addr, count int) (PingResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout+time.Duration(count)*time.Second)
 	defer cancel()
-	out, stderr, err := l.Exec(ctx, side, "ping", "-n", "-c", strconv.Itoa(count), "-W", "1", "-i", PingInterval, addr.String())
-	r := PingResult{Output: strings.TrimSpace(string(out) + string(stderr))}
+	out, stderr, err := l.Exec(ctx, side, l.Tools, "ping", "--count", strconv.Itoa(count),
+		"--interval", PingInterval.String(), "--timeout", PingTimeout.String(), addr.String())
+	return parsePing(addr, side, string(out)+string(stderr), err)
+}
+
+// parsePing reads ping's summary (iputils' or the built-in one's).
+func parsePing(addr netip.Addr, side *Side, output string, err error) (PingResult, error) {
+	r := PingResult{Output: strings.TrimSpace(output)}
 	m := pingSummary.FindStringSubmatch(r.Output)
 	if m == nil {
 		if err == nil {

@@ -29,16 +29,18 @@ type lab struct {
 // named programs.
 func needRoot(t *testing.T, programs ...string) {
 	t.Helper()
+	// The skip messages' first words are what make test lists (and CI
+	// fails on): see internal/lab/missing.go.
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
+		t.Skip("missing capability: root — network namespaces need root")
 	}
 	for _, p := range append([]string{"ip"}, programs...) {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s (Debian: ocserv openconnect iproute2 iptables): %v", p, err)
+			t.Skipf("missing tool: %s — not installed (make deps installs it; deps/debian.txt names its package): %v", p, err)
 		}
 	}
 	if out, err := exec.Command("ip", "netns", "list").CombinedOutput(); err != nil {
-		t.Skipf("ip netns does not work here: %v: %s", err, out)
+		t.Skipf("missing capability: netns — ip netns does not work here: %v: %s", err, out)
 	}
 }
 

@@ -2,6 +2,7 @@ package udp
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -98,6 +99,48 @@ func TestParse(t *testing.T) {
 			wantErr: []string{"protocols[0].settings.listen: IPv6 zones are not supported"},
 		},
 		{
+			name: "allowed_sources",
+			yaml: "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: [10.90.0.7/24, 'fd90::/64', 192.0.2.1]\n",
+			want: Settings{Listen: netip.MustParseAddrPort("10.0.0.1:7000"), Peer: netip.MustParseAddrPort("10.0.0.2:7000"),
+				AllowedSources: []netip.Prefix{netip.MustParsePrefix("10.90.0.0/24"), netip.MustParsePrefix("fd90::/64"),
+					netip.MustParsePrefix("192.0.2.1/32")}},
+		},
+		{
+			name: "allowed_sources null is absent",
+			yaml: "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: null\n",
+			want: Settings{Listen: netip.MustParseAddrPort("10.0.0.1:7000"), Peer: netip.MustParseAddrPort("10.0.0.2:7000")},
+		},
+		{
+			name:    "allowed_sources empty",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: []\n",
+			wantErr: []string{"test.yaml:3:18: protocols[0].settings.allowed_sources: must list at least one prefix"},
+		},
+		{
+			name:    "allowed_sources not a prefix",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources:\n  - 10.90.0.0/24\n  - 10.90.0.0/33\n",
+			wantErr: []string{`test.yaml:5:5: protocols[0].settings.allowed_sources[1]: must be a prefix such as 10.90.0.0/24 or fd90::/64, or an address, got "10.90.0.0/33"`},
+		},
+		{
+			name:    "allowed_sources zone",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: ['fe80::1%eth0']\n",
+			wantErr: []string{"test.yaml:3:19: protocols[0].settings.allowed_sources[0]: must be a prefix"},
+		},
+		{
+			name:    "allowed_sources mapped",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: ['::ffff:10.50.0.0/112']\n",
+			wantErr: []string{"test.yaml:3:19: protocols[0].settings.allowed_sources[0]: write IPv4 prefixes in IPv4 form"},
+		},
+		{
+			name:    "allowed_sources duplicate after masking",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: [10.90.0.0/24, 10.90.0.9/24]\n",
+			wantErr: []string{"test.yaml:3:33: protocols[0].settings.allowed_sources[1]: duplicate prefix 10.90.0.0/24"},
+		},
+		{
+			name:    "allowed_sources not a list",
+			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nallowed_sources: 10.90.0.0/24\n",
+			wantErr: []string{"test.yaml:3:18: protocols[0].settings.allowed_sources:"},
+		},
+		{
 			name:    "unknown key",
 			yaml:    "listen: 10.0.0.1:7000\npeer: 10.0.0.2:7000\nmtu: 1400\n",
 			wantErr: []string{"protocols[0].settings.mtu: unknown key"},
@@ -114,7 +157,7 @@ func TestParse(t *testing.T) {
 				if err != nil {
 					t.Fatalf("parse() error = %v", err)
 				}
-				if got != tt.want {
+				if !reflect.DeepEqual(got, tt.want) {
 					t.Fatalf("parse() = %+v, want %+v", got, tt.want)
 				}
 				return

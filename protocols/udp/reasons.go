@@ -6,4 +6,8 @@ import "switchyard/stats"
 var (
 	// UnknownPeer: a datagram from an address other than the configured peer.
 	UnknownPeer = stats.NewReason("unknown_peer")
+
+	// SourceNotAllowed: a packet from the peer whose inner source address
+	// is outside allowed_sources.
+	SourceNotAllowed = stats.NewReason("source_not_allowed")
 )

@@ -6,8 +6,11 @@ package udp
 //  1. The reader owns packet.MaxBatch pool buffers and hands all of them to
 //     the receive function on every call (recvmmsg; with UDP GRO the kernel
 //     fills the last slots and the bind splits the super-datagrams forward).
-//  2. Each datagram is checked: from the peer (else unknown_peer), then a
-//     valid IP header (else malformed).
+//     The bind skips and counts empty datagrams (udpbind.Empty) and
+//     truncated ones (malformed): what it returns all holds data.
+//  2. Each datagram is checked: from the peer (else unknown_peer), a valid
+//     IP header (else malformed), and an inner source in allowed_sources
+//     when that is set (else source_not_allowed).
 //  3. The good buffers move into batches of at most Env.MaxBatch packets and
 //     their slots are refilled from the pool in one call; when the pool
 //     cannot refill them the good packets are dropped (no_buffers) and the
@@ -16,8 +19,9 @@ package udp
 //  5. Closing the bind makes the receive function return net.ErrClosed: the
 //     reader returns its buffers to the pool and exits.
 //
-// FromNetwork: In counts every datagram received, Out what went to the
-// injector, and drops the rest, so In = Out + drops exactly.
+// FromNetwork: In counts every datagram received (the bind counts those it
+// skips), Out what went to the injector, and drops the rest, so In = Out +
+// drops exactly.
 
 import (
 	"errors"
@@ -25,9 +29,11 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"switchyard/packet"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -38,7 +44,8 @@ type reader struct {
 	family  string // "v4" or "v6", for logs
 	failMsg string // the log line of a failed receive, made once
 
-	peer netip.AddrPort
+	peer    netip.AddrPort
+	allowed *bart.Lite // nil: any inner source
 
 	h     *packet.Harvester // the pool buffers owned (h.Slots), full length
 	pkts  [][]byte          // h.Slots[i][Headroom:], what the receive function fills
@@ -57,6 +64,7 @@ func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
 		family:  recv.PrettyName(),
 		failMsg: "udp receive failed (" + recv.PrettyName() + ")",
 		peer:    a.set.Peer,
+		allowed: a.allowed,
 		pkts:    make([][]byte, packet.MaxBatch),
 		sizes:   make([]int, packet.MaxBatch),
 		eps:     make([]conn.Endpoint, packet.MaxBatch),
@@ -101,16 +109,16 @@ func (r *reader) run() {
 // the injector in batches.
 func (r *reader) deliver(n int) {
 	if n == 0 {
-		return // a read that yielded nothing (see README.md: empty datagrams)
+		return // a read that held only what the bind skipped
 	}
 	env := &r.a.env
 	good := r.good[:0]
-	inBytes, unknown, malformed := 0, 0, 0
+	inBytes, unknown, malformed, notAllowed := 0, 0, 0, 0
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
 		inBytes += size
 		if size == 0 {
-			// An empty datagram (the bind reports no source for it).
+			// Only from a bind given to NewWithBind: udpbind skips empties.
 			malformed++
 			continue
 		}
@@ -118,9 +126,16 @@ func (r *reader) deliver(n int) {
 			unknown++
 			continue
 		}
-		if packet.Check(r.pkts[i][:size]) != nil {
+		pkt := r.pkts[i][:size]
+		if packet.Check(pkt) != nil {
 			malformed++
 			continue
+		}
+		if r.allowed != nil {
+			if src, _ := packet.Source(pkt); !r.allowed.Contains(src) {
+				notAllowed++
+				continue
+			}
 		}
 		good = append(good, i)
 	}
@@ -129,6 +144,7 @@ func (r *reader) deliver(n int) {
 	env.FromNetwork.In(n, inBytes)
 	env.FromNetwork.Drop(UnknownPeer, unknown)
 	env.FromNetwork.Drop(stats.Malformed, malformed)
+	env.FromNetwork.Drop(SourceNotAllowed, notAllowed)
 	if len(good) == 0 {
 		return
 	}
@@ -147,8 +163,8 @@ func (r *reader) deliver(n int) {
 // destination cannot be checked: with UDP GRO the bind loses the packet-info
 // of all but the last datagram of a read. See README.md.)
 func (r *reader) fromPeer(ep conn.Endpoint) bool {
-	sep, ok := ep.(*conn.StdNetEndpoint)
-	return ok && sep.Port() == r.peer.Port() && sep.Addr().Unmap() == r.peer.Addr()
+	src, ok := udpbind.Source(ep)
+	return ok && src == r.peer
 }
 
 // send takes ownership of b: it counts it out and passes it to the

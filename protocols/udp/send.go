@@ -2,7 +2,7 @@ package udp
 
 // Outbound flow (router → network), all inside the actor's Receive:
 //
-//  1. *actor.Started opens a conn.StdNetBind on listen's port and starts one
+//  1. *actor.Started opens a udpbind.Bind on listen's port and starts one
 //     reader goroutine per receive function (see receive.go).
 //  2. The router sends a *packet.Batch; the actor takes ownership.
 //  3. Packets too large for one UDP datagram are dropped (malformed).
@@ -21,11 +21,13 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gaissmai/bart"
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -34,10 +36,11 @@ type udpActor struct {
 	name       string
 	set        Settings
 	env        protocols.Env
-	maxBatch   int // packets per inbound batch, ≤ packet.MaxBatch
-	maxPayload int // largest packet one datagram to the peer carries
+	maxBatch   int        // packets per inbound batch, ≤ packet.MaxBatch
+	maxPayload int        // largest packet one datagram to the peer carries
+	allowed    *bart.Lite // allowed_sources; nil accepts any source
 
-	newBind func() conn.Bind // conn.NewStdNetBind, or a benchmark's sink
+	newBind func() conn.Bind // udpbind.New, or a benchmark's sink
 	bind    conn.Bind
 	peer    conn.Endpoint
 	closing atomic.Bool // set before the bind is closed; readers exit on it
@@ -63,21 +66,31 @@ func newUDPActor(name string, set Settings, env protocols.Env) *udpActor {
 	if set.Peer.Addr().Is6() {
 		maxPayload = maxIPv6Payload
 	}
+	var allowed *bart.Lite
+	if set.AllowedSources != nil {
+		allowed = new(bart.Lite)
+		for _, pfx := range set.AllowedSources {
+			allowed.Insert(pfx)
+		}
+	}
 	return &udpActor{
 		name:       name,
 		set:        set,
 		env:        env,
 		maxBatch:   maxBatch,
 		maxPayload: maxPayload,
+		allowed:    allowed,
 		scratch:    make([][]byte, 0, packet.MaxBatch),
-		newBind:    conn.NewStdNetBind,
+		newBind: func() conn.Bind {
+			return udpbind.New(udpbind.Options{Stats: env.FromNetwork})
+		},
 	}
 }
 
 // NewWithBind returns a udp protocol actor for inst (whose Settings came
 // from the udp Parse) that uses newBind for its transport instead of
-// conn.NewStdNetBind. Benchmarks pass an in-memory sink to measure the
-// actor pipeline without the kernel's share.
+// udpbind.New. Benchmarks pass an in-memory sink to measure the actor
+// pipeline without the kernel's share.
 func NewWithBind(inst protocols.Instance, newBind func() conn.Bind) actor.Actor {
 	a := newUDPActor(inst.Name, inst.Settings.(Settings), inst.Env)
 	a.newBind = newBind
@@ -129,8 +142,13 @@ func (a *udpActor) start() {
 		a.readers.Add(1)
 		go r.run()
 	}
+	sources := "any"
+	if a.set.AllowedSources != nil {
+		sources = fmt.Sprint(a.set.AllowedSources)
+	}
 	a.env.Log.Info("udp listening", zap.String("instance", a.name),
-		zap.Stringer("listen", a.set.Listen), zap.Stringer("peer", a.set.Peer))
+		zap.Stringer("listen", a.set.Listen), zap.Stringer("peer", a.set.Peer),
+		zap.String("allowed_sources", sources))
 }
 
 // send takes ownership of b, sends its packets to the peer in one call and
@@ -177,15 +195,22 @@ func (a *udpActor) send(b *packet.Batch) {
 // refused it: no checksum offload) and resent without it; it returns the
 // error of that resend. Other errors are returned as they are.
 func (a *udpActor) gsoDisabled(err error) error {
-	var gso conn.ErrUDPGSODisabled
-	if !errors.As(err, &gso) {
+	var ours *udpbind.GSODisabledError
+	var std conn.ErrUDPGSODisabled
+	var retry error
+	switch {
+	case errors.As(err, &ours):
+		retry = ours.RetryErr
+	case errors.As(err, &std): // a conn.StdNetBind given to NewWithBind
+		retry = std.RetryErr
+	default:
 		return err
 	}
 	if !a.gsoLogged {
 		a.gsoLogged = true
-		a.env.Log.Warn("udp GSO disabled", zap.String("instance", a.name), zap.Error(gso))
+		a.env.Log.Warn("udp GSO disabled", zap.String("instance", a.name), zap.Error(err))
 	}
-	return gso.RetryErr
+	return retry
 }
 
 // stop closes the bind and waits for the readers to exit; they return their

@@ -8,15 +8,17 @@
 //	    settings:
 //	      listen: 10.91.0.1:7000   # ip:port, required
 //	      peer: 10.91.0.2:7000     # ip:port, required
+//	      allowed_sources: [10.90.0.0/24, "fd90::/64"]  # optional; absent: any
 //
-// The transport is golang.zx2c4.com/wireguard/conn.StdNetBind, which batches
-// with recvmmsg/sendmmsg and UDP GSO/GRO on Linux. See README.md for the
-// counters, drop reasons and limits.
+// The transport is protocols/udpbind, which batches with recvmmsg/sendmmsg
+// and UDP GSO/GRO on Linux. See README.md for the counters, drop reasons and
+// limits.
 package udp
 
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,10 +36,14 @@ func init() {
 // and what the actor is created with.
 type Settings struct {
 	// Listen is the local address. Only its port is bound, on every local
-	// address of both families (a limit of conn.StdNetBind; see README.md).
+	// address of both families (a limit of conn.Bind; see README.md).
 	Listen netip.AddrPort
 	// Peer is the only remote address packets are sent to and accepted from.
 	Peer netip.AddrPort
+	// AllowedSources are the prefixes (masked, in file order) an inner
+	// packet's source address must be in to be accepted from the peer; nil
+	// accepts any source.
+	AllowedSources []netip.Prefix
 }
 
 // Ports implements config.PortBinder: the listen port, bound on every
@@ -52,6 +58,9 @@ type rawSettings struct {
 	Listen string `yaml:"listen"`
 	// Peer is the remote ip:port; datagrams from any other address are dropped.
 	Peer string `yaml:"peer"`
+	// AllowedSources lists the prefixes inner packets from the peer may come
+	// from, e.g. [10.90.0.0/24, "fd90::/64"]; absent: any source.
+	AllowedSources *[]string `yaml:"allowed_sources"`
 }
 
 // parse decodes a settings block strictly and validates it. It is pure: it
@@ -79,10 +88,58 @@ func parse(s config.Settings) (any, error) {
 		errs = append(errs, s.Errorf("peer", "must be the same address family as listen (%s), got %q",
 			family(listen.Addr()), raw.Peer))
 	}
+	sources, serrs := parseSources(s, raw.AllowedSources)
+	errs = append(errs, serrs...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return Settings{Listen: listen, Peer: peer}, nil
+	return Settings{Listen: listen, Peer: peer, AllowedSources: sources}, nil
+}
+
+// parseSources validates allowed_sources: absent is nil (any source); a
+// list needs at least one prefix, each a valid, zone-free, unmapped prefix
+// (or a single address), not repeated.
+func parseSources(s config.Settings, raw *[]string) ([]netip.Prefix, config.Errors) {
+	if raw == nil {
+		return nil, nil
+	}
+	var errs config.Errors
+	if len(*raw) == 0 {
+		return nil, config.Errors{s.Errorf("allowed_sources",
+			"must list at least one prefix (leave the key out to accept any source)")}
+	}
+	sources := make([]netip.Prefix, 0, len(*raw))
+	for i, text := range *raw {
+		field := fmt.Sprintf("allowed_sources[%d]", i)
+		pfx, err := parsePrefix(strings.TrimSpace(text))
+		switch {
+		case err != nil || pfx.Addr().Zone() != "":
+			errs = append(errs, s.Errorf(field, "must be a prefix such as 10.90.0.0/24 or fd90::/64, or an address, got %q", text))
+		case pfx.Addr().Is4In6():
+			errs = append(errs, s.Errorf(field, "write IPv4 prefixes in IPv4 form, got %q", text))
+		case slices.Contains(sources, pfx.Masked()):
+			errs = append(errs, s.Errorf(field, "duplicate prefix %s", pfx.Masked()))
+		default:
+			sources = append(sources, pfx.Masked())
+		}
+	}
+	return sources, errs
+}
+
+// parsePrefix parses a prefix, or an address as the prefix of that address
+// alone.
+func parsePrefix(text string) (netip.Prefix, error) {
+	if !strings.Contains(text, "/") {
+		a, err := netip.ParseAddr(text)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q has a zone", text)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.ParsePrefix(text)
 }
 
 // parseAddrPort parses an ip:port; it returns the reason as a message when the

@@ -17,11 +17,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-	"golang.zx2c4.com/wireguard/conn"
 
 	"switchyard/packet"
 	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -359,7 +359,7 @@ func TestDeliverAllocs(t *testing.T) {
 	if !ok {
 		t.Fatal("pool exhausted")
 	}
-	ep := &conn.StdNetEndpoint{AddrPort: peer}
+	ep := udpbind.NewEndpoint(peer)
 	pkt := ipv4Packet(1, 1400)
 	fill := func(n int) {
 		for i := 0; i < n; i++ {

@@ -34,6 +34,7 @@ import (
 
 	"switchyard/packet"
 	"switchyard/protocols"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -46,7 +47,7 @@ type wgActor struct {
 
 	allowed *bart.Lite // the union of every peer's allowed IPs
 
-	newBind func() conn.Bind // conn.NewStdNetBind, or a test's
+	newBind func() conn.Bind // udpbind.New, or a test's
 	dev     atomic.Pointer[device.Device]
 	tun     *feedTUN
 }
@@ -71,7 +72,9 @@ func newWGActor(name string, set Settings, env protocols.Env) *wgActor {
 		env:      env,
 		maxBatch: maxBatch,
 		allowed:  allowed,
-		newBind:  conn.NewStdNetBind,
+		newBind: func() conn.Bind {
+			return udpbind.New(udpbind.Options{Stats: env.FromNetwork})
+		},
 	}
 }
 

@@ -1,9 +1,11 @@
 package wireguard
 
-// The filtering bind: conn.StdNetBind with every receive function wrapped.
+// The filtering bind: udpbind.Bind with every receive function wrapped.
 //
 //  1. The device's receive goroutine calls the wrapped function with its 128
-//     message buffers; the wrapper calls the bind's (recvmmsg, UDP GRO).
+//     message buffers; the wrapper calls the bind's (recvmmsg, UDP GRO),
+//     which has already skipped and counted empty datagrams (empty) and
+//     truncated ones (malformed).
 //  2. Each datagram is checked for the shape of a WireGuard message: type
 //     1-4 in the first byte, three zero reserved bytes, and the exact size of
 //     its type (handshake initiation 148, response 92, cookie reply 64) or at

@@ -16,6 +16,7 @@ import (
 	"switchyard/packet"
 	"switchyard/packet/packettest"
 	"switchyard/protocols"
+	"switchyard/protocols/udpbind"
 	"switchyard/stats"
 )
 
@@ -349,5 +350,82 @@ func TestSendAllocs(t *testing.T) {
 	}
 	if err := pool.CheckLeaks(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestEmptiesMixedIntoTunnel (issue 12, finding 3): a stranger's empty
+// datagrams sent to b's port while a sends to b cost no packet of the
+// tunnel, and b counts every one as "empty". On conn.StdNetBind (UDP GRO
+// on) none was counted and the datagrams read behind one were lost.
+func TestEmptiesMixedIntoTunnel(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	system := quietSystem()
+	defer system.Shutdown()
+	sa, sb := pair(t, mustKey(pubA))
+	a, b := newNode(t, system, "a", sa), newNode(t, system, "b", sb)
+	a.spawn()
+	b.spawn()
+
+	// The handshake first: one packet through.
+	a.send([][]byte{ipv4Packet(ipA, ipB, 0, 100)})
+	waitFor(t, 10*time.Second, "the first packet at b", func() bool { return b.coll.Count() == 1 })
+	b.coll.Release()
+
+	stranger, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(sb.ListenPort)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	const batches, per, empties = 20, 16, 400
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range empties {
+			_, _ = stranger.Write(nil)
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	var want [][]byte
+	for i := range batches {
+		var pkts [][]byte
+		for j := range per {
+			pkts = append(pkts, ipv4Packet(ipA, ipB, i*per+j, 1000))
+		}
+		want = append(want, pkts...)
+		a.send(pkts)
+		// Leave the device time to drain: the test is about what the
+		// receiver loses, not about a's queues.
+		for deadline := time.Now().Add(2 * time.Second); b.coll.Count() < len(want) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	<-done
+	for deadline := time.Now().Add(5 * time.Second); b.recvStats.Dropped(udpbind.Empty) < empties && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := b.coll.Packets()
+	if len(got) != len(want) {
+		t.Fatalf("b received %d packets, want %d (%d of %d empties counted)",
+			len(got), len(want), b.recvStats.Dropped(udpbind.Empty), empties)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d differs after the tunnel", i)
+		}
+	}
+	if e := b.recvStats.Dropped(udpbind.Empty); e != empties {
+		t.Errorf("b empty = %d, want %d", e, empties)
+	}
+	b.coll.Release()
+	a.stop()
+	b.stop()
+	r := b.recvStats.Snapshot()
+	if r.InPackets != r.OutPackets+r.DroppedTotal() {
+		t.Errorf("b recv: in %d != out %d + drops %v", r.InPackets, r.OutPackets, r.Drops)
+	}
+	for _, n := range []*node{a, b} {
+		if err := n.pool.CheckLeaks(); err != nil {
+			t.Errorf("%s: %v", n.name, err)
+		}
 	}
 }
