@@ -70,6 +70,12 @@ const (
 	// flag, so it never gets near.
 	MaxUninvitedRings = 16
 
+	// FloodRings (4096 rings) is how far beyond its invitations a peer may
+	// ring without publishing anything before it is reported as flooding
+	// the doorbell. Rings that come with work are forgiven (bell.go); a
+	// flood writes thousands of rings a millisecond, an honest race a few.
+	FloodRings = 4096
+
 	// MaxEmptyWakes (16 wake-ups) is how many times in a row a peer may wake
 	// us without moving any ring index we wait on before each further such
 	// wake-up waits EmptyWakeBackoff. An honest peer rings after publishing,
