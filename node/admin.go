@@ -39,15 +39,22 @@ type Admin struct {
 // loopback when the config has no admin token.
 var ErrAdminNeedsToken = errors.New("a non-loopback admin endpoint needs admin.token_file")
 
-// ServeAdmin listens on addr and serves the admin endpoint until Close.
-// extra registers more handlers (the daemon adds POST /reload). The bearer
-// token is the config's admin.token (read from admin.token_file) as of
-// Start; a reload does not change it.
-func (n *Node) ServeAdmin(addr string, version string, extra ...func(mux *http.ServeMux)) (*Admin, error) {
-	token := n.cfg.Admin.Token
-	if token == "" && n.cfg.Admin.TokenFile != "" { // a config built in code
+// AdminListener is the admin endpoint's bound socket and token, before it
+// serves.
+type AdminListener struct {
+	ln    net.Listener
+	token string
+}
+
+// ListenAdmin binds addr for the admin endpoint of cfg, whose token
+// (admin.token, or admin.token_file read now) it keeps. The daemon binds it
+// before it creates the TUN, so that a daemon whose admin port is taken
+// fails before it touches the system.
+func ListenAdmin(cfg *config.Config, addr string) (*AdminListener, error) {
+	token := cfg.Admin.Token
+	if token == "" && cfg.Admin.TokenFile != "" { // a config built in code
 		var err error
-		if token, err = config.ReadTokenFile(n.cfg.Admin.TokenFile, n.cfg.File); err != nil {
+		if token, err = config.ReadTokenFile(cfg.Admin.TokenFile, cfg.File); err != nil {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
 		}
 	}
@@ -63,6 +70,27 @@ func (n *Node) ServeAdmin(addr string, version string, extra ...func(mux *http.S
 		ln.Close()
 		return nil, fmt.Errorf("admin listen %s: %w", addr, ErrAdminNeedsToken)
 	}
+	return &AdminListener{ln: ln, token: token}, nil
+}
+
+// Close releases a listener that will not serve.
+func (l *AdminListener) Close() error { return l.ln.Close() }
+
+// ServeAdmin listens on addr and serves the admin endpoint until Close:
+// ListenAdmin with the node's config, then Serve.
+func (n *Node) ServeAdmin(addr string, version string, extra ...func(mux *http.ServeMux)) (*Admin, error) {
+	l, err := ListenAdmin(n.cfg, addr)
+	if err != nil {
+		return nil, err
+	}
+	return n.Serve(l, version, extra...), nil
+}
+
+// Serve serves the admin endpoint on l until Close. extra registers more
+// handlers (the daemon adds POST /reload). The bearer token is the one l
+// read; a reload does not change it.
+func (n *Node) Serve(l *AdminListener, version string, extra ...func(mux *http.ServeMux)) *Admin {
+	ln, token := l.ln, l.token
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler(n.MetricsRegistry(version), n.log))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +120,7 @@ func (n *Node) ServeAdmin(addr string, version string, extra ...func(mux *http.S
 		}
 	}()
 	n.log.Info("admin endpoint listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", token != ""))
-	return a, nil
+	return a
 }
 
 // requireBearer answers 401 to a request without `Authorization: Bearer

@@ -55,13 +55,22 @@ func runDaemon(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The admin port first: a daemon that cannot serve fails before it
+	// creates its TUN and routes.
+	adminLn, err := node.ListenAdmin(cfg, cfg.Admin.Listen.String())
+	if err != nil {
+		log.Error("start refused", zap.Error(err))
+		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
+		return 1
+	}
 	if err := n.Start(); err != nil {
+		_ = adminLn.Close()
 		log.Error("start failed", zap.Error(err))
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
 	reload := func(trigger string) node.Result { return reloadConfig(n, *file, trigger, log) }
-	admin, err := n.ServeAdmin(cfg.Admin.Listen.String(), versionString(), func(mux *http.ServeMux) {
+	admin := n.Serve(adminLn, versionString(), func(mux *http.ServeMux) {
 		mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 			res := reload("POST /reload")
 			w.Header().Set("Content-Type", "application/json")
@@ -73,11 +82,6 @@ func runDaemon(args []string) int {
 			_ = enc.Encode(res)
 		})
 	})
-	if err != nil {
-		n.Stop()
-		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
-		return 1
-	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
