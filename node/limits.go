@@ -31,3 +31,8 @@ const (
 	// holds at once; one past it is closed as soon as it is accepted.
 	AdminMaxConns = 64
 )
+
+// privilegedPorts (1024) is the first port a process may bind without
+// CAP_NET_BIND_SERVICE: a protocol host gets the capability only for a
+// protocol that listens below it.
+const privilegedPorts = 1024

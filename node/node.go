@@ -87,6 +87,9 @@ type Node struct {
 	transport   *remote.Transport
 	remoteStats *stats.Counters
 	hostLinks   map[string]*actor.PID
+	// hostBindsLow: the spawned host was given CAP_NET_BIND_SERVICE (a
+	// protocol on it listened below 1024 at start).
+	hostBindsLow map[string]bool
 }
 
 type parsedProtocol struct {

@@ -214,6 +214,7 @@ func (n *Node) plan(newCfg *config.Config) (*plan, error) {
 	parsed, perr := parse(newCfg)
 	add(perr)
 	errs = append(errs, immutable(old, newCfg)...)
+	errs = append(errs, n.hostCapabilities(newCfg, parsed)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -283,6 +284,24 @@ func (n *Node) plan(newCfg *config.Config) (*plan, error) {
 		pl.routeKeep = n.kernelRoutes
 	}
 	return pl, nil
+}
+
+// hostCapabilities refuses a protocol that would listen below 1024 on a
+// spawned host started without CAP_NET_BIND_SERVICE: the host would fail to
+// bind and restart it forever.
+func (n *Node) hostCapabilities(cfg *config.Config, ps []parsedProtocol) config.Errors {
+	var errs config.Errors
+	for _, h := range cfg.Hosts {
+		if !h.Spawn || n.hostBindsLow[h.Name] {
+			continue
+		}
+		if p := lowPortOn(h.Name, ps); p != nil {
+			errs = append(errs, cfg.Errorf(p.cfg.Settings.Pos(), p.cfg.Settings.Path(),
+				"listens below %d on host %q, which was started without CAP_NET_BIND_SERVICE; restart the daemon",
+				privilegedPorts, h.Name))
+		}
+	}
+	return errs
 }
 
 // immutable refuses changes that only a restart can make.

@@ -181,3 +181,56 @@ func TestEndpointsOf(t *testing.T) {
 		t.Errorf("without a mark: %+v is marked", got[0])
 	}
 }
+
+// TestHostCapabilities: a protocol below port 1024 on a spawned host that
+// was started without CAP_NET_BIND_SERVICE is refused on reload, with its
+// position; the same on a host that has it, or above 1024, is not.
+func TestHostCapabilities(t *testing.T) {
+	cfgWith := func(port int) *config.Config {
+		src := fmt.Sprintf(`node: {name: c}
+tun: {name: sy0, addresses: [10.90.0.1/24]}
+hosts:
+  - {name: h, listen: "127.0.0.1:7100", spawn: true}
+routes:
+  - {prefix: 10.90.0.0/24, to: peer}
+protocols:
+  - name: peer
+    type: udp
+    host: h
+    settings: {listen: "0.0.0.0:%d", peer: "10.91.0.2:%d"}
+`, port, port)
+		cfg, err := config.Parse("gw.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	tests := []struct {
+		name     string
+		bindsLow bool
+		port     int
+		wantErr  string
+	}{
+		{"low port, host without the capability", false, 500,
+			`gw.yaml:11:16: protocols[0].settings: listens below 1024 on host "h", which was started without CAP_NET_BIND_SERVICE`},
+		{"low port, host with it", true, 500, ""},
+		{"high port", false, 7000, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := cfgWith(tt.port)
+			ps, err := parse(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &Node{hostBindsLow: map[string]bool{"h": tt.bindsLow}}
+			errs := n.hostCapabilities(cfg, ps)
+			switch {
+			case tt.wantErr == "" && len(errs) > 0:
+				t.Errorf("got %v, want none", errs)
+			case tt.wantErr != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.wantErr)):
+				t.Errorf("got %v, want one error containing %q", errs, tt.wantErr)
+			}
+		})
+	}
+}

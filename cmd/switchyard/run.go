@@ -39,12 +39,20 @@ func runDaemon(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
+	// Least privilege before anything else: the daemon executes itself
+	// again with only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (caps_linux.go).
+	caps, err := restrictCapabilities(daemonCaps)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard: drop capabilities: %v\n", err)
+		return 1
+	}
 	log, level, err := newLogger(cfg.Log.Level)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	logCapabilities(log, caps)
 	if limit, set := setMemoryLimit(cfg.Batch.PoolBuffers); set {
 		log.Info("memory limit for the Go runtime", zap.Int64("bytes", limit),
 			zap.String("why", "packet pool bound + runtime headroom; GOMEMLIMIT overrides"))
@@ -132,6 +140,15 @@ func canRun() error {
 		return fmt.Errorf("no TUN support: /dev/net/tun is missing (%v); load the tun module", err)
 	}
 	return nil
+}
+
+// logCapabilities logs what restrictCapabilities found and kept.
+func logCapabilities(log *zap.Logger, r capReport) {
+	if r.Note != "" {
+		log.Info("capabilities: "+r.Note, zap.Stringer("held", r.After))
+		return
+	}
+	log.Info("capabilities restricted", zap.Stringer("before", r.Before), zap.Stringer("after", r.After))
 }
 
 // newLogger builds the daemon's logger and returns its level, which a
