@@ -270,9 +270,13 @@ func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	n.live = true
 	n.mu.Unlock()
+	device := cfg.TUN.Name
+	if n.tunctl != nil {
+		device = n.tunctl.device() // macOS names its utun devices itself
+	}
 	n.log.Info("node started",
 		zap.String("node", cfg.Node.Name),
-		zap.String("tun", cfg.TUN.Name),
+		zap.String("tun", device),
 		zap.Int("protocols", len(targets)),
 		zap.Int("routes", len(cfg.Routes)),
 		zap.Int("pool_buffers", n.pool.Limit()))

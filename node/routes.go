@@ -3,9 +3,11 @@ package node
 // Kernel routes into the TUN, the way wg-quick installs them:
 //
 //  1. Which prefixes: every route prefix when tun.install_routes is true,
-//     except the subnets of the TUN's own addresses — the kernel already
-//     routes those into the TUN (its connected routes), and the node never
-//     replaces a route it did not create.
+//     except, on Linux, the subnets of the TUN's own addresses — the kernel
+//     already routes those into the TUN (its connected routes), and the
+//     node never replaces a route it did not create. (A point-to-point utun
+//     or tun on macOS and FreeBSD gets no such route: there they are
+//     installed too.)
 //  2. Capture check, before the TUN exists: a route must not capture the
 //     traffic to a protocol's own peer endpoint (udp `peer`, wireguard
 //     `endpoint`), or the protocol's datagrams would enter the tunnel they
@@ -61,9 +63,9 @@ const (
 func isFullTunnel(p netip.Prefix) bool { return p.Bits() == 0 }
 
 // kernelRoutePrefixes returns the prefixes the node installs kernel routes
-// for: every route prefix (masked, once) if install_routes is set, less the
-// subnets of the TUN's own addresses, which the kernel's connected routes
-// already send into the TUN.
+// for: every route prefix (masked, once) if install_routes is set, less —
+// on Linux (connectedSubnets) — the subnets of the TUN's own addresses,
+// which the kernel's connected routes already send into the TUN.
 func kernelRoutePrefixes(tc config.TUN, routes []config.Route) []netip.Prefix {
 	if !tc.InstallRoutes {
 		return nil
@@ -71,7 +73,7 @@ func kernelRoutePrefixes(tc config.TUN, routes []config.Route) []netip.Prefix {
 	var out []netip.Prefix
 	for _, r := range routes {
 		p := r.Prefix.Masked()
-		if isAddressSubnet(p, tc.Addresses) || slices.Contains(out, p) {
+		if (connectedSubnets && isAddressSubnet(p, tc.Addresses)) || slices.Contains(out, p) {
 			continue
 		}
 		out = append(out, p)

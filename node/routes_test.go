@@ -18,6 +18,15 @@ func prefixes(ss ...string) []netip.Prefix {
 	return out
 }
 
+// tunSubnets is what kernelRoutePrefixes keeps of the TUN's own subnets:
+// nothing where the kernel routes them (Linux), all of them elsewhere.
+func tunSubnets(ss ...string) []netip.Prefix {
+	if connectedSubnets {
+		return nil
+	}
+	return prefixes(ss...)
+}
+
 func TestKernelRoutePrefixes(t *testing.T) {
 	addrs := prefixes("10.90.0.1/24", "fd90::1/64")
 	routes := func(ps ...string) []config.Route {
@@ -34,9 +43,9 @@ func TestKernelRoutePrefixes(t *testing.T) {
 		want    []netip.Prefix
 	}{
 		{"off", false, routes("10.66.0.0/16"), nil},
-		{"TUN subnets are the kernel's", true, routes("10.90.0.0/24", "fd90::/64"), nil},
+		{"TUN subnets are the kernel's (Linux)", true, routes("10.90.0.0/24", "fd90::/64"), tunSubnets("10.90.0.0/24", "fd90::/64")},
 		{"others installed once, masked", true, routes("10.90.0.0/24", "10.66.0.0/16", "::/0", "10.66.1.2/16"),
-			prefixes("10.66.0.0/16", "::/0")},
+			append(tunSubnets("10.90.0.0/24"), prefixes("10.66.0.0/16", "::/0")...)},
 		{"a wider prefix than the TUN subnet is installed", true, routes("10.90.0.0/16"), prefixes("10.90.0.0/16")},
 	}
 	for _, tt := range tests {

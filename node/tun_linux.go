@@ -15,9 +15,13 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// marksSockets: on Linux the daemon marks its protocols' sockets
-// (FullTunnelMark) and installs full tunnels with policy routing.
-const marksSockets = true
+// Linux: the daemon marks its protocols' sockets (FullTunnelMark) and
+// installs full tunnels with policy routing; the kernel routes the subnet of
+// a TUN address into the TUN by itself.
+const (
+	marksSockets     = true
+	connectedSubnets = true
+)
 
 func createTUN(name string, mtu int) (tun.Device, string, error) {
 	dev, err := tun.CreateTUN(name, mtu)

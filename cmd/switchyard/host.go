@@ -93,14 +93,14 @@ func runHost(args []string) int {
 			return 2
 		}
 	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	if *readyFD > 0 {
 		f := os.NewFile(uintptr(*readyFD), "ready")
 		_, _ = fmt.Fprintln(f, h.Address())
 		_ = f.Close()
+		exitWithParent(sigs) // a spawned host ends with its daemon (host_*.go)
 	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	sig := <-sigs
 	signal.Stop(sigs)
 	log.Info("stopping", zap.String("signal", sig.String()))
