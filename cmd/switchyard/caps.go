@@ -94,10 +94,12 @@ func (p procCaps) String() string {
 	return fmt.Sprintf("effective %s, permitted %s, inheritable %s, ambient %s, bounding %s", p.Eff, p.Prm, p.Inh, p.Amb, p.Bnd)
 }
 
-// within reports whether p holds nothing beyond keep, in any set but the
-// bounding set.
+// within reports whether p holds nothing beyond keep in the sets that give
+// a capability, now or to what it executes: permitted, effective, ambient.
+// (The bounding set limits what an exec may gain; the inheritable set gives
+// nothing by itself, and nothing at all under no_new_privs.)
 func (p procCaps) within(keep capSet) bool {
-	return (p.Inh|p.Prm|p.Eff|p.Amb)&^keep == 0
+	return (p.Prm|p.Eff|p.Amb)&^keep == 0
 }
 
 // parseProcStatus reads the Cap* lines of a /proc/PID/status.

@@ -12,9 +12,12 @@ package main
 //     (uid 0 gains no capability from an exec: not this process's own
 //     re-execution, not the protocol hosts it starts), and the bounding set
 //     reduced to what is kept.
-//  3. Permitted, effective and inheritable become what is kept; the ambient
-//     set is cleared and raised to it (the ambient set is what an exec
-//     hands on when uid 0 gains nothing).
+//  3. Permitted, effective and inheritable become what is kept (capset; a
+//     seccomp filter that forbids it, as systemd's ~@privileged does, leaves
+//     the inheritable set as it was, which gives nothing under
+//     no_new_privs); the ambient set is cleared and raised to it: the
+//     permitted and effective sets after an exec that gains nothing from
+//     the file are the ambient set.
 //  4. no_new_privs: no later exec regains anything through a setuid or
 //     file-capability binary.
 //  5. execve(/proc/self/exe) with the same arguments and a marker in the
@@ -96,7 +99,14 @@ func restrictCapabilities(keep capSet) (capReport, error) {
 	}
 	k := keep & cur.Prm
 	if err := setCaps(k); err != nil {
-		return capReport{}, err
+		// A seccomp filter may forbid capset (systemd's
+		// SystemCallFilter=~@privileged, deploy/switchyard.service). The
+		// exec below recomputes permitted and effective from the ambient
+		// set anyway; capset is needed only to let the ambient set hold
+		// what the inheritable set lacks.
+		if k&^cur.Inh != 0 {
+			return capReport{}, err
+		}
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return capReport{}, fmt.Errorf("clear the ambient set: %w", err)

@@ -73,6 +73,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(denyCapsetEnv) != "" {
+		denyCapsetAndExec(os.Args[1:]) // a helper of TestHostUnderServiceSandbox
+	}
 	flag.Parse()
 	if err := lab.Preflight(); err != nil {
 		e2eSkip = err.Error()
