@@ -176,7 +176,7 @@ func (n *Node) Start() (err error) {
 		}
 		install := kernelRoutePrefixes(cfg.TUN, cfg.Routes)
 		if lookupRoute != nil {
-			if err := kernelCaptures(install, endpointsOf(n.protocols, n.mark), lookupRoute); err != nil {
+			if err := kernelCaptures(install, endpointsOf(cfg, n.protocols, n.mark), lookupRoute); err != nil {
 				return fmt.Errorf("refused before creating tun %q: %w", cfg.TUN.Name, err)
 			}
 		}

@@ -276,7 +276,7 @@ func (n *Node) plan(newCfg *config.Config) (*plan, error) {
 		}
 		// New kernel routes must not capture an endpoint, as at start.
 		if lookupRoute != nil && len(pl.routeAdd) > 0 {
-			if err := kernelCaptures(pl.routeAdd, endpointsOf(parsed, n.mark), lookupRoute); err != nil {
+			if err := kernelCaptures(pl.routeAdd, endpointsOf(newCfg, parsed, n.mark), lookupRoute); err != nil {
 				return nil, config.Errors{{Pos: config.Position{File: newCfg.File}, Path: "routes", Msg: err.Error()}}
 			}
 		}

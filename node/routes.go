@@ -105,13 +105,19 @@ func (e endpoint) String() string {
 }
 
 // endpointsOf lists the endpoints of every protocol instance whose settings
-// implement protocols.Underlay. Instances in the daemon are marked when
-// mark is set; those on a protocol host never are.
-func endpointsOf(ps []parsedProtocol, mark uint32) []endpoint {
+// implement protocols.Underlay and whose datagrams leave this machine's
+// routing: instances in the daemon, marked when mark is set, and instances
+// on a protocol host that runs here (spawned, or listening on loopback),
+// never marked. A host elsewhere follows its own machine's routes.
+func endpointsOf(cfg *config.Config, ps []parsedProtocol, mark uint32) []endpoint {
+	here := map[string]bool{}
+	for _, h := range cfg.Hosts {
+		here[h.Name] = h.Spawn || h.Listen.Addr().Unmap().IsLoopback()
+	}
 	var out []endpoint
 	for _, p := range ps {
 		u, ok := p.settings.(protocols.Underlay)
-		if !ok {
+		if !ok || (p.cfg.Host != "" && !here[p.cfg.Host]) {
 			continue
 		}
 		for _, a := range u.Endpoints() {
@@ -129,7 +135,7 @@ func checkCaptures(cfg *config.Config, ps []parsedProtocol) config.Errors {
 	if !cfg.TUN.InstallRoutes {
 		return nil
 	}
-	eps := endpointsOf(ps, 0)
+	eps := endpointsOf(cfg, ps, 0)
 	var errs config.Errors
 	for i, r := range cfg.Routes {
 		for _, e := range eps {

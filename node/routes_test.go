@@ -176,17 +176,27 @@ func TestEndpointsOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps = append(ps, ps[0])
-	ps[1].cfg.Name, ps[1].cfg.Host = "remote", "vpn-host"
-	got := endpointsOf(ps, FullTunnelMark)
+	cfg.Hosts = []config.Host{
+		{Name: "spawned", Listen: netip.MustParseAddrPort("10.0.0.5:7100"), Spawn: true},
+		{Name: "loopback", Listen: netip.MustParseAddrPort("127.0.0.1:7101")},
+		{Name: "elsewhere", Listen: netip.MustParseAddrPort("10.0.0.6:7100")},
+	}
+	for _, h := range cfg.Hosts {
+		p := ps[0]
+		p.cfg.Name, p.cfg.Host = "on-"+h.Name, h.Name
+		ps = append(ps, p)
+	}
+	ep := netip.MustParseAddrPort("10.91.0.2:7000")
+	got := endpointsOf(cfg, ps, FullTunnelMark)
 	want := []endpoint{
-		{addr: netip.MustParseAddrPort("10.91.0.2:7000"), protocol: "peer", marked: true},
-		{addr: netip.MustParseAddrPort("10.91.0.2:7000"), protocol: "remote", marked: false},
+		{addr: ep, protocol: "peer", marked: true},
+		{addr: ep, protocol: "on-spawned", marked: false},
+		{addr: ep, protocol: "on-loopback", marked: false},
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("got %+v, want %+v", got, want)
+		t.Errorf("got %+v, want %+v (a host elsewhere follows its own routes)", got, want)
 	}
-	if got := endpointsOf(ps[:1], 0); got[0].marked {
+	if got := endpointsOf(cfg, ps[:1], 0); got[0].marked {
 		t.Errorf("without a mark: %+v is marked", got[0])
 	}
 }
