@@ -27,6 +27,13 @@ const denyCapsetEnv = "SWITCHYARD_TEST_DENY_CAPSET"
 // executions of a race-enabled binary on a loaded machine.
 const sandboxReadyTimeout = 20 * time.Second
 
+// runAsHelper runs the helper when the environment asks for it.
+func runAsHelper() {
+	if os.Getenv(denyCapsetEnv) != "" {
+		denyCapsetAndExec(os.Args[1:])
+	}
+}
+
 // denyCapsetAndExec is the helper: on one locked thread, no_new_privs and a
 // seccomp filter answering capset with EPERM, then execve(args).
 func denyCapsetAndExec(args []string) {

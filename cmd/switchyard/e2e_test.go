@@ -73,9 +73,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(denyCapsetEnv) != "" {
-		denyCapsetAndExec(os.Args[1:]) // a helper of TestHostUnderServiceSandbox
-	}
+	runAsHelper() // the test binary as a helper of a test, if asked to (caps_sandbox_*_test.go)
 	flag.Parse()
 	if err := lab.Preflight(); err != nil {
 		e2eSkip = err.Error()
