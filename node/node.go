@@ -66,8 +66,10 @@ type Node struct {
 	running      map[string]*runningProtocol // by instance name
 	routerMB     *mailbox.Mailbox
 	injectorMB   *mailbox.Mailbox
-	ownTUN       bool           // the node created the TUN (netlink applies to it)
-	kernelRoutes []netip.Prefix // kernel routes the node installed into the TUN
+	ownTUN       bool           // the node created the TUN (tunctl applies to it)
+	tunctl       tunControl     // the TUN's addresses and routes; nil unless ownTUN
+	kernelRoutes []netip.Prefix // kernel routes the node installed into the TUN (routes.go)
+	mark         uint32         // FullTunnelMark on the sockets of protocols in the daemon, or 0
 
 	pool     *packet.Pool
 	dev      tun.Device
@@ -86,6 +88,9 @@ type Node struct {
 	remoteStats *stats.Counters
 	hostLinks   map[string]*actor.PID
 	shmDir      string // the private directory of shared-memory handover sockets
+	// hostBindsLow: the spawned host was given CAP_NET_BIND_SERVICE (a
+	// protocol on it listened below 1024 at start).
+	hostBindsLow map[string]bool
 }
 
 type parsedProtocol struct {
@@ -94,8 +99,10 @@ type parsedProtocol struct {
 	settings any
 }
 
-// Check validates cfg fully, including every protocol's settings, without
-// touching the system. Errors are config.Errors with file:line:col.
+// Check validates cfg fully, including every protocol's settings and the
+// routes that would capture a protocol's own endpoint whatever the kernel's
+// table holds (routes.go), without touching the system. Errors are
+// config.Errors with file:line:col.
 func Check(cfg *config.Config) error {
 	_, err := parse(cfg)
 	return err
@@ -135,6 +142,9 @@ func parse(cfg *config.Config) ([]parsedProtocol, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if errs := checkCaptures(cfg, out); len(errs) > 0 {
+		return nil, errs
+	}
 	return out, nil
 }
 
@@ -167,7 +177,16 @@ func (n *Node) Start() (err error) {
 
 	n.dev = n.opts.Device
 	if n.dev == nil {
-		n.dev, n.kernelRoutes, err = openTUN(cfg.TUN, cfg.Routes)
+		if marksSockets {
+			n.mark = FullTunnelMark
+		}
+		install := kernelRoutePrefixes(cfg.TUN, cfg.Routes)
+		if lookupRoute != nil {
+			if err := kernelCaptures(install, endpointsOf(cfg, n.protocols, n.mark), lookupRoute); err != nil {
+				return fmt.Errorf("refused before creating tun %q: %w", cfg.TUN.Name, err)
+			}
+		}
+		n.dev, n.tunctl, n.kernelRoutes, err = openTUN(cfg.TUN, install, cfg.Routes)
 		if err != nil {
 			return err
 		}
@@ -257,9 +276,13 @@ func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	n.live = true
 	n.mu.Unlock()
+	device := cfg.TUN.Name
+	if n.tunctl != nil {
+		device = n.tunctl.device() // macOS names its utun devices itself
+	}
 	n.log.Info("node started",
 		zap.String("node", cfg.Node.Name),
-		zap.String("tun", cfg.TUN.Name),
+		zap.String("tun", device),
 		zap.Int("protocols", len(targets)),
 		zap.Int("routes", len(cfg.Routes)),
 		zap.Int("pool_buffers", n.pool.Limit()))
@@ -298,6 +321,7 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 			FromNetwork: recv,
 			MaxBatch:    n.cfg.Batch.MaxPackets,
 			Log:         n.log.Named("protocol").With(zap.String("protocol", p.cfg.Name)),
+			Mark:        n.mark,
 		},
 	}
 	t := &stage.Target{Name: p.cfg.Name, Stats: st}
@@ -390,6 +414,13 @@ func (n *Node) Stop() {
 			n.log.Warn("close tun", zap.Error(err))
 		}
 		n.dev = nil
+	}
+	if n.tunctl != nil {
+		// The routes went with the device; the full tunnel's rules did not.
+		if err := n.tunctl.close(); err != nil {
+			n.log.Warn("remove the full tunnel's policy rules", zap.Error(err))
+		}
+		n.tunctl = nil
 	}
 	if n.captureDone != nil {
 		select {

@@ -2,11 +2,13 @@ package node
 
 // Reload: a new config swapped into a running node, without a restart.
 //
-//  1. plan — pure, touches nothing: the new config is validated fully
+//  1. plan — changes nothing: the new config is validated fully
 //     (config.Validate, every protocol's Parse, the route table is built),
 //     changes that need a restart are refused (node.name, tun.name,
-//     tun.mtu, batch.*, admin.*), and old and new are compared. Any error
-//     refuses the whole reload; the running config keeps serving untouched.
+//     tun.mtu, batch.*, admin.*), new kernel routes that would capture a
+//     protocol's endpoint are refused (a read-only kernel lookup,
+//     routes.go), and old and new are compared. Any error refuses the
+//     whole reload; the running config keeps serving untouched.
 //  2. apply, in an order that never leaves a packet without a place to go:
 //     a. protocols whose type or settings changed (or that were down): the
 //     old instance is marked down (its routes drop as protocol_down) and
@@ -15,14 +17,16 @@ package node
 //     b. added protocols are spawned;
 //     c. mailboxes whose capacity or policy changed are resized in place:
 //     protocols, router and injector (mailbox.Resize);
-//     d. kernel routes of removed prefixes are deleted;
+//     d. kernel routes of removed prefixes are deleted — only the node's
+//     own (routes.go);
 //     e. the new Routing — route table and targets — is stored with one
 //     atomic pointer swap: the router reads it once per batch, so no packet
 //     sees a half-built table. Unchanged protocols keep their Target (PID,
 //     stats, socket, sessions);
 //     f. removed protocols are stopped and their stats rows removed;
-//     g. new addresses are added, kernel routes for new prefixes installed,
-//     old addresses removed (netlink, only on a TUN the node created);
+//     g. new addresses are added, old addresses removed, then kernel routes
+//     for new prefixes installed, never replacing one (only on a TUN the
+//     node created);
 //     h. the restart budget and the log level are replaced.
 //  3. The Result lists every change; each is logged at info.
 //
@@ -39,7 +43,6 @@ import (
 	"switchyard/actors/stage"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -211,6 +214,7 @@ func (n *Node) plan(newCfg *config.Config) (*plan, error) {
 	parsed, perr := parse(newCfg)
 	add(perr)
 	errs = append(errs, immutable(old, newCfg)...)
+	errs = append(errs, n.hostCapabilities(newCfg, parsed)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -262,19 +266,42 @@ func (n *Node) plan(newCfg *config.Config) (*plan, error) {
 	}
 
 	pl.addrAdd, pl.addrDel = diffPrefixes(old.TUN.Addresses, newCfg.TUN.Addresses)
-	var want []netip.Prefix
-	if newCfg.TUN.InstallRoutes {
-		for _, r := range newCfg.Routes {
-			want = append(want, r.Prefix.Masked())
+	if n.ownTUN {
+		want := kernelRoutePrefixes(newCfg.TUN, newCfg.Routes)
+		pl.routeAdd, pl.routeDel = diffPrefixes(n.kernelRoutes, want)
+		for _, p := range n.kernelRoutes {
+			if slices.Contains(want, p) {
+				pl.routeKeep = append(pl.routeKeep, p)
+			}
 		}
-	}
-	pl.routeAdd, pl.routeDel = diffPrefixes(n.kernelRoutes, want)
-	for _, p := range n.kernelRoutes {
-		if slices.Contains(want, p) {
-			pl.routeKeep = append(pl.routeKeep, p)
+		// New kernel routes must not capture an endpoint, as at start.
+		if lookupRoute != nil && len(pl.routeAdd) > 0 {
+			if err := kernelCaptures(pl.routeAdd, endpointsOf(newCfg, parsed, n.mark), lookupRoute); err != nil {
+				return nil, config.Errors{{Pos: config.Position{File: newCfg.File}, Path: "routes", Msg: err.Error()}}
+			}
 		}
+	} else {
+		pl.routeKeep = n.kernelRoutes
 	}
 	return pl, nil
+}
+
+// hostCapabilities refuses a protocol that would listen below 1024 on a
+// spawned host started without CAP_NET_BIND_SERVICE: the host would fail to
+// bind and restart it forever.
+func (n *Node) hostCapabilities(cfg *config.Config, ps []parsedProtocol) config.Errors {
+	var errs config.Errors
+	for _, h := range cfg.Hosts {
+		if !h.Spawn || n.hostBindsLow[h.Name] {
+			continue
+		}
+		if p := lowPortOn(h.Name, ps); p != nil {
+			errs = append(errs, cfg.Errorf(p.cfg.Settings.Pos(), p.cfg.Settings.Path(),
+				"listens below %d on host %q, which was started without CAP_NET_BIND_SERVICE; restart the daemon",
+				privilegedPorts, h.Name))
+		}
+	}
+	return errs
 }
 
 // immutable refuses changes that only a restart can make.
@@ -400,11 +427,10 @@ func (n *Node) apply(pl *plan, res *Result) {
 	a := &applier{n: n, pl: pl, res: res, old: n.current.Load()}
 	running, targets := a.protocols()
 	a.mailboxes()
-	link := n.link(pl, a.fail)
-	kernel := a.kernelRoutesOut(link)
+	kernel := a.kernelRoutesOut(n.tunctl)
 	a.swapTable(targets)
 	a.removeProtocols()
-	kernel = append(kernel, a.addressesAndRoutesIn(link)...)
+	kernel = append(kernel, a.addressesAndRoutesIn(n.tunctl)...)
 	n.kernelRoutes = kernel
 	a.budgetAndLogLevel()
 	a.commit(running)
@@ -499,26 +525,18 @@ func (a *applier) mailboxes() {
 }
 
 // kernelRoutesOut (step d) removes the kernel routes the new config drops;
-// it returns the routes still installed.
-func (a *applier) kernelRoutesOut(link netlink.Link) []netip.Prefix {
+// it returns the routes still installed. ctl is nil on a device the node
+// was given.
+func (a *applier) kernelRoutesOut(ctl tunControl) []netip.Prefix {
 	kernel := slices.Clone(a.pl.routeKeep)
 	for _, p := range a.pl.routeDel {
-		if link == nil {
+		if err := ctl.delRoute(p); err != nil {
+			a.fail(err)
 			kernel = append(kernel, p)
 			continue
 		}
-		if isAddressSubnet(p, a.pl.cfg.TUN.Addresses) {
-			// The connected route of an address the TUN keeps: leave it.
-			continue
-		}
-		if err := delKernelRoute(link, p); err != nil {
-			a.fail(fmt.Errorf("delete kernel route %s via %q: %w", p, a.n.cfg.TUN.Name, err))
-			kernel = append(kernel, p)
-			continue
-		}
-		a.change(Change{ChangeKernelRouteGone, p.String(), "via " + a.n.cfg.TUN.Name})
+		a.change(Change{ChangeKernelRouteGone, p.String(), "via " + ctl.device()})
 	}
-
 	return kernel
 }
 
@@ -553,44 +571,37 @@ func (a *applier) removeProtocols() {
 	}
 }
 
-// addressesAndRoutesIn (step g) adds and removes TUN addresses and installs
-// the new kernel routes; it returns the routes it installed.
-func (a *applier) addressesAndRoutesIn(link netlink.Link) (kernel []netip.Prefix) {
-	tunOK := link != nil || !a.n.ownTUN // addresses apply (or are only recorded, on a given device)
+// addressesAndRoutesIn (step g) adds and removes TUN addresses, then
+// installs the new kernel routes (after the removals: a route to the
+// subnet of a removed address can only be added once the address's
+// connected route is gone); it returns the routes it installed. ctl is nil
+// on a device the node was given: addresses are only recorded.
+func (a *applier) addressesAndRoutesIn(ctl tunControl) (kernel []netip.Prefix) {
 	for _, p := range a.pl.addrAdd {
-		if !tunOK {
-			continue
-		}
-		if link != nil {
-			if err := addAddress(link, p); err != nil {
-				a.fail(fmt.Errorf("add address %s to %q: %w", p, a.n.cfg.TUN.Name, err))
+		if ctl != nil {
+			if err := ctl.addAddress(p); err != nil {
+				a.fail(err)
 				continue
 			}
 		}
 		a.change(Change{ChangeAddressAdded, p.String(), a.n.tunNote()})
 	}
-	for _, p := range a.pl.routeAdd {
-		if link == nil {
-			continue
-		}
-		if err := addKernelRoute(link, p, a.pl.cfg.TUN.Addresses); err != nil {
-			a.fail(fmt.Errorf("install kernel route %s via %q: %w", p, a.n.cfg.TUN.Name, err))
-			continue
-		}
-		kernel = append(kernel, p)
-		a.change(Change{ChangeKernelRouteAdded, p.String(), "via " + a.n.cfg.TUN.Name})
-	}
 	for _, p := range a.pl.addrDel {
-		if !tunOK {
-			continue
-		}
-		if link != nil {
-			if err := delAddress(link, p); err != nil {
-				a.fail(fmt.Errorf("remove address %s from %q: %w", p, a.n.cfg.TUN.Name, err))
+		if ctl != nil {
+			if err := ctl.delAddress(p); err != nil {
+				a.fail(err)
 				continue
 			}
 		}
 		a.change(Change{ChangeAddressRemoved, p.String(), a.n.tunNote()})
+	}
+	for _, p := range a.pl.routeAdd {
+		if err := ctl.addRoute(p, a.pl.cfg.TUN.Addresses); err != nil {
+			a.fail(err)
+			continue
+		}
+		kernel = append(kernel, p)
+		a.change(Change{ChangeKernelRouteAdded, p.String(), "via " + ctl.device()})
 	}
 	return kernel
 }
@@ -624,35 +635,12 @@ func (a *applier) commit(running map[string]*runningProtocol) {
 	n.current.Store(a.pl.cfg)
 }
 
-// link returns the TUN's netlink handle when the plan needs one and the
-// node created the TUN itself; nil otherwise.
-func (n *Node) link(pl *plan, fail func(error)) netlink.Link {
-	if !n.ownTUN || len(pl.addrAdd)+len(pl.addrDel)+len(pl.routeAdd)+len(pl.routeDel) == 0 {
-		return nil
-	}
-	link, err := netlink.LinkByName(n.cfg.TUN.Name)
-	if err != nil {
-		fail(fmt.Errorf("find tun %q: %w", n.cfg.TUN.Name, err))
-		return nil
-	}
-	return link
-}
-
 // tunNote qualifies address changes on a TUN the node did not create.
 func (n *Node) tunNote() string {
 	if n.ownTUN {
 		return "on " + n.cfg.TUN.Name
 	}
 	return "recorded only: the node was given its device"
-}
-
-func isAddressSubnet(p netip.Prefix, addrs []netip.Prefix) bool {
-	for _, a := range addrs {
-		if a.Masked() == p.Masked() {
-			return true
-		}
-	}
-	return false
 }
 
 func resize(mb *mailbox.Mailbox, mc config.Mailbox) error {

@@ -15,6 +15,7 @@ import (
 
 	"switchyard/actors/mailbox"
 	"switchyard/actors/remote"
+	"switchyard/protocols"
 	"switchyard/stats"
 )
 
@@ -42,6 +43,7 @@ func (n *Node) startRemote() error {
 		}
 	}
 	n.hostLinks = make(map[string]*actor.PID, len(cfg.Hosts))
+	n.hostBindsLow = make(map[string]bool, len(cfg.Hosts))
 	for _, h := range cfg.Hosts {
 		shmDir := ""
 		if h.UsesSHM() {
@@ -63,6 +65,11 @@ func (n *Node) startRemote() error {
 		}
 		cmd := []string{exe, "host", "--name", h.Name, "--listen", listen.String(),
 			"--pool-buffers", strconv.Itoa(cfg.Batch.PoolBuffers), "--log-level", cfg.Log.Level}
+		// A spawned host keeps no capability, or CAP_NET_BIND_SERVICE when
+		// a protocol on it listens below 1024.
+		if n.hostBindsLow[h.Name] = lowPortOn(h.Name, n.protocols) != nil; n.hostBindsLow[h.Name] {
+			cmd = append(cmd, "--caps", "net_bind_service")
+		}
 		if files.Enabled() {
 			cmd = append(cmd, "--tls-ca", files.CA, "--tls-cert", files.Cert, "--tls-key", files.Key)
 		}
@@ -84,6 +91,24 @@ func (n *Node) startRemote() error {
 			return fmt.Errorf("spawn host link %q: %w", h.Name, err)
 		}
 		n.hostLinks[h.Name] = pid
+	}
+	return nil
+}
+
+// lowPortOn returns the first protocol on host that listens on a port below
+// 1024 (privileged: it needs CAP_NET_BIND_SERVICE), or nil.
+func lowPortOn(host string, ps []parsedProtocol) *parsedProtocol {
+	for i, p := range ps {
+		if p.cfg.Host != host {
+			continue
+		}
+		if u, ok := p.settings.(protocols.Underlay); ok {
+			for _, port := range u.ListenPorts() {
+				if port < privilegedPorts {
+					return &ps[i]
+				}
+			}
+		}
 	}
 	return nil
 }

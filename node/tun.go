@@ -2,91 +2,86 @@ package node
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"switchyard/config"
 )
 
-// openTUN creates the TUN device, gives it its addresses, brings it up and,
-// if asked, installs a kernel route into it for every route prefix. It
-// returns the prefixes it installed routes for. Closing the device removes
-// the interface and with it addresses and routes.
-func openTUN(tc config.TUN, routes []config.Route) (tun.Device, []netip.Prefix, error) {
-	dev, err := tun.CreateTUN(tc.Name, tc.MTU)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create tun %q: %w", tc.Name, err)
-	}
-	installed, err := configureTUN(tc, routes)
-	if err != nil {
-		dev.Close()
-		return nil, nil, err
-	}
-	return dev, installed, nil
+// tunControl changes the addresses and kernel routes of a TUN the node
+// created. Linux: netlink (tun_linux.go); macOS and FreeBSD: ifconfig and
+// route (tun_bsd.go). Errors name the device, the address or route and the
+// operation.
+type tunControl interface {
+	// device is the interface's name (on macOS the kernel's utunN).
+	device() string
+	up() error
+	addAddress(p netip.Prefix) error
+	delAddress(p netip.Prefix) error
+	// addRoute installs the route to p into the TUN (a full tunnel with
+	// policy routing, routes.go), tagged as the node's own. It never
+	// replaces a route: one that exists is an error that names it. addrs
+	// are the TUN's addresses: the first in p becomes the preferred source.
+	addRoute(p netip.Prefix, addrs []netip.Prefix) error
+	// delRoute removes the route to p the node installed, and nothing else.
+	delRoute(p netip.Prefix) error
+	// close removes what the node installed that does not go away with the
+	// device (the full tunnel's policy rules).
+	close() error
 }
 
-func configureTUN(tc config.TUN, routes []config.Route) ([]netip.Prefix, error) {
-	link, err := netlink.LinkByName(tc.Name)
+// openTUN creates the TUN device, gives it its addresses, brings it up and
+// installs the kernel routes of routes.go (prefixes). It returns the device,
+// its control and the prefixes it installed. On error it removes what it
+// made: the device, and with it its addresses and routes, and any rule.
+func openTUN(tc config.TUN, prefixes []netip.Prefix, routes []config.Route) (tun.Device, tunControl, []netip.Prefix, error) {
+	dev, name, err := createTUN(tc.Name, tc.MTU)
 	if err != nil {
-		return nil, fmt.Errorf("find tun %q: %w", tc.Name, err)
+		return nil, nil, nil, fmt.Errorf("create tun %q: %w", tc.Name, err)
 	}
+	ctl, err := newTunControl(name)
+	if err != nil {
+		dev.Close()
+		return nil, nil, nil, err
+	}
+	installed, err := configureTUN(ctl, tc, prefixes, routes)
+	if err != nil {
+		dev.Close()
+		_ = ctl.close()
+		return nil, nil, nil, err
+	}
+	return dev, ctl, installed, nil
+}
+
+func configureTUN(ctl tunControl, tc config.TUN, prefixes []netip.Prefix, routes []config.Route) ([]netip.Prefix, error) {
 	for _, p := range tc.Addresses {
-		if err := addAddress(link, p); err != nil {
-			return nil, fmt.Errorf("add address %s to %q: %w", p, tc.Name, err)
+		if err := ctl.addAddress(p); err != nil {
+			return nil, err
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("bring up %q: %w", tc.Name, err)
+	if err := ctl.up(); err != nil {
+		return nil, err
 	}
-	if !tc.InstallRoutes {
-		return nil, nil
-	}
-	installed := make([]netip.Prefix, 0, len(routes))
-	for _, r := range routes {
-		if err := addKernelRoute(link, r.Prefix, tc.Addresses); err != nil {
-			return nil, fmt.Errorf("%s: install route %s via %q: %w", r.Pos, r.Prefix, tc.Name, err)
+	installed := make([]netip.Prefix, 0, len(prefixes))
+	for _, p := range prefixes {
+		if err := ctl.addRoute(p, tc.Addresses); err != nil {
+			return nil, fmt.Errorf("%s: %w", routePos(routes, p), err)
 		}
-		installed = append(installed, r.Prefix.Masked())
+		installed = append(installed, p)
 	}
 	return installed, nil
 }
 
-func addAddress(link netlink.Link, p netip.Prefix) error {
-	addr := &netlink.Addr{IPNet: ipNet(p)}
-	if p.Addr().Is6() {
-		addr.Flags = unix.IFA_F_NODAD // usable at once, no duplicate address detection on a point-to-point device
-	}
-	return netlink.AddrReplace(link, addr)
-}
-
-func delAddress(link netlink.Link, p netip.Prefix) error {
-	return netlink.AddrDel(link, &netlink.Addr{IPNet: ipNet(p)})
-}
-
-// addKernelRoute installs (or replaces) the route to p into the TUN. When
-// one of the TUN's addresses lies in p, it becomes the route's preferred
-// source, as on the connected route the kernel made for that address and
-// this route may replace: without it, traffic to p would leave from the
-// TUN's first address instead.
-func addKernelRoute(link netlink.Link, p netip.Prefix, addrs []netip.Prefix) error {
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p.Masked())}
-	for _, a := range addrs {
-		if a.Addr().Is4() && p.Addr().Is4() && p.Contains(a.Addr()) {
-			r.Src = a.Addr().AsSlice()
-			break
+// routePos is where the route to p is in the config, for error messages.
+func routePos(routes []config.Route, p netip.Prefix) string {
+	for i, r := range routes {
+		if r.Prefix.Masked() == p && r.Pos.Line > 0 {
+			return fmt.Sprintf("%s: routes[%d]", r.Pos, i)
+		}
+		if r.Prefix.Masked() == p {
+			return fmt.Sprintf("routes[%d]", i)
 		}
 	}
-	return netlink.RouteReplace(r)
-}
-
-func delKernelRoute(link netlink.Link, p netip.Prefix) error {
-	return netlink.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p.Masked())})
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+	return "routes"
 }

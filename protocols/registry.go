@@ -22,6 +22,7 @@ package protocols
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -76,6 +77,25 @@ type Env struct {
 	// Log is the instance's logger. Per-packet problems must be
 	// rate-limited or counted, never logged one line per packet.
 	Log *zap.Logger
+	// Mark is the firewall mark (SO_MARK) the instance sets on its sockets;
+	// 0 sets none. The daemon marks its protocols' sockets so that a full
+	// tunnel's policy rules send their own datagrams around the tunnel
+	// (node/routes.go). Setting a mark needs CAP_NET_ADMIN.
+	Mark uint32
+}
+
+// Underlay is implemented by the parsed settings of a protocol whose
+// transport talks to fixed remote addresses or listens on fixed ports. The
+// node refuses a route that would capture an endpoint (the protocol's own
+// datagrams would loop into the TUN), and gives a protocol host
+// CAP_NET_BIND_SERVICE only when one of its ports is below 1024.
+type Underlay interface {
+	// Endpoints are the remote addresses the transport sends to, as
+	// configured (a peer that roams to another address is not known here).
+	Endpoints() []netip.AddrPort
+	// ListenPorts are the local ports the transport binds; 0 (the kernel
+	// chooses) is left out.
+	ListenPorts() []uint16
 }
 
 var (

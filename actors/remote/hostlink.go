@@ -496,8 +496,7 @@ func (l *hostLink) startProcess(ctx actor.Context) {
 	cmd := exec.Command(l.spec.Command[0], append(l.spec.Command[1:], "--ready-fd", "3")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{w}
-	// The host dies with the daemon, however the daemon ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = hostProcAttr() // procattr_*.go
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()

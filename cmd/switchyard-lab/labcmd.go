@@ -25,7 +25,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"switchyard/internal/lab"
@@ -444,22 +443,8 @@ func labTUNInject(args []string) error {
 		}
 		pkts = append(pkts, p)
 	}
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, 0)
-	if err != nil {
-		return fmt.Errorf("packet socket: %w", err)
-	}
-	defer syscall.Close(fd)
-	for i, p := range pkts {
-		proto := uint16(syscall.ETH_P_IP)
-		if p[0]>>4 == 6 {
-			proto = syscall.ETH_P_IPV6
-		}
-		sa := &syscall.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}
-		if err := syscall.Sendto(fd, p, 0, sa); err != nil {
-			return fmt.Errorf("packet %d: sendto %s: %w", i, *dev, err)
-		}
+	if err := sendToDevice(ifi.Index, *dev, pkts); err != nil { // packet_*.go
+		return err
 	}
 	return printJSON(map[string]int{"sent": len(pkts)})
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

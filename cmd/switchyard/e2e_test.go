@@ -74,6 +74,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	runAsHelper() // the test binary as a helper of a test, if asked to (caps_sandbox_*_test.go)
 	flag.Parse()
 	if err := lab.Preflight(); err != nil {
 		e2eSkip = skipMessage(err)

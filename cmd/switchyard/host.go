@@ -29,7 +29,9 @@ func runHost(args []string) int {
 	ca := fs.String("tls-ca", "", "PEM file of the CA that signs every peer's certificate (mutual TLS)")
 	cert := fs.String("tls-cert", "", "PEM file of this host's certificate")
 	key := fs.String("tls-key", "", "PEM file of this host's private key")
-	poolBuffers := fs.Int("pool-buffers", config.Default().Batch.PoolBuffers, "packet buffers in the host's pool")
+	poolBuffers := fs.Int("pool-buffers", config.Default().Batch.PoolBuffers,
+		fmt.Sprintf("packet buffers in the host's pool, %d-%d", config.MinPoolBuffers, config.MaxPoolBuffers))
+	capsFlag := fs.String("caps", "", "capabilities the host keeps: net_bind_service (for a protocol port below 1024) or none")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	readyFD := fs.Int("ready-fd", 0, "write a line to this file descriptor once listening (the daemon passes it)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback ip:port (profiling)")
@@ -46,9 +48,22 @@ func runHost(args []string) int {
 		fmt.Fprintln(os.Stderr, "switchyard host: --tls-ca, --tls-cert and --tls-key go together")
 		return 2
 	}
-	if *poolBuffers < 1 {
-		fmt.Fprintln(os.Stderr, "switchyard host: --pool-buffers must be at least 1")
+	if *poolBuffers < config.MinPoolBuffers || *poolBuffers > config.MaxPoolBuffers {
+		fmt.Fprintf(os.Stderr, "switchyard host: --pool-buffers must be between %d and %d, got %d\n",
+			config.MinPoolBuffers, config.MaxPoolBuffers, *poolBuffers)
 		return 2
+	}
+	keep, err := parseHostCaps(*capsFlag)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard host: --caps: %v\n", err)
+		return 2
+	}
+	// Before it listens, the host keeps only what it was told to
+	// (caps_linux.go): whatever it inherited, a daemon's or root's.
+	caps, err := restrictCapabilities(keep)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard host: drop capabilities: %v\n", err)
+		return 1
 	}
 	log, _, err := newLogger(*level)
 	if err != nil {
@@ -56,6 +71,7 @@ func runHost(args []string) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	logCapabilities(log, caps)
 	setMemoryLimit(*poolBuffers)
 
 	system := protoactor.NewActorSystemWithConfig(protoactor.Configure(
@@ -77,14 +93,14 @@ func runHost(args []string) int {
 			return 2
 		}
 	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	if *readyFD > 0 {
 		f := os.NewFile(uintptr(*readyFD), "ready")
 		_, _ = fmt.Fprintln(f, h.Address())
 		_ = f.Close()
+		exitWithParent(sigs) // a spawned host ends with its daemon (host_*.go)
 	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	sig := <-sigs
 	signal.Stop(sigs)
 	log.Info("stopping", zap.String("signal", sig.String()))

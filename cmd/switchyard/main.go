@@ -21,6 +21,7 @@ usage:
   switchyard run     [-c FILE]                 run the daemon in the foreground
   switchyard host    --listen ADDR             run a protocol host (protocols out of process)
                      [--tls-ca F --tls-cert F --tls-key F]  mutual TLS (required off loopback)
+                     [--caps net_bind_service]  the one capability it may keep (a port below 1024)
   switchyard check   -c FILE                   validate a config; prints ok or every error
   switchyard stats   [--admin ADDR] [--json]   per-actor counters of a running daemon
                      [--watch [--interval 1s]]  … or their rates, one block per interval

@@ -45,6 +45,7 @@ var (
 	reloadNewAddrA  = netip.MustParsePrefix("10.92.0.1/24")
 	reloadNewAddrB  = netip.MustParseAddr("10.92.0.2")
 	reloadSpare     = netip.MustParsePrefix("10.93.0.0/24")
+	reloadExtra     = netip.MustParsePrefix("10.96.0.0/24") // a new route of peer2 that is no TUN subnet
 	pingSummaryRE   = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 )
 
@@ -109,7 +110,7 @@ func TestReloadLive(t *testing.T) {
 	// with its route and a's address on the new prefix.
 	cfgA.Protocols = []lab.Protocol{
 		{Name: "peer", Type: "udp", Mailbox: lab.Mailbox{Capacity: reloadPeerMailboxNew}, Routes: lab.TunnelPrefixes},
-		{Name: "peer2", Type: "udp", Port: reloadNewPort, Routes: []netip.Prefix{reloadNewPrefix}},
+		{Name: "peer2", Type: "udp", Port: reloadNewPort, Routes: []netip.Prefix{reloadNewPrefix, reloadExtra}},
 	}
 	if err := os.WriteFile(da.Config, []byte(withAddress(l.YAML(l.A, cfgA), reloadNewAddrA)), 0o644); err != nil {
 		t.Fatal(err)
@@ -128,12 +129,20 @@ func TestReloadLive(t *testing.T) {
 		"route_added 10.92.0.0/24: to peer2",
 		"route_removed 10.93.0.0/24: was to spare",
 		"address_added 10.92.0.1/24",
-		"kernel_route_added 10.92.0.0/24",
+		"kernel_route_added 10.96.0.0/24",
 		"kernel_route_removed 10.93.0.0/24",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("switchyard reload output lacks %q", want)
 		}
+	}
+	// The new address's connected route carries 10.92.0.0/24 into the TUN:
+	// the node installs no route of its own over it.
+	if strings.Contains(string(out), "kernel_route_added 10.92.0.0/24") {
+		t.Errorf("switchyard reload output has kernel_route_added 10.92.0.0/24, the subnet of a TUN address")
+	}
+	if out, err := l.Run(ctx, l.A, "ip", "route", "show", reloadExtra.String()); err != nil || !strings.Contains(out, "proto 95") {
+		t.Errorf("ip route show %s after the reload: %v %q, want the node's route (proto 95)", reloadExtra, err, out)
 	}
 
 	tcp := <-tcpDone

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -39,12 +38,20 @@ func runDaemon(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
+	// Least privilege before anything else: the daemon executes itself
+	// again with only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (caps_linux.go).
+	caps, err := restrictCapabilities(daemonCaps)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "switchyard: drop capabilities: %v\n", err)
+		return 1
+	}
 	log, level, err := newLogger(cfg.Log.Level)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	logCapabilities(log, caps)
 	if limit, set := setMemoryLimit(cfg.Batch.PoolBuffers); set {
 		log.Info("memory limit for the Go runtime", zap.Int64("bytes", limit),
 			zap.String("why", "packet pool bound + runtime headroom; GOMEMLIMIT overrides"))
@@ -55,13 +62,22 @@ func runDaemon(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The admin port first: a daemon that cannot serve fails before it
+	// creates its TUN and routes.
+	adminLn, err := node.ListenAdmin(cfg, cfg.Admin.Listen.String())
+	if err != nil {
+		log.Error("start refused", zap.Error(err))
+		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
+		return 1
+	}
 	if err := n.Start(); err != nil {
+		_ = adminLn.Close()
 		log.Error("start failed", zap.Error(err))
 		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
 		return 1
 	}
 	reload := func(trigger string) node.Result { return reloadConfig(n, *file, trigger, log) }
-	admin, err := n.ServeAdmin(cfg.Admin.Listen.String(), versionString(), func(mux *http.ServeMux) {
+	admin := n.Serve(adminLn, versionString(), func(mux *http.ServeMux) {
 		mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 			res := reload("POST /reload")
 			w.Header().Set("Content-Type", "application/json")
@@ -73,11 +89,6 @@ func runDaemon(args []string) int {
 			_ = enc.Encode(res)
 		})
 	})
-	if err != nil {
-		n.Stop()
-		fmt.Fprintf(os.Stderr, "switchyard: %v\n", err)
-		return 1
-	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -119,15 +130,13 @@ func reloadConfig(n *node.Node, file, trigger string, log *zap.Logger) node.Resu
 	return res
 }
 
-// canRun reports, in one line, why this process cannot run the daemon.
-func canRun() error {
-	if os.Geteuid() != 0 && !hasNetAdmin() {
-		return errors.New("run needs root (or CAP_NET_ADMIN) to create a TUN device; try sudo")
+// logCapabilities logs what restrictCapabilities found and kept.
+func logCapabilities(log *zap.Logger, r capReport) {
+	if r.Note != "" {
+		log.Info("capabilities: "+r.Note, zap.Stringer("held", r.After))
+		return
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return fmt.Errorf("no TUN support: /dev/net/tun is missing (%v); load the tun module", err)
-	}
-	return nil
+	log.Info("capabilities restricted", zap.Stringer("before", r.Before), zap.Stringer("after", r.After))
 }
 
 // newLogger builds the daemon's logger and returns its level, which a

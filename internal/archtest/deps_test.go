@@ -114,6 +114,11 @@ var dynamicSites = map[string][]string{
 	"internal/archtest/deps_test.go: filepath.Join(repoRoot, \"deps\", \"install\")": nil,
 	"actors/remote/shm/child_test.go: os.Args[0]":                                    nil, // the test binary as a host
 	"actors/remote/shm/handover_test.go: os.Args[0]":                                 nil,
+	"cmd/switchyard/caps_linux.go: env":                                              nil, // execve of /proc/self/exe, itself
+	"cmd/switchyard/caps_sandbox_linux_test.go: env":                                 nil, // the seccomp helper execs its argument: the test binary
+	"cmd/switchyard/caps_sandbox_linux_test.go: setpriv":                             {"setpriv"},
+	"cmd/switchyard/routes_e2e_test.go: e2eDaemon.get(t)":                            nil,
+	"node/tun_bsd.go: path":                                                          nil, // /sbin/ifconfig, /sbin/route: macOS and FreeBSD, not Debian
 	"protocols/openconnect/lab_test.go: args[0]":                                     nil, // run(t, …): its callers are checked
 	"protocols/openconnect/lab_test.go: p":                                           {"ocserv", "ocpasswd", "openconnect", "iptables", "ping"},
 }

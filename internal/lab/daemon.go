@@ -75,7 +75,7 @@ func (l *Lab) StartDaemonYAML(ctx context.Context, side *Side, yaml string) (*Da
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group (a Ctrl-C reaches only the demo, which stops the
 	// daemons in order); SIGTERM if the demo or test process dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = ownGroupDyingWithUs(syscall.SIGTERM)
 	d := &Daemon{Side: side, Config: cfgPath, LogPath: logPath, lab: l, cmd: cmd, logFile: logFile, exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		l.mu.Unlock()

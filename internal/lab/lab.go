@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,6 +108,9 @@ var (
 // Preflight reports, in one line, why this process cannot build a lab: not
 // root, no /dev/net/tun, or no usable `ip netns`. The error is a *Missing.
 func Preflight() error {
+	if runtime.GOOS != "linux" {
+		return errors.New("the lab needs Linux network namespaces; on " + runtime.GOOS + " it does not run")
+	}
 	if os.Geteuid() != 0 {
 		return &Missing{Capability: "root", Why: "needs root to create network namespaces and TUN devices; try sudo"}
 	}
@@ -255,7 +259,7 @@ func (l *Lab) Command(ctx context.Context, side *Side, name string, args ...stri
 	// Its own process group: a Ctrl-C at the terminal reaches only the demo,
 	// which then stops everything in order. If the demo or test dies, the
 	// kernel kills the helper (ip netns exec execs it, so it keeps the pid).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ownGroupDyingWithUs(syscall.SIGKILL) // procattr_*.go
 	cmd.WaitDelay = time.Second
 	l.procs[cmd] = struct{}{}
 	return cmd, nil

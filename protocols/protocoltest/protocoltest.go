@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,24 @@ type PanickySettings struct {
 	Marker []byte // a packet containing it makes the actor panic
 	UDP    any    // what the udp protocol's Parse returned
 }
+
+// Endpoints and ListenPorts implement protocols.Underlay with the udp
+// settings inside.
+func (s SlowSettings) Endpoints() []netip.AddrPort    { return underlay(s.UDP).Endpoints() }
+func (s SlowSettings) ListenPorts() []uint16          { return underlay(s.UDP).ListenPorts() }
+func (s PanickySettings) Endpoints() []netip.AddrPort { return underlay(s.UDP).Endpoints() }
+func (s PanickySettings) ListenPorts() []uint16       { return underlay(s.UDP).ListenPorts() }
+func underlay(udp any) protocols.Underlay {
+	if u, ok := udp.(protocols.Underlay); ok {
+		return u
+	}
+	return noUnderlay{}
+}
+
+type noUnderlay struct{}
+
+func (noUnderlay) Endpoints() []netip.AddrPort { return nil }
+func (noUnderlay) ListenPorts() []uint16       { return nil }
 
 type rawSlow struct {
 	Listen string          `yaml:"listen"`

@@ -2,8 +2,9 @@ package udp
 
 // Outbound flow (router → network), all inside the actor's Receive:
 //
-//  1. *actor.Started opens a udpbind.Bind on listen's port and starts one
-//     reader goroutine per receive function (see receive.go).
+//  1. *actor.Started opens a udpbind.Bind on listen's port, marks its
+//     sockets with Env.Mark if set, and starts one reader goroutine per
+//     receive function (see receive.go).
 //  2. The router sends a *packet.Batch; the actor takes ownership.
 //  3. Packets too large for one UDP datagram are dropped (malformed).
 //  4. The rest go to the peer in one bind.Send call: sendmmsg, with UDP GSO
@@ -122,6 +123,12 @@ func (a *udpActor) start() {
 	fns, _, err := bind.Open(a.set.Listen.Port())
 	if err != nil {
 		panic(fmt.Errorf("udp %s: listen %s: %w", a.name, a.set.Listen, err))
+	}
+	if a.env.Mark != 0 {
+		if err := bind.SetMark(a.env.Mark); err != nil {
+			_ = bind.Close()
+			panic(fmt.Errorf("udp %s: set firewall mark %#x on the sockets of %s: %w", a.name, a.env.Mark, a.set.Listen, err))
+		}
 	}
 	a.bind, a.peer = bind, peer
 	a.closing.Store(false)

@@ -52,6 +52,12 @@ func (s Settings) Ports() []config.Port {
 	return []config.Port{{Network: "udp", Port: s.Listen.Port(), Field: "listen"}}
 }
 
+// Endpoints implements protocols.Underlay: the peer.
+func (s Settings) Endpoints() []netip.AddrPort { return []netip.AddrPort{s.Peer} }
+
+// ListenPorts implements protocols.Underlay: listen's port.
+func (s Settings) ListenPorts() []uint16 { return []uint16{s.Listen.Port()} }
+
 // rawSettings is the settings block as written in the config.
 type rawSettings struct {
 	// Listen is the local ip:port, e.g. "10.91.0.1:7000" or "[fd00::1]:7000".

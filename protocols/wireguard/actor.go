@@ -125,6 +125,9 @@ func (a *wgActor) uapi() string {
 	if a.set.ListenPort != 0 {
 		line("listen_port", strconv.Itoa(int(a.set.ListenPort)))
 	}
+	if a.env.Mark != 0 {
+		line("fwmark", strconv.FormatUint(uint64(a.env.Mark), 10))
+	}
 	line("replace_peers", "true")
 	for _, p := range a.set.Peers {
 		line("public_key", hex.EncodeToString(p.PublicKey[:]))

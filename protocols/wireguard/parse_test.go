@@ -339,6 +339,11 @@ func TestUAPI(t *testing.T) {
 	if got != want {
 		t.Errorf("uapi() =\n%s\nwant\n%s", got, want)
 	}
+	// With Env.Mark the device marks its sockets (the daemon's full tunnel).
+	got = newWGActor("x", set, protocols.Env{Mark: 0x5359}).uapi()
+	if want := "listen_port=51820\nfwmark=21337\nreplace_peers=true\n"; !strings.Contains(got, want) {
+		t.Errorf("uapi() with a mark =\n%s\nwant it to contain\n%s", got, want)
+	}
 }
 
 func TestInfoGauges(t *testing.T) {

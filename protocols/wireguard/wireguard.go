@@ -110,6 +110,27 @@ type Peer struct {
 	PersistentKeepalive time.Duration
 }
 
+// Endpoints implements protocols.Underlay: the peers' configured
+// endpoints.
+func (s Settings) Endpoints() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, p := range s.Peers {
+		if p.Endpoint.IsValid() {
+			out = append(out, p.Endpoint)
+		}
+	}
+	return out
+}
+
+// ListenPorts implements protocols.Underlay: listen_port, unless the kernel
+// chooses it.
+func (s Settings) ListenPorts() []uint16 {
+	if s.ListenPort == 0 {
+		return nil
+	}
+	return []uint16{s.ListenPort}
+}
+
 // rawSettings is the settings block as written in the config.
 type rawSettings struct {
 	// PrivateKey is the private key in base64. Exactly one of PrivateKey and

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// runAsHelper: the sandbox helper is Linux's.
+func runAsHelper() {}
