@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -160,7 +161,7 @@ const (
 // UsesSHM reports whether batches cross to the host through shared
 // memory: transport shm, or no transport set on a host of this machine.
 func (h Host) UsesSHM() bool {
-	return h.Transport == TransportSHM || (h.Transport == "" && h.SameMachine())
+	return h.Transport == TransportSHM || (h.Transport == "" && h.SameMachine() && runtime.GOOS == "linux")
 }
 
 // SameMachine reports whether the host runs on this machine: spawned by

@@ -17,6 +17,7 @@ package config
 import (
 	"net/netip"
 	"os"
+	"runtime"
 
 	"github.com/goccy/go-yaml/ast"
 )
@@ -171,7 +172,7 @@ func build(doc *document, raw *rawConfig) *Config {
 		host := Host{Name: h.Name, Listen: h.Listen, Spawn: h.Spawn, Transport: h.Transport, Pos: nodePos(doc.file, n)}
 		if host.Transport == "" {
 			host.Transport = TransportGRPC
-			if host.SameMachine() {
+			if host.SameMachine() && runtime.GOOS == "linux" { // shared memory is built for Linux
 				host.Transport = TransportSHM
 			}
 		}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shm
 
 // Doorbells. Each side sleeps on its end of a Unix stream socketpair and
@@ -32,19 +34,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
-
-// Event says what a Wait found.
-type Event uint32
-
-const (
-	// EventReceive: packets wait on the ring this side consumes (the RX
-	// ring for the daemon, the TX ring for the host). Call Receive.
-	EventReceive Event = bellReceive
-	// EventSlots: slots came back after a send ran short of them
-	// (completions for the daemon, fill slots for the host). Tell the
-	// sending side to flush what it staged. Reported once per shortage.
-	EventSlots Event = bellSlots
 )
 
 func newBellPair() (daemonEnd, hostEnd int, err error) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shm
 
 // Tests across a real process boundary: the test binary, started again

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shm
 
 // Handing a region to a host the daemon did not spawn.
@@ -15,9 +17,7 @@ package shm
 //     counted; the daemon keeps listening until the deadline.
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,40 +31,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Nonce is the secret a host presents to receive its region.
-type Nonce [NonceBytes]byte
-
-// NewNonce draws a nonce.
-func NewNonce() (Nonce, error) {
-	var n Nonce
-	if _, err := rand.Read(n[:]); err != nil {
-		return n, fmt.Errorf("shm: nonce: %w", err)
-	}
-	return n, nil
-}
-
-// String is the nonce in hex, for the control message.
-func (n Nonce) String() string { return hex.EncodeToString(n[:]) }
-
-// ParseNonce reads a nonce written by String.
-func ParseNonce(s string) (Nonce, error) {
-	var n Nonce
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(n) {
-		return n, fmt.Errorf("shm: nonce %q: want %d hex digits", s, 2*len(n))
-	}
-	copy(n[:], b)
-	return n, nil
-}
-
-// Peer is the host that received a region.
-type Peer struct {
-	PID, UID, GID int
-	// Pidfd refers to the host process: it polls readable when the host
-	// exits. The caller owns it and closes it.
-	Pidfd *os.File
-}
 
 // Listener hands regions to hosts the daemon did not spawn.
 type Listener struct {

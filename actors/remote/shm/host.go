@@ -1,3 +1,5 @@
+//go:build linux
+
 package shm
 
 // The host's end of its region.
