@@ -46,9 +46,13 @@ func (b *Batch) Len() int { return len(b.Bufs) }
 func (b *Batch) Packet(i int) []byte { return b.Bufs[i][Headroom:] }
 
 // Bytes reports the total packet bytes in the batch (headroom excluded).
-func (b *Batch) Bytes() int {
+func (b *Batch) Bytes() int { return PayloadBytes(b.Bufs) }
+
+// PayloadBytes borrows bufs, buffers in Batch layout, and reports their
+// packet bytes (headroom excluded): for a part of a batch.
+func PayloadBytes(bufs [][]byte) int {
 	n := 0
-	for _, buf := range b.Bufs {
+	for _, buf := range bufs {
 		n += len(buf) - Headroom
 	}
 	return n

@@ -182,13 +182,19 @@ func (s *Sender) countAcked() {
 	if s.host == nil || s.slots == nil {
 		return
 	}
-	acked, n := s.ack.acked.Load(), 0
-	for ; s.counted < acked; s.counted++ {
-		n += s.slots[(s.counted+1)%uint64(len(s.slots))].packets
-	}
-	if n > 0 {
+	if n := s.countTo(s.ack.acked.Load()); n > 0 {
 		s.host.Out(n, 0)
 	}
+}
+
+// countTo moves counted up to seq and returns the packets of the
+// envelopes it passed.
+func (s *Sender) countTo(seq uint64) int {
+	n := 0
+	for ; s.counted < seq; s.counted++ {
+		n += s.slots[(s.counted+1)%uint64(len(s.slots))].packets
+	}
+	return n
 }
 
 // loseInFlight counts the packets of every envelope sent and never
@@ -199,11 +205,7 @@ func (s *Sender) loseInFlight() {
 		s.counted = s.seq
 		return
 	}
-	n := 0
-	for ; s.counted < s.seq; s.counted++ {
-		n += s.slots[(s.counted+1)%uint64(len(s.slots))].packets
-	}
-	s.host.Drop(stats.HostLost, n)
+	s.host.Drop(stats.HostLost, s.countTo(s.seq))
 }
 
 // AckPID is where the peer's receiver sends acknowledgements.

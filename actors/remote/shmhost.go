@@ -49,11 +49,7 @@ func (u *shmUplink) SendUserMessage(_ *actor.PID, m any) {
 	for from < b.Len() {
 		n, err := u.h.Send(b.Bufs[from:])
 		if n > 0 {
-			bytes := 0
-			for _, buf := range b.Bufs[from : from+n] {
-				bytes += len(buf) - packet.Headroom
-			}
-			u.st.Out(n, bytes)
+			u.st.Out(n, packet.PayloadBytes(b.Bufs[from:from+n]))
 			from += n
 		}
 		switch {
@@ -135,10 +131,7 @@ func (r *shmReader) drain(root *actor.RootContext) bool {
 // sends it to the protocol (ownership passes); the slots are completed when
 // the batch is released.
 func (r *shmReader) deliver(root *actor.RootContext, n int) {
-	bytes := 0
-	for _, v := range r.views[:n] {
-		bytes += len(v) - packet.Headroom
-	}
+	bytes := packet.PayloadBytes(r.views[:n]) // views are in Batch layout
 	r.st.In(n, bytes)
 	bufs := r.bufs[:n]
 	if !r.pool.GetBufs(bufs) {

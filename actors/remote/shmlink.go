@@ -205,10 +205,7 @@ func (l *shmLink) handOver(b *packet.Batch, from int) int {
 	for from < b.Len() {
 		next, err := l.region.Send(b, from)
 		if n := next - from; n > 0 {
-			bytes := 0
-			for _, buf := range b.Bufs[from:next] {
-				bytes += len(buf) - packet.Headroom
-			}
+			bytes := packet.PayloadBytes(b.Bufs[from:next])
 			l.spec.Stats.Out(n, bytes)
 			l.spec.Host.In(n, bytes)
 		}
