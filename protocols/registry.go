@@ -82,6 +82,33 @@ type Env struct {
 	// tunnel's policy rules send their own datagrams around the tunnel
 	// (node/routes.go). Setting a mark needs CAP_NET_ADMIN.
 	Mark uint32
+	// Session, when set, is told about the instance's session: called with
+	// what the peer assigned when a session comes up or changes, and with
+	// the zero Session when it ends. Any goroutine may call it; it must not
+	// be called per packet. Use ReportSession, which allows a nil Session.
+	Session func(Session)
+}
+
+// Session is what a protocol's peer gave this end when a session came up:
+// the tunnel addresses it assigned (openconnect's X-CSTP-Address, OpenVPN's
+// pushed ifconfig, an IKEv2 virtual IP) and the routes to send into this
+// instance (pushed routes, IKEv2 traffic selectors), already filtered by the
+// instance's own settings (`accept_routes`). The node adds Addrs to its TUN
+// and routes Routes to the instance, and removes both when the session ends
+// or the instance stops. The zero Session means "no session".
+type Session struct {
+	Addrs  []netip.Prefix
+	Routes []netip.Prefix
+}
+
+// IsZero reports whether s is the zero Session (no session).
+func (s Session) IsZero() bool { return len(s.Addrs) == 0 && len(s.Routes) == 0 }
+
+// ReportSession passes s to e.Session when it is set.
+func (e Env) ReportSession(s Session) {
+	if e.Session != nil {
+		e.Session(s)
+	}
 }
 
 // Underlay is implemented by the parsed settings of a protocol whose
