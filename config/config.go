@@ -98,6 +98,16 @@ type Remote struct {
 	// TLS is `tls:`, mutual TLS for every remote connection of this node,
 	// the listener and the dials. Default none.
 	TLS TLS
+	// SecretFile is `secret_file:`, a file holding the secret every remote
+	// connection of this node carries (one word of at least MinTokenBytes
+	// printable characters, e.g. `openssl rand -hex 32`; mode 0600). A host
+	// the daemon does not spawn is started with the same file
+	// (`switchyard host --secret-file`). Default none: the daemon makes a
+	// fresh secret at each start and hands it to the hosts it spawns.
+	SecretFile string
+	// Secret is the content of SecretFile, trimmed; Parse reads it. Never
+	// logged.
+	Secret string
 	// Pos is where the section is in the file; without a line when the
 	// section is absent.
 	Pos Position

@@ -118,7 +118,7 @@ func TestParseValues(t *testing.T) {
   install_routes: false
 mailbox: {capacity: 64}
 hosts:
-  - {name: h1, listen: 127.0.0.1:7100}
+  - {name: h1, listen: 127.0.0.1:7100, spawn: true}
 routes:
   - prefix: 10.90.0.1/24   # host bits are masked
     to: a

@@ -35,9 +35,10 @@ type rawConfig struct {
 		TokenFile *string         `yaml:"token_file"`
 	} `yaml:"admin"`
 	Remote struct {
-		Listen *netip.AddrPort `yaml:"listen"`
-		Window *int            `yaml:"window"`
-		TLS    struct {
+		Listen     *netip.AddrPort `yaml:"listen"`
+		Window     *int            `yaml:"window"`
+		SecretFile *string         `yaml:"secret_file"`
+		TLS        struct {
 			CA   string `yaml:"ca"`
 			Cert string `yaml:"cert"`
 			Key  string `yaml:"key"`
@@ -155,8 +156,9 @@ func build(doc *document, raw *rawConfig) *Config {
 	c.Admin.Listen = or(raw.Admin.Listen, netip.MustParseAddrPort(DefaultAdminListen))
 	c.Admin.TokenFile = or(raw.Admin.TokenFile, "")
 	c.Remote = Remote{
-		Listen: or(raw.Remote.Listen, netip.MustParseAddrPort(DefaultRemoteListen)),
-		Window: or(raw.Remote.Window, DefaultRemoteWindow),
+		Listen:     or(raw.Remote.Listen, netip.MustParseAddrPort(DefaultRemoteListen)),
+		Window:     or(raw.Remote.Window, DefaultRemoteWindow),
+		SecretFile: configRelative(or(raw.Remote.SecretFile, ""), doc.file),
 		TLS: TLS{
 			CA:   configRelative(raw.Remote.TLS.CA, doc.file),
 			Cert: configRelative(raw.Remote.TLS.Cert, doc.file),

@@ -99,6 +99,7 @@ func TestRemoteErrors(t *testing.T) {
 	cfgFile := filepath.Join(dir, "gw.yaml")
 	tlsBlock := tlsFiles(t, dir)
 	writeToken(t, dir, "open.key", "key", 0o644)
+	writeToken(t, dir, "short.secret", "abcde", 0o600)
 	writeToken(t, dir, "group.key", "key", 0o640)
 	writeToken(t, dir, "empty.pem", "", 0o644)
 	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o700); err != nil {
@@ -113,7 +114,7 @@ func TestRemoteErrors(t *testing.T) {
 	}{
 		{
 			name: "unknown host",
-			src:  "hosts:\n  - {name: a, listen: 127.0.0.1:7100}\n  - {name: b, listen: 127.0.0.1:7101}\nprotocols:\n  - {name: p0, type: udp}\n  - {name: p1, type: udp, host: a}\n  - name: p2\n    type: udp\n    host: x\n",
+			src:  "hosts:\n  - {name: a, listen: 127.0.0.1:7100, spawn: true}\n  - {name: b, listen: 127.0.0.1:7101, spawn: true}\nprotocols:\n  - {name: p0, type: udp}\n  - {name: p1, type: udp, host: a}\n  - name: p2\n    type: udp\n    host: x\n",
 			want: []string{`gw.yaml:11:11: protocols[2].host: unknown host "x" (hosts: [a b])`},
 		},
 		{
@@ -124,7 +125,10 @@ func TestRemoteErrors(t *testing.T) {
 		{
 			name: "misspelt host key",
 			src:  "hosts:\n  - name: a\n    listen: 127.0.0.1:7100\n    spwan: true\n",
-			want: []string{`gw.yaml:6:5: hosts[0].spwan: unknown key (did you mean "spawn"?)`},
+			want: []string{
+				"gw.yaml:4:5: hosts[0].spawn: a host the daemon does not spawn needs remote.secret_file (start the host with --secret-file of the same file) or remote.tls: otherwise any local user can connect to its port and open instances on it",
+				`gw.yaml:6:5: hosts[0].spwan: unknown key (did you mean "spawn"?)`,
+			},
 		},
 		{
 			name: "unknown remote key",
@@ -144,7 +148,7 @@ func TestRemoteErrors(t *testing.T) {
 		},
 		{
 			name: "bad host name",
-			src:  "hosts:\n  - {name: VPN_Host, listen: 127.0.0.1:7100}\n",
+			src:  "hosts:\n  - {name: VPN_Host, listen: 127.0.0.1:7100, spawn: true}\n",
 			want: []string{`gw.yaml:4:12: hosts[0].name: must match [a-z0-9][a-z0-9._-]* and be at most 32 bytes, got "VPN_Host"`},
 		},
 		{
@@ -152,17 +156,21 @@ func TestRemoteErrors(t *testing.T) {
 			src: `hosts:
   - name: a
     listen: 127.0.0.1:7100
+    spawn: true
   - name: a
     listen: 127.0.0.1:7101
+    spawn: true
   - name: c
     listen: 127.0.0.1:7100
+    spawn: true
   - name: d
     listen: 127.0.0.1:7101
+    spawn: true
 `,
 			want: []string{
-				`gw.yaml:6:11: hosts[1].name: duplicate host name "a" (first at line 4)`,
-				`gw.yaml:9:13: hosts[2].listen: duplicate listen address 127.0.0.1:7100 (first at line 5)`,
-				`gw.yaml:11:13: hosts[3].listen: duplicate listen address 127.0.0.1:7101 (first at line 7)`,
+				`gw.yaml:7:11: hosts[1].name: duplicate host name "a" (first at line 4)`,
+				`gw.yaml:11:13: hosts[2].listen: duplicate listen address 127.0.0.1:7100 (first at line 5)`,
+				`gw.yaml:14:13: hosts[3].listen: duplicate listen address 127.0.0.1:7101 (first at line 8)`,
 			},
 		},
 		{
@@ -175,12 +183,12 @@ func TestRemoteErrors(t *testing.T) {
 		},
 		{
 			name: "host listen port 0",
-			src:  "hosts:\n  - {name: a, listen: 127.0.0.1:0}\n",
+			src:  "hosts:\n  - {name: a, listen: 127.0.0.1:0, spawn: true}\n",
 			want: []string{`gw.yaml:4:23: hosts[0].listen: port must be 1-65535, got 0: the daemon dials this address, so it must know the port`},
 		},
 		{
 			name: "host listen is remote.listen",
-			src:  "remote:\n  listen: 127.0.0.1:7000\nhosts:\n  - {name: a, listen: 127.0.0.1:7000}\n",
+			src:  "remote:\n  listen: 127.0.0.1:7000\nhosts:\n  - {name: a, listen: 127.0.0.1:7000, spawn: true}\n",
 			want: []string{`gw.yaml:6:23: hosts[0].listen: 127.0.0.1:7000 is remote.listen, the daemon's own listener`},
 		},
 		{
@@ -223,7 +231,7 @@ func TestRemoteErrors(t *testing.T) {
 			// protoactor's remote writes "host:port" without brackets:
 			// run failed with "too many colons in address".
 			name: "ipv6 remote addresses",
-			src:  "remote:\n  listen: \"[::1]:0\"\nhosts:\n  - {name: a, listen: \"[::ffff:127.0.0.1]:7100\"}\n  - {name: b, listen: \"[fd00::1]:7100\"}\n",
+			src:  "remote:\n  listen: \"[::1]:0\"\nhosts:\n  - {name: a, listen: \"[::ffff:127.0.0.1]:7100\", spawn: true}\n  - {name: b, listen: \"[fd00::1]:7100\"}\n",
 			want: []string{
 				`gw.yaml:4:11: remote.listen: [::1]:0 is an IPv6 address: protoactor remote addresses are host:port without brackets, so it fails with "too many colons"; use an IPv4 address such as 127.0.0.1`,
 				`gw.yaml:6:23: hosts[0].listen: [::ffff:127.0.0.1]:7100 is an IPv4-mapped IPv6 address; write it as 127.0.0.1:7100`,
@@ -257,6 +265,16 @@ remote:
 			},
 		},
 		{
+			name: "secret file open to others",
+			src:  "remote:\n  secret_file: open.key\n",
+			want: []string{`gw.yaml:4:16: remote.secret_file: ` + at("open.key") + ` is accessible to group or others (mode 0644); chmod 600 it`},
+		},
+		{
+			name: "secret file too short",
+			src:  "remote:\n  secret_file: short.secret\n",
+			want: []string{`gw.yaml:4:16: remote.secret_file: ` + at("short.secret") + `: the token has 5 characters, want at least 16 (e.g. openssl rand -hex 32)`},
+		},
+		{
 			name: "group-readable key and empty ca",
 			src:  "remote:\n  tls: {ca: empty.pem, cert: node.pem, key: group.key}\n",
 			want: []string{
@@ -284,6 +302,36 @@ remote:
 				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestHostSecret checks that a host the daemon does not spawn, reached on
+// a loopback port any local user can connect to, needs a secret or TLS.
+func TestHostSecret(t *testing.T) {
+	tls := TLS{CA: "/etc/switchyard/ca.pem", Cert: "/etc/switchyard/node.pem", Key: "/etc/switchyard/node.key"}
+	const refused = "<default>: hosts[0].spawn: a host the daemon does not spawn needs remote.secret_file " +
+		"(start the host with --secret-file of the same file) or remote.tls: otherwise any local user can connect to its port and open instances on it"
+	tests := []struct {
+		name       string
+		spawn      bool
+		secretFile string
+		tls        TLS
+		want       string
+	}{
+		{"spawned", true, "", TLS{}, ""},
+		{"by hand, nothing", false, "", TLS{}, refused},
+		{"by hand, secret", false, "/etc/switchyard/remote.secret", TLS{}, ""},
+		{"by hand, tls", false, "", tls, ""},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.Remote.TLS = tt.tls
+		c.Remote.SecretFile = tt.secretFile
+		c.Hosts = []Host{{Name: "h", Listen: netip.MustParseAddrPort("127.0.0.1:7100"), Spawn: tt.spawn}}
+		c.Protocols[0].Host = "h"
+		if got := errString(c.Validate()); got != tt.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -315,7 +363,7 @@ func TestRemoteValidate(t *testing.T) {
 		c := Default()
 		c.Remote.Listen = netip.MustParseAddrPort(tt.remote)
 		c.Remote.TLS = tt.tls
-		c.Hosts = []Host{{Name: "h", Listen: netip.MustParseAddrPort(tt.host)}}
+		c.Hosts = []Host{{Name: "h", Listen: netip.MustParseAddrPort(tt.host), Spawn: true}}
 		c.Protocols[0].Host = "h"
 		if got := errString(c.Validate()); got != tt.want {
 			t.Errorf("remote %s, host %s, tls %+v:\ngot  %q\nwant %q", tt.remote, tt.host, tt.tls, got, tt.want)
@@ -339,11 +387,11 @@ func TestHostTransport(t *testing.T) {
 		bad        bool
 	}{
 		{"spawned: shm by default", `{name: h, listen: "127.0.0.1:7100", spawn: true}`, "shm", false},
-		{"loopback, not spawned: shm by default", `{name: h, listen: "127.0.0.1:7100"}`, "shm", false},
+		{"loopback, not spawned: shm by default", `{name: h, listen: "127.0.0.1:7100", spawn: true}`, "shm", false},
 		{"grpc asked for", `{name: h, listen: "127.0.0.1:7100", spawn: true, transport: grpc}`, "grpc", false},
 		{"another machine: grpc by default", `{name: h, listen: "10.0.0.5:7100"}`, "grpc", false},
 		{"shm on another machine", `{name: h, listen: "10.0.0.5:7100", transport: shm}`, "hosts[0].transport: shm needs the host on this machine", true},
-		{"unknown", `{name: h, listen: "127.0.0.1:7100", transport: quic}`, `hosts[0].transport: must be shm or grpc, got "quic"`, true},
+		{"unknown", `{name: h, listen: "127.0.0.1:7100", transport: quic, spawn: true}`, `hosts[0].transport: must be shm or grpc, got "quic"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -21,6 +21,14 @@ func (c *Config) readSecrets(p *positions) Errors {
 			c.Admin.Token = token
 		}
 	}
+	if c.Remote.SecretFile != "" {
+		secret, err := ReadTokenFile(c.Remote.SecretFile, "")
+		if err != nil {
+			k.errorf("remote.secret_file", c.Remote.Pos, "%v", err)
+		} else {
+			c.Remote.Secret = secret
+		}
+	}
 	for _, f := range []struct {
 		path, file string
 		private    bool

@@ -124,6 +124,11 @@ func (c *Config) validateRemote(k *checker) {
 	listens := map[netip.AddrPort]int{}
 	for i, h := range c.Hosts {
 		path := indexPath("hosts", i)
+		if !h.Spawn && h.IsLoopback() && !r.TLS.Enabled() && r.SecretFile == "" {
+			k.errorf(path+".spawn", h.Pos, "a host the daemon does not spawn needs remote.secret_file (start the host "+
+				"with --secret-file of the same file) or remote.tls: otherwise any local user can connect to its port "+
+				"and open instances on it")
+		}
 		switch {
 		case h.Name == "":
 			k.errorf(path+".name", h.Pos, "required")

@@ -29,7 +29,19 @@ func (n *Node) startRemote() error {
 	files := remote.TLSFiles{CA: cfg.Remote.TLS.CA, Cert: cfg.Remote.TLS.Cert, Key: cfg.Remote.TLS.Key}
 	n.remoteStats = n.registry.Row("remote", "remote")
 	guard := remote.NewGuard(n.remoteStats, n.log.Named("remote"))
-	t, err := remote.Start(n.system, cfg.Remote.Listen, files, guard)
+	// Every stream between this daemon and its hosts carries a secret
+	// (actors/remote/auth.go): remote.secret_file's, which hosts started
+	// by hand read too, or, without mutual TLS, a fresh one that only the
+	// spawned hosts receive. With TLS and no file, certificates
+	// authenticate (a host started by hand could not know a fresh secret).
+	secret := cfg.Remote.Secret
+	if secret == "" && !files.Enabled() {
+		var err error
+		if secret, err = remote.NewSecret(); err != nil {
+			return err
+		}
+	}
+	t, err := remote.Start(n.system, cfg.Remote.Listen, remote.Security{TLS: files, Secret: secret}, guard)
 	if err != nil {
 		return err
 	}
@@ -85,6 +97,7 @@ func (n *Node) startRemote() error {
 			Mirror:  &n.registry,
 			Log:     n.log.Named("host"),
 			SHMDir:  shmDir,
+			Secret:  secret,
 		}
 		pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(remote.NewHostLink(spec)), "host/"+h.Name)
 		if err != nil {

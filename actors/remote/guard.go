@@ -9,6 +9,8 @@ package remote
 // ("implement me"). gRPC does not recover handler panics, so any of these
 // would take the daemon or a host down. The guard is a gRPC interceptor:
 //
+//  0. A stream or call without the process's secret is refused with
+//     Unauthenticated (auth.go) before anything else.
 //  1. Unary RPCs are refused with Unimplemented.
 //  2. Every MessageBatch the stream receives is decoded by the guard (with
 //     message_data aliasing the received bytes, grpccodec.go; bytes that
@@ -78,9 +80,10 @@ const protoSerializer = 0
 
 // Guard filters what peers send. One per process.
 type Guard struct {
-	stats *stats.Counters
-	log   *zap.Logger
-	limit stats.LogLimiter
+	stats  *stats.Counters
+	log    *zap.Logger
+	limit  stats.LogLimiter
+	secret string // every stream must carry it (auth.go); "" checks none
 }
 
 // NewGuard returns a guard counting on st.
@@ -99,12 +102,20 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-func (g *Guard) unary(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+func (g *Guard) unary(ctx context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+	if g.secret != "" && !authorized(ctx, g.secret) {
+		g.reject(Unauthenticated, 1, "unary rpc refused", info.FullMethod)
+		return nil, errUnauthenticated
+	}
 	g.reject(stats.UnknownType, 1, "unary rpc refused", info.FullMethod)
 	return nil, status.Error(codes.Unimplemented, "not served")
 }
 
-func (g *Guard) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if g.secret != "" && !authorized(ss.Context(), g.secret) {
+		g.reject(Unauthenticated, 1, "stream refused", info.FullMethod)
+		return errUnauthenticated
+	}
 	gs := &guardedStream{ServerStream: ss, g: g}
 	defer gs.release()
 	return handler(srv, gs)

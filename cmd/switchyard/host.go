@@ -34,6 +34,8 @@ func runHost(args []string) int {
 	capsFlag := fs.String("caps", "", "capabilities the host keeps: net_bind_service (for a protocol port below 1024) or none")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	readyFD := fs.Int("ready-fd", 0, "write a line to this file descriptor once listening (the daemon passes it)")
+	secretFD := fs.Int("secret-fd", 0, "read the secret every daemon connection must carry from this file descriptor (the daemon passes it)")
+	secretFile := fs.String("secret-file", "", "read the secret every daemon connection must carry from this file (mode 0600; the daemon's remote.secret_file)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback ip:port (profiling)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -65,6 +67,28 @@ func runHost(args []string) int {
 		fmt.Fprintf(os.Stderr, "switchyard host: drop capabilities: %v\n", err)
 		return 1
 	}
+	// After restrictCapabilities, which may re-execute the binary: the
+	// secret is read once, by the image that runs.
+	var secret string
+	switch {
+	case *secretFD > 0 && *secretFile != "":
+		fmt.Fprintln(os.Stderr, "switchyard host: --secret-fd and --secret-file exclude each other")
+		return 2
+	case *secretFD > 0:
+		if secret, err = remote.ReadSecretFD(*secretFD); err != nil {
+			fmt.Fprintf(os.Stderr, "switchyard host: --secret-fd: %v\n", err)
+			return 2
+		}
+	case *secretFile != "":
+		if secret, err = config.ReadTokenFile(*secretFile, ""); err != nil {
+			fmt.Fprintf(os.Stderr, "switchyard host: --secret-file: %v\n", err)
+			return 2
+		}
+	case !files.Enabled():
+		fmt.Fprintln(os.Stderr, "switchyard host: needs --secret-file (or --secret-fd) or --tls-*: "+
+			"otherwise any local user could connect to its port and open instances on it")
+		return 2
+	}
 	log, _, err := newLogger(*level)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard host: %v\n", err)
@@ -79,7 +103,7 @@ func runHost(args []string) int {
 			return slog.New(remote.LogHandler(log.Core()))
 		}),
 	))
-	h, err := remote.StartHost(remote.HostOptions{Listen: addr, TLS: files, PoolBuffers: *poolBuffers, System: system, Log: log})
+	h, err := remote.StartHost(remote.HostOptions{Listen: addr, Security: remote.Security{TLS: files, Secret: secret}, PoolBuffers: *poolBuffers, System: system, Log: log})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard host: %v\n", err)
 		return 1

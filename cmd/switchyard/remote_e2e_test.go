@@ -582,6 +582,13 @@ func TestRemoteHostile(t *testing.T) {
 	// so there is no batch receiver to attack there (the region's own
 	// hostile-host tests are in actors/remote/shm).
 	cfgA := lab.OutOfProcessOver(l.DefaultConfig(l.A), "grpc")
+	// A secret file, so the hostile client can present the secret: what
+	// it sends then is what a compromised host could send.
+	secretFile := filepath.Join(l.Dir, "remote.secret")
+	if err := os.WriteFile(secretFile, []byte("hostile-test-secret-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgA.SecretFile = secretFile
 	da := startRemote(t, ctx, l, l.A, cfgA)
 	startDaemon(t, ctx, l, l.B, l.DefaultConfig(l.B))
 	mustPing(t, ctx, l, l.A, l.B.TUN4)
@@ -605,19 +612,34 @@ func TestRemoteHostile(t *testing.T) {
 			actor   string // guard or receiver
 			reason  stats.Reason
 			want    uint64
-			outcome string // in the hostile report's outcome
+			outcome string   // in the hostile report's outcome
+			args    []string // the secret: the file's unless set
 		}{
-			{"unknown-type", target.guard, stats.UnknownType, 1, "closed by the server"},
+			// Without the secret, or with another, nothing is read.
+			{"unknown-type", target.guard, remote.Unauthenticated, 1, "refused: Unauthenticated", []string{}},
+			{"garbage-msgpack", target.guard, remote.Unauthenticated, 1, "refused: Unauthenticated", []string{"--secret", "wrong-secret-0123456789abcdef"}},
+			{"unary", target.guard, remote.Unauthenticated, 2, "ListProcesses: Unauthenticated; GetProcessDiagnostics: Unauthenticated", []string{}},
+			{"open", target.guard, remote.Unauthenticated, 1, "refused: Unauthenticated", []string{}},
+			// With the secret: a compromised peer's input is still filtered.
+			{"unknown-type", target.guard, stats.UnknownType, 1, "closed by the server", nil},
 			// The receiver counts the packets each envelope claims.
-			{"garbage-msgpack", target.receiver, stats.Malformed, uint64(lab.HostileGarbagePackets()), "closed by the server"},
-			{"oversized-envelope", target.guard, stats.Oversized, 1, "closed by the server"},
-			{"oversized-grpc", target.guard, stats.Oversized, 1, "ResourceExhausted"},
-			{"unary", target.guard, stats.UnknownType, 2, "ListProcesses: Unimplemented; GetProcessDiagnostics: Unimplemented"},
+			{"garbage-msgpack", target.receiver, stats.Malformed, uint64(lab.HostileGarbagePackets()), "closed by the server", nil},
+			{"oversized-envelope", target.guard, stats.Oversized, 1, "closed by the server", nil},
+			{"oversized-grpc", target.guard, stats.Oversized, 1, "ResourceExhausted", nil},
+			{"unary", target.guard, stats.UnknownType, 2, "ListProcesses: Unimplemented; GetProcessDiagnostics: Unimplemented", nil},
 		} {
-			t.Run(target.name+"/"+tc.name, func(t *testing.T) {
+			secret := "with the secret"
+			if tc.args != nil {
+				secret = "without it"
+			}
+			t.Run(target.name+"/"+tc.name+" "+secret, func(t *testing.T) {
 				before, s0 := settledActor(t, ctx, da, tc.actor)
 				restarts := actor(t, s0, "host/"+lab.HostName).Restarts
-				rep, stderr, err := hostileRun(ctx, l, l.A, "--addr", target.addr, "--case", tc.name)
+				args := tc.args
+				if args == nil {
+					args = []string{"--secret-file", secretFile}
+				}
+				rep, stderr, err := hostileRun(ctx, l, l.A, append([]string{"--addr", target.addr, "--case", tc.name}, args...)...)
 				if err != nil {
 					t.Fatalf("hostile: %v\n%s", err, stderr)
 				}
@@ -650,6 +672,27 @@ func TestRemoteHostile(t *testing.T) {
 			})
 		}
 	}
+	// Even with the secret, an OPEN from another sender never replaces the
+	// daemon's live instance (a take-over of the tunnel, issue 12).
+	t.Run("host/open with the secret", func(t *testing.T) {
+		rep, stderr, err := hostileRun(ctx, l, l.A, "--addr", hostAddr.String(), "--case", "open", "--secret-file", secretFile)
+		if err != nil {
+			t.Fatalf("hostile: %v\n%s", err, stderr)
+		}
+		t.Logf("hostile open → %s: %s", hostAddr, rep.Outcome)
+		const refusal = `instance \"peer\" is open for another daemon`
+		deadline := time.Now().Add(remoteHostStats)
+		for !strings.Contains(da.LogTail(), refusal) && time.Now().Before(deadline) {
+			time.Sleep(lab.PollInterval)
+		}
+		if !strings.Contains(da.LogTail(), refusal) {
+			t.Errorf("the host did not refuse the OPEN (want %s in the log):\n%s", refusal, da.LogTail())
+		}
+		if pid, err := da.HostPid(lab.HostName); err != nil || pid != host {
+			t.Fatalf("host: pid %d (%v), want %d still running", pid, err, host)
+		}
+		mustPing(t, ctx, l, l.A, l.B.TUN4)
+	})
 }
 
 // TestRemoteCheck: `check` refuses a host or remote listener off loopback

@@ -24,6 +24,7 @@ type Config struct {
 	RemoteListen string   // remote.listen; "" leaves the default (127.0.0.1:0)
 	RemoteWindow int      // remote.window, batches; 0 leaves the default
 	TLS          TLSFiles // remote.tls; zero: none
+	SecretFile   string   // remote.secret_file; "": none (the daemon makes one)
 	Hosts        []Host
 }
 
@@ -134,7 +135,7 @@ func (l *Lab) YAML(side *Side, c Config) string {
 		w("log:\n  level: %s", c.LogLevel)
 	}
 	w("admin:\n  listen: %s", side.Admin)
-	remoteYAML(w, c.RemoteListen, c.RemoteWindow, c.TLS, c.Hosts)
+	remoteYAML(w, c.RemoteListen, c.RemoteWindow, c.TLS, c.SecretFile, c.Hosts)
 	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",
 		side.TUNDev, side.TUN4, side.TUN6)
 	batch := c.Batch
@@ -194,8 +195,8 @@ func (l *Lab) YAML(side *Side, c Config) string {
 
 // remoteYAML writes the `remote:` and `hosts:` sections, or nothing when
 // all are zero.
-func remoteYAML(w func(string, ...any), listen string, window int, tls TLSFiles, hosts []Host) {
-	if listen != "" || window > 0 || tls.Enabled() {
+func remoteYAML(w func(string, ...any), listen string, window int, tls TLSFiles, secretFile string, hosts []Host) {
+	if listen != "" || window > 0 || tls.Enabled() || secretFile != "" {
 		w("remote:")
 		if listen != "" {
 			w("  listen: %s", listen)
@@ -205,6 +206,9 @@ func remoteYAML(w func(string, ...any), listen string, window int, tls TLSFiles,
 		}
 		if tls.Enabled() {
 			w("  tls: {ca: %q, cert: %q, key: %q}", tls.CA, tls.Cert, tls.Key)
+		}
+		if secretFile != "" {
+			w("  secret_file: %q", secretFile)
 		}
 	}
 	if len(hosts) > 0 {

@@ -110,7 +110,7 @@ func (l *Lab) wireGuardYAML(side *Side, keyFile string, peer WGPeer, logLevel st
 	host := ""
 	if outOfProcess {
 		oop := OutOfProcess(Config{})
-		remoteYAML(w, oop.RemoteListen, 0, TLSFiles{}, oop.Hosts)
+		remoteYAML(w, oop.RemoteListen, 0, TLSFiles{}, "", oop.Hosts)
 		host = "\n    host: " + HostName
 	}
 	w("tun:\n  name: %s\n  mtu: 1420\n  addresses: [%s/24, \"%s/64\"]\n  install_routes: true",

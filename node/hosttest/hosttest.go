@@ -14,8 +14,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +50,8 @@ func runHost(args []string) int {
 	fs.String("log-level", "info", "")
 	fs.String("name", "", "")
 	ready := fs.Int("ready-fd", 0, "")
+	secretFD := fs.Int("secret-fd", 0, "")
+	secretFile := fs.String("secret-file", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -55,8 +59,19 @@ func runHost(args []string) int {
 	if err != nil {
 		return 2
 	}
+	var secret string
+	switch {
+	case *secretFD > 0:
+		secret, err = remote.ReadSecretFD(*secretFD)
+	case *secretFile != "":
+		secret, err = config.ReadTokenFile(*secretFile, "")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	system := actor.NewActorSystem()
-	h, err := remote.StartHost(remote.HostOptions{Listen: addr, PoolBuffers: *pool, System: system, Log: zap.NewNop()})
+	h, err := remote.StartHost(remote.HostOptions{Listen: addr, Security: remote.Security{Secret: secret}, PoolBuffers: *pool, System: system, Log: zap.NewNop()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -96,13 +111,18 @@ func ActorByName(s node.Snapshot, name string) stats.Row {
 
 func LoopConfig(t *testing.T, udpPort, hostPort int, spawn bool) *config.Config {
 	t.Helper()
+	secretKey := ""
+	if !spawn {
+		// A host started by hand shares the daemon's secret file.
+		secretKey = fmt.Sprintf(", secret_file: %q", SecretFile(t))
+	}
 	yaml := fmt.Sprintf(`
 node: {name: loop}
 tun: {name: sytest0, mtu: 1420, addresses: [10.90.0.1/24], install_routes: false}
 batch: {max_packets: 128, pool_buffers: 4096}
 mailbox: {capacity: 1024, policy: drop_newest}
 supervision: {max_restarts: 3, within: 10s, backoff: 10ms}
-remote: {listen: "127.0.0.1:0", window: 8}
+remote: {listen: "127.0.0.1:0", window: 8%s}
 hosts:
   - {name: h, listen: "127.0.0.1:%d", spawn: %v}
 routes:
@@ -112,13 +132,35 @@ protocols:
     type: udp
     host: h
     settings: {listen: "127.0.0.1:%d", peer: "127.0.0.1:%d"}
-`, hostPort, spawn, udpPort, udpPort)
+`, secretKey, hostPort, spawn, udpPort, udpPort)
 	cfg, err := config.Parse("loop.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
+
+// SecretFile returns the path of a remote secret file (mode 0600) in the
+// test's temporary directory, the same path for every call in one test.
+func SecretFile(t *testing.T) string {
+	t.Helper()
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	if p, ok := secrets[t.Name()]; ok {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "remote.secret")
+	if err := os.WriteFile(p, []byte("hosttest-secret-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secrets[t.Name()] = p
+	return p
+}
+
+var (
+	secretsMu sync.Mutex
+	secrets   = map[string]string{}
+)
 
 // HostPid returns the pid of this process's child `host --name name`.
 func HostPid(t *testing.T, name string) int {

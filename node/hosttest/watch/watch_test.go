@@ -33,7 +33,7 @@ func TestNodeReconnectsToAHostItDidNotSpawn(t *testing.T) {
 	hostPort := hosttest.FreeTCPPort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", hostPort)
 	startHost := func() *exec.Cmd {
-		cmd := exec.Command(exe, "host", "--listen", addr)
+		cmd := exec.Command(exe, "host", "--listen", addr, "--secret-file", hosttest.SecretFile(t))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
