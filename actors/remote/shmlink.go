@@ -132,6 +132,13 @@ func (l *shmLink) Receive(ctx actor.Context) {
 		if m.region != l.region {
 			return
 		}
+		// Completions are reaped as slots are needed: while nothing is sent
+		// the host's last ones wait on the ring. Reap them first, or an
+		// idle tunnel's last batch looks held forever (make soak found a
+		// host killed as stuck when its load stopped).
+		if _, err := m.region.Reap(); err != nil {
+			return // the region failed: its reader ends it
+		}
 		l.countCompleted() // keeps <name>.host current while nothing is sent
 		c := m.region.Counts()
 		if c.TXInFlight == 0 || c.TXCompleted != m.completed {

@@ -16,6 +16,8 @@ usage:
   switchyard-lab demo  [--switchyard BIN]     two daemons in two network namespaces
   switchyard-lab bench micro [FILE]           summarise go test -bench output (make bench)
   switchyard-lab bench e2e [flags]            end-to-end benchmark in namespaces (make bench)
+  switchyard-lab soak [flags]                 load, reloads, host kills, a SIGSTOP and transfers for
+                                              --duration, then exact conservation checks (make soak)
   switchyard-lab ping|tcp-recv|tcp-send|udp-flood|tun-inject …
                                               traffic tools run inside a lab namespace
   switchyard-lab hostile …                    a remote peer that sends what no honest peer sends
@@ -40,6 +42,8 @@ func dispatch(args []string) int {
 		return runBench(rest)
 	case "hostile":
 		return runHostile(rest)
+	case "soak":
+		return runSoak(rest)
 	case "tcp-recv", "tcp-send", "udp-flood", "tun-inject", "ping":
 		return runLab(args)
 	case "help", "-h", "--help":

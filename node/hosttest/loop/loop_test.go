@@ -75,8 +75,18 @@ func TestNodeLoopsPacketsThroughAHost(t *testing.T) {
 	for hosttest.ActorByName(n.Stats(), "h/self.up").OutPackets < count && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Idle now. The host completed everything, and the daemon must see so
+	// without sending more: an idle tunnel is not a stuck host (its last
+	// completions once waited on the ring until the stuck check killed it).
+	time.Sleep(remote.StuckTimeout + remote.StatsInterval)
 	s := n.Stats()
 	n.Stop()
+	if h := hosttest.ActorByName(s, "host/h"); h.Restarts != 0 {
+		t.Errorf("host/h restarted %d times while the tunnel was idle, want 0", h.Restarts)
+	}
+	if c := hosttest.ActorByName(s, "self.host"); c.InPackets != c.OutPackets || c.InPackets == 0 {
+		t.Errorf("self.host: handed %d, completed %d; want every packet completed once idle", c.InPackets, c.OutPackets)
+	}
 	if len(got) != count {
 		t.Fatalf("packets back through the host = %d, want %d; stats: %+v", len(got), count, s.Actors)
 	}
