@@ -59,7 +59,8 @@ func (n *Node) MetricsRegistry(version string) *prometheus.Registry {
 			if n.pool == nil {
 				return PoolSnapshot{}, false
 			}
-			return PoolSnapshot{n.pool.Limit(), n.pool.Outstanding(), packet.BufferBytes}, true
+			return PoolSnapshot{LimitBuffers: n.pool.Limit(), OutstandingBuffers: n.pool.Outstanding(),
+				BufferBytes: packet.BufferBytes, AllocatedBuffers: n.pool.Allocated()}, true
 		},
 		now: time.Now,
 	}
@@ -118,7 +119,7 @@ func newCountersCollector(src metricsSource) *countersCollector {
 		highWater:    d("mailbox_high_water", "The most batches the actor's mailbox has held at once.", "actor"),
 		capacity:     d("mailbox_capacity", "The bound of the actor's mailbox, in batches; past it the drop policy applies.", "actor"),
 		batchPackets: d("batch_packets", "Packets per batch arriving at the actor.", "actor"),
-		pool:         d("pool_buffers", "Packet buffers of the node's pool: in use now, and the limit.", "state"),
+		pool:         d("pool_buffers", "Packet buffers of the node's pool: in use now, allocated (the high-water mark, kept for reuse), and the limit.", "state"),
 	}
 }
 
@@ -169,6 +170,7 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	if p, ok := c.src.pool(); ok {
 		gauge(c.pool, float64(p.OutstandingBuffers), "in_use")
 		gauge(c.pool, float64(p.LimitBuffers), "limit")
+		gauge(c.pool, float64(p.AllocatedBuffers), "allocated")
 	}
 }
 

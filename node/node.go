@@ -485,6 +485,10 @@ type PoolSnapshot struct {
 	LimitBuffers       int `json:"limit_buffers"`
 	OutstandingBuffers int `json:"outstanding_buffers"`
 	BufferBytes        int `json:"buffer_bytes"`
+	// AllocatedBuffers is the pool's high-water mark: buffers made and
+	// kept for reuse. Allocated × BufferBytes is what the pool holds in
+	// memory, however few are outstanding now.
+	AllocatedBuffers int `json:"allocated_buffers"`
 }
 
 // Stats returns a snapshot of every actor's counters.
@@ -496,7 +500,8 @@ func (n *Node) Stats() Snapshot {
 		Actors: n.registry.Snapshot(),
 	}
 	if n.pool != nil {
-		s.Pool = PoolSnapshot{n.pool.Limit(), n.pool.Outstanding(), packet.BufferBytes}
+		s.Pool = PoolSnapshot{LimitBuffers: n.pool.Limit(), OutstandingBuffers: n.pool.Outstanding(),
+			BufferBytes: packet.BufferBytes, AllocatedBuffers: n.pool.Allocated()}
 	}
 	return s
 }

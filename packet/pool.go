@@ -22,6 +22,7 @@ type Pool struct {
 	allocated int      // buffers ever made (≤ limit)
 
 	outstanding atomic.Int64 // buffers handed out and not yet returned
+	made        atomic.Int64 // allocated, for readers that take no lock
 
 	// Batch headers, reused forever. Unlike a sync.Pool, the garbage
 	// collector never empties this list, so steady state allocates nothing.
@@ -41,6 +42,11 @@ func NewPool(limit int) *Pool {
 
 // Limit reports the most buffers the pool will ever hand out at once.
 func (p *Pool) Limit() int { return p.limit }
+
+// Allocated reports the buffers the pool has made: its high-water mark,
+// since buffers are kept for reuse and never freed. The process's memory
+// follows it (Allocated × BufferBytes), not Outstanding.
+func (p *Pool) Allocated() int { return int(p.made.Load()) }
 
 // Outstanding reports buffers handed out and not yet returned. A quiescent
 // data path has none: tests call CheckLeaks.
@@ -65,6 +71,7 @@ func (p *Pool) GetBufs(dst [][]byte) bool {
 	}
 	fresh := n - i
 	p.allocated += fresh
+	p.made.Store(int64(p.allocated))
 	p.mu.Unlock()
 	if fresh > 0 {
 		// One allocation for the fresh buffers of this call; each buffer is

@@ -144,3 +144,40 @@ func TestOnReleaseTellsOnce(t *testing.T) {
 		t.Errorf("OnRelease + Release allocate %.1f times, want 0", n)
 	}
 }
+
+// TestPoolAllocatedIsTheHighWaterMark: buffers returned stay allocated (the
+// pool keeps them for reuse), so Allocated is the most ever out at once.
+func TestPoolAllocatedIsTheHighWaterMark(t *testing.T) {
+	p := NewPool(4 * MaxBatch)
+	steps := []struct {
+		get, put        int
+		wantAllocated   int
+		wantOutstanding int
+	}{
+		{get: 100, wantAllocated: 100, wantOutstanding: 100},
+		{put: 100, wantAllocated: 100, wantOutstanding: 0},
+		{get: 60, wantAllocated: 100, wantOutstanding: 60}, // reused
+		{get: 100, wantAllocated: 160, wantOutstanding: 160},
+		{put: 160, wantAllocated: 160, wantOutstanding: 0},
+	}
+	var out [][]byte
+	for i, s := range steps {
+		if s.get > 0 {
+			bufs := make([][]byte, s.get)
+			if !p.GetBufs(bufs) {
+				t.Fatalf("step %d: GetBufs(%d) failed", i, s.get)
+			}
+			out = append(out, bufs...)
+		}
+		if s.put > 0 {
+			p.PutBufs(out[:s.put])
+			out = out[s.put:]
+		}
+		if got := p.Allocated(); got != s.wantAllocated {
+			t.Errorf("step %d: Allocated = %d, want %d", i, got, s.wantAllocated)
+		}
+		if got := p.Outstanding(); got != s.wantOutstanding {
+			t.Errorf("step %d: Outstanding = %d, want %d", i, got, s.wantOutstanding)
+		}
+	}
+}

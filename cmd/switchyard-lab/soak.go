@@ -87,6 +87,8 @@ type soakSample struct {
 	Goroutines map[string]float64     `json:"goroutines"` // "a", "b"
 	HeapInuse  map[string]float64     `json:"heap_inuse_bytes"`
 	Pool       map[string]int         `json:"pool_outstanding_buffers"`
+	PoolMade   map[string]int         `json:"pool_allocated_buffers"` // the high-water mark
+	BufBytes   int                    `json:"buffer_bytes"`
 	Rows       map[string][]stats.Row `json:"rows,omitempty"`
 }
 
@@ -376,7 +378,7 @@ func (s *soak) transfer(ctx context.Context) {
 // sample records one sample of every process.
 func (s *soak) sample(ctx context.Context) {
 	sm := soakSample{T: s.since(), RSS: map[string]int64{}, FDs: map[string]int{}, Threads: map[string]int{},
-		Goroutines: map[string]float64{}, HeapInuse: map[string]float64{}, Pool: map[string]int{}, Rows: map[string][]stats.Row{}}
+		Goroutines: map[string]float64{}, HeapInuse: map[string]float64{}, Pool: map[string]int{}, PoolMade: map[string]int{}, Rows: map[string][]stats.Row{}}
 	pids := map[string]int{"a": s.da.Pid(), "b": s.db.Pid()}
 	if h, err := s.da.HostPid(lab.HostName); err == nil {
 		pids["host"] = h
@@ -401,6 +403,8 @@ func (s *soak) sample(ctx context.Context) {
 		}
 		if snap, err := d.Stats(sctx); err == nil {
 			sm.Pool[name] = snap.Pool.OutstandingBuffers
+			sm.PoolMade[name] = snap.Pool.AllocatedBuffers
+			sm.BufBytes = snap.Pool.BufferBytes
 			sm.Rows[name] = snap.Actors
 		}
 		cancel()

@@ -40,13 +40,17 @@ func renderSoak(w io.Writer, rep *soakReport) {
 	if n := len(rep.Samples); n > 0 {
 		first, last := rep.Samples[0], rep.Samples[n-1]
 		fmt.Fprintln(w, "\n## processes, first → last sample")
-		fmt.Fprintf(w, "%-5s %-22s %-18s %-12s %-14s\n", "", "rss MiB", "goroutines", "fds", "heap MiB")
+		fmt.Fprintf(w, "%-5s %-24s %-12s %-10s %-16s %s\n", "", "rss MiB", "goroutines", "fds", "heap MiB", "pool high-water")
 		for _, p := range []string{"a", "b", "host"} {
-			fmt.Fprintf(w, "%-5s %-22s %-18s %-12s %-14s\n", p,
+			pool := ""
+			if n, ok := last.PoolMade[p]; ok {
+				pool = fmt.Sprintf("%d → %d buffers, %.1f MiB", first.PoolMade[p], n, float64(n)*float64(last.BufBytes)/(1<<20))
+			}
+			fmt.Fprintf(w, "%-5s %-24s %-12s %-10s %-16s %s\n", p,
 				fmt.Sprintf("%.1f → %.1f (max %.1f)", mibf(first.RSS[p]), mibf(last.RSS[p]), mibf(maxRSS(rep.Samples, p))),
 				fmt.Sprintf("%.0f → %.0f", first.Goroutines[p], last.Goroutines[p]),
 				fmt.Sprintf("%d → %d", first.FDs[p], last.FDs[p]),
-				fmt.Sprintf("%.1f → %.1f", first.HeapInuse[p]/(1<<20), last.HeapInuse[p]/(1<<20)))
+				fmt.Sprintf("%.1f → %.1f", first.HeapInuse[p]/(1<<20), last.HeapInuse[p]/(1<<20)), pool)
 		}
 	}
 	fmt.Fprintln(w, "\n## checks")

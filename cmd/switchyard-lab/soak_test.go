@@ -62,7 +62,7 @@ func TestRenderSoak(t *testing.T) {
 		"duration        10m0s",
 		"1 kills (2 opens of the instance)",
 		"handed_to_host         10",
-		"a     30.0 → 40.0 (max 40.0) 27 → 28",
+		"a     30.0 → 40.0 (max 40.0)   27 → 28",
 		"ok    a→b: uncounted 0",
 		"FAIL  transfers intact: 1 transfers",
 		"120.0s transfer: sha256 differs",
