@@ -100,6 +100,9 @@ func knownRegistry() *stats.Registry {
 	rt.Queued(1, 128)
 	rt.Queued(1, 5)
 	rt.Queued(-1, -5)
+	rt.QueueDelay(800)       // ≤ 1.024 µs
+	rt.QueueDelay(3_000_000) // 3 ms: ≤ 4.194304 ms
+	rt.QueueDelay(2e9)       // above every bound
 
 	p := reg.Row("peer-b", "udp")
 	p.SetMailbox(512, "drop_oldest")
@@ -114,29 +117,36 @@ func knownRegistry() *stats.Registry {
 func TestCountersCollector(t *testing.T) {
 	got := gather(t, newCountersCollector(testSource(knownRegistry(), time.Now())))
 	want := map[string]float64{
-		"switchyard_packets_total{actor=router,direction=in}":   176,
-		"switchyard_packets_total{actor=router,direction=out}":  48,
-		"switchyard_bytes_total{actor=router,direction=in}":     47*1400 + 84 + 12800,
-		"switchyard_bytes_total{actor=router,direction=out}":    47*1400 + 84,
-		"switchyard_batches_total{actor=router,direction=in}":   3,
-		"switchyard_batches_total{actor=router,direction=out}":  2,
-		"switchyard_drops_total{actor=router,reason=no_route}":  3,
-		"switchyard_drops_total{actor=router,reason=malformed}": 2,
-		"switchyard_drops_total{actor=router,reason=rejected}":  0, // zeros are served
-		"switchyard_restarts_total{actor=router}":               0,
-		"switchyard_actor_up{actor=router}":                     1,
-		"switchyard_actor_info{actor=router,kind=router}":       1,
-		"switchyard_mailbox_depth{actor=router}":                1,
-		"switchyard_mailbox_depth_packets{actor=router}":        128,
-		"switchyard_mailbox_high_water{actor=router}":           2,
-		"switchyard_mailbox_capacity{actor=router}":             256,
-		"switchyard_batch_packets_bucket{actor=router,le=1}":    1,
-		"switchyard_batch_packets_bucket{actor=router,le=2}":    1,
-		"switchyard_batch_packets_bucket{actor=router,le=32}":   1,
-		"switchyard_batch_packets_bucket{actor=router,le=64}":   2,
-		"switchyard_batch_packets_bucket{actor=router,le=128}":  3,
-		"switchyard_batch_packets_count{actor=router}":          3,
-		"switchyard_batch_packets_sum{actor=router}":            176,
+		"switchyard_packets_total{actor=router,direction=in}":                176,
+		"switchyard_packets_total{actor=router,direction=out}":               48,
+		"switchyard_bytes_total{actor=router,direction=in}":                  47*1400 + 84 + 12800,
+		"switchyard_bytes_total{actor=router,direction=out}":                 47*1400 + 84,
+		"switchyard_batches_total{actor=router,direction=in}":                3,
+		"switchyard_batches_total{actor=router,direction=out}":               2,
+		"switchyard_drops_total{actor=router,reason=no_route}":               3,
+		"switchyard_drops_total{actor=router,reason=malformed}":              2,
+		"switchyard_drops_total{actor=router,reason=rejected}":               0, // zeros are served
+		"switchyard_restarts_total{actor=router}":                            0,
+		"switchyard_actor_up{actor=router}":                                  1,
+		"switchyard_actor_info{actor=router,kind=router}":                    1,
+		"switchyard_mailbox_depth{actor=router}":                             1,
+		"switchyard_mailbox_depth_packets{actor=router}":                     128,
+		"switchyard_mailbox_high_water{actor=router}":                        2,
+		"switchyard_mailbox_capacity{actor=router}":                          256,
+		"switchyard_batch_packets_bucket{actor=router,le=1}":                 1,
+		"switchyard_batch_packets_bucket{actor=router,le=2}":                 1,
+		"switchyard_batch_packets_bucket{actor=router,le=32}":                1,
+		"switchyard_batch_packets_bucket{actor=router,le=64}":                2,
+		"switchyard_batch_packets_bucket{actor=router,le=128}":               3,
+		"switchyard_batch_packets_count{actor=router}":                       3,
+		"switchyard_batch_packets_sum{actor=router}":                         176,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=1.024e-06}":   1,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=0.002097152}": 1,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=0.004194304}": 2,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=1.073741824}": 2,
+		"switchyard_queue_delay_seconds_count{actor=router}":                 3,
+		"switchyard_queue_delay_seconds_sum{actor=router}":                   2.0030008,
+		"switchyard_queue_delay_seconds_count{actor=peer-b}":                 0,
 
 		"switchyard_packets_total{actor=peer-b,direction=in}": 1,
 		"switchyard_restarts_total{actor=peer-b}":             2,

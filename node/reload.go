@@ -644,6 +644,7 @@ func (n *Node) tunNote() string {
 }
 
 func resize(mb *mailbox.Mailbox, mc config.Mailbox) error {
+	mb.SetCoDel(time.Duration(mc.Target), time.Duration(mc.Interval))
 	mb.Resize(mc.Capacity, mc.Drop())
 	return nil
 }
