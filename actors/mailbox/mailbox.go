@@ -11,19 +11,19 @@
 //     pool, counted as mailbox_full on the actor's stats. Other user messages
 //     (control commands) are never dropped; they wait in a small queue of
 //     their own, delivered before batches.
-//  1a. Dequeue: each batch handed to the actor records how long it waited
+//  2. Dequeue: each batch handed to the actor records how long it waited
 //     (its sojourn time) in the actor's queueing delay histogram
 //     (stats.Counters.QueueDelay). With codel, the sojourn time drives
 //     CoDel (RFC 8289, codel.go): once batches have waited above the target
 //     for a whole interval, it drops at the head, ever faster, until the
 //     delay is back under the target — counted as codel.
-//  2. PostSystemMessage: always queued, never dropped, delivered before any
+//  3. PostSystemMessage: always queued, never dropped, delivered before any
 //     user message.
-//  3. Delivery runs on the dispatcher only while messages wait; an idle or
+//  4. Delivery runs on the dispatcher only while messages wait; an idle or
 //     full mailbox costs no CPU (no spinning, no polling).
-//  4. Close (on the actor's final stop) drops what is queued and everything
+//  5. Close (on the actor's final stop) drops what is queued and everything
 //     posted later, counted as stopped: nothing is lost silently.
-//  5. Resize (a config reload) changes the bound and the policy in place,
+//  6. Resize (a config reload) changes the bound and the policy in place,
 //     while the actor runs; shrinking below the depth drops the excess by
 //     the new policy, counted as mailbox_full.
 //
