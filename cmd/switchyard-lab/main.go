@@ -19,6 +19,7 @@ usage:
   switchyard-lab ping|tcp-recv|tcp-send|udp-flood|tun-inject …
                                               traffic tools run inside a lab namespace
   switchyard-lab hostile …                    a remote peer that sends what no honest peer sends
+  switchyard-lab forward --peer ADDR:PORT     the bare TUN↔UDP forwarder the benchmark compares with
 
 BIN defaults to the switchyard binary next to this one (make build puts both in bin/).
 `
@@ -40,6 +41,8 @@ func dispatch(args []string) int {
 		return runBench(rest)
 	case "hostile":
 		return runHostile(rest)
+	case "forward":
+		return runForward(rest)
 	case "tcp-recv", "tcp-send", "udp-flood", "tun-inject", "ping":
 		return runLab(args)
 	case "help", "-h", "--help":

@@ -5,6 +5,8 @@ package lab
 //
 //  1. the veth alone — the kernel's ceiling on this machine;
 //  2. two wireguard-go binaries — the reference a user would pick instead;
+//     and two bare TUN↔UDP forwarders (forward.go) — the machine's limit
+//     for a tunnel on the same libraries, what the udp pairs compare with;
 //  3. two switchyard daemons, udp protocol, batch 128 and batch 1;
 //  4. the same with the udp protocol out of process on both sides (a
 //     spawned protocol host per daemon), batch 128 and batch 1 — the second
@@ -37,6 +39,7 @@ const (
 	KindWireGuardGo                 // two wireguard-go binaries: the reference
 	KindUDP                         // two switchyard daemons, udp protocol
 	KindWireGuard                   // two switchyard daemons, wireguard protocol
+	KindBare                        // two bare forwarders (Forward): the reference of the udp pairs
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -69,6 +72,7 @@ func Cases() []Case {
 	return []Case{
 		{Key: "veth", Label: "kernel veth alone (ceiling)", Kind: KindVeth},
 		{Key: "wireguard-go", Label: "wireguard-go pair (reference)", Kind: KindWireGuardGo},
+		{Key: "bare", Label: "bare TUN↔UDP forwarder pair (reference)", Kind: KindBare},
 		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128},
 		{Key: "udp-oop-b128", Label: "switchyard udp, out of process (shm), batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, InProcess: "udp-b128"},
@@ -368,6 +372,16 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
+	case KindBare:
+		for _, s := range [][2]*Side{{l.A, l.B}, {l.B, l.A}} {
+			f, err := l.StartForwarder(ctx, s[0], s[1])
+			if err != nil {
+				return procs, target, stops, err
+			}
+			stops = append(stops, f.Stop)
+			procs = append(procs, benchProc{name: "forward " + s[0].Label, pid: f.Pid()})
+		}
+		return procs, l.B.TUN4, stops, nil
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
