@@ -71,6 +71,9 @@ type Case struct {
 	Ref string `json:"ref,omitempty"`
 	// Latency adds the RTT measurement (latency.go) to each round.
 	Latency bool `json:"latency,omitempty"`
+	// Policy, if set, is the mailbox policy of every actor of the
+	// switchyard daemons ("codel"), with its defaults.
+	Policy string `json:"policy,omitempty"`
 }
 
 // Cases are the end-to-end cases, in report order: each out-of-process
@@ -90,6 +93,8 @@ func Cases() []Case {
 			OutOfProcess: true, Transport: "grpc", InProcess: "udp-b128"},
 		{Key: "udp-grpc1-b128", Label: "switchyard udp, out of process (grpc) on side a only, batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, OneSide: true, Transport: "grpc", InProcess: "udp-b128"},
+		{Key: "udp-codel-b128", Label: "switchyard udp, in-process, batch 128, codel mailboxes", Kind: KindUDP, Batch: 128,
+			Ref: "bare", Latency: true, Policy: "codel"},
 		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1, Ref: "bare"},
 		{Key: "udp-oop-b1", Label: "switchyard udp, out of process (shm), batch 1", Kind: KindUDP, Batch: 1,
 			OutOfProcess: true, InProcess: "udp-b1"},
@@ -507,6 +512,9 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		for _, s := range []*Side{l.A, l.B} {
 			cfg := l.DefaultConfig(s)
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
+			if c.Policy != "" {
+				cfg.Mailbox.Policy = c.Policy // every actor's: the protocols inherit it
+			}
 			if c.OutOfProcess && (!c.OneSide || s == l.A) {
 				cfg = OutOfProcessOver(cfg, c.Transport)
 			}

@@ -16,10 +16,8 @@ package lab
 //     each round's, and the CDF.
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
@@ -109,23 +107,6 @@ func parseRTTs(output string) (RTTSample, error) {
 			continue
 		}
 		s.RTTs = append(s.RTTs, ms*1000)
-	}
-	return s, nil
-}
-
-// PingRTTs runs the built-in ping count times, interval apart, from side to
-// addr and returns every reply's RTT. No reply is not an error.
-func (l *Lab) PingRTTs(ctx context.Context, side *Side, addr netip.Addr, count int, interval time.Duration) (RTTSample, error) {
-	ctx, cancel := context.WithTimeout(ctx, CommandTimeout+time.Duration(count)*interval+latencyReplyWait)
-	defer cancel()
-	out, stderr, err := l.Exec(ctx, side, l.Tools, "ping", "--count", strconv.Itoa(count),
-		"--interval", interval.String(), "--timeout", latencyReplyWait.String(), addr.String())
-	s, perr := parseRTTs(string(out) + string(stderr))
-	if perr != nil {
-		if err != nil {
-			return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, err)
-		}
-		return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, perr)
 	}
 	return s, nil
 }

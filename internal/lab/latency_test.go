@@ -69,7 +69,7 @@ func TestGroups(t *testing.T) {
 		want  [][]string
 	}{
 		{"the default cases", Cases(), [][]string{
-			{"veth"}, {"wireguard-go", "wireguard-b128"}, {"bare", "udp-b128", "udp-b1"},
+			{"veth"}, {"wireguard-go", "wireguard-b128"}, {"bare", "udp-b128", "udp-codel-b128", "udp-b1"},
 			{"udp-oop-b128"}, {"udp-oop1-b128"}, {"udp-grpc-b128"}, {"udp-grpc1-b128"},
 			{"udp-oop-b1"}, {"udp-grpc-b1"}, {"wireguard-oop-b128"}, {"udp-flood"},
 		}},

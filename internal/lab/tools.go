@@ -80,6 +80,23 @@ func parsePing(addr netip.Addr, side *Side, output string, err error) (PingResul
 	return r, nil
 }
 
+// PingRTTs (latency.go) runs the built-in ping count times, interval apart, from side to
+// addr and returns every reply's RTT. No reply is not an error.
+func (l *Lab) PingRTTs(ctx context.Context, side *Side, addr netip.Addr, count int, interval time.Duration) (RTTSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout+time.Duration(count)*interval+latencyReplyWait)
+	defer cancel()
+	out, stderr, err := l.Exec(ctx, side, l.Tools, "ping", "--count", strconv.Itoa(count),
+		"--interval", interval.String(), "--timeout", latencyReplyWait.String(), addr.String())
+	s, perr := parseRTTs(string(out) + string(stderr))
+	if perr != nil {
+		if err != nil {
+			return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, err)
+		}
+		return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, perr)
+	}
+	return s, nil
+}
+
 // PingUntil pings addr once a time until a reply comes or timeout passes (a
 // warm-up: the first packets of a fresh tunnel may meet neighbour discovery).
 func (l *Lab) PingUntil(ctx context.Context, side *Side, addr netip.Addr, timeout time.Duration) error {
