@@ -175,6 +175,28 @@ func TestCases(t *testing.T) {
 	if n := len(NotBuilt()); n != 0 {
 		t.Errorf("NotBuilt() has %d cases, want none: every configuration of issue 4 exists", n)
 	}
+	// References: udp pairs against the bare forwarder, wireguard against
+	// wireguard-go (issue 14).
+	wantRef := map[CaseKind]CaseKind{KindUDP: KindBare, KindWireGuard: KindWireGuardGo}
+	for _, c := range seen {
+		if c.Ref == "" {
+			continue
+		}
+		if ref, ok := seen[c.Ref]; !ok || ref.Kind != wantRef[c.Kind] || ref.Ref != "" {
+			t.Errorf("case %s: reference %q = %+v, want a %v case that has no reference itself", c.Key, c.Ref, ref, wantRef[c.Kind])
+		}
+	}
+	// Latency rows of issue 21.
+	for _, key := range []string{"veth", "bare", "udp-b128", "wireguard-b128", "wireguard-go"} {
+		if c := seen[key]; !c.Latency {
+			t.Errorf("case %s measures no latency", key)
+		}
+	}
+	for _, key := range []string{"udp-b128", "wireguard-b128"} {
+		if seen[key].Ref == "" {
+			t.Errorf("case %s is not interleaved with a reference", key)
+		}
+	}
 }
 
 func TestInProcessRatio(t *testing.T) {
