@@ -319,8 +319,8 @@ func renderFlood(w io.Writer, r e2eRow, s benchSettings) {
 	f := r.Flood
 	fmt.Fprintf(w, "Offered %s Gbit/s (what the iperf3 client sent), delivered %s Gbit/s (iperf3 receiver), "+
 		"%d of %d datagrams lost end to end (%.1f %%).\n\n", gbit(f.SentGbps), gbit(f.Gbps), f.LostPackets, f.Packets, f.LostPercent)
-	fmt.Fprintln(w, "| daemon | actor | packets in | packets out | drops (by reason) | mailbox high-water / capacity (batches) |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | --- | --- |")
+	fmt.Fprintln(w, "| daemon | actor | packets in | packets out | drops (by reason) | mailbox high-water / capacity (batches) | mailbox wait p50 / p99 |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | --- | --- | --- |")
 	for _, a := range f.Actors {
 		if a.InPackets == 0 && a.OutPackets == 0 && a.Dropped() == 0 {
 			continue // an actor the flood never reached (dead letters)
@@ -329,11 +329,28 @@ func renderFlood(w io.Writer, r e2eRow, s benchSettings) {
 		if a.Capacity > 0 {
 			hw = fmt.Sprintf("%d / %d", a.HighWater, a.Capacity)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s |\n", a.Daemon, a.Actor, a.InPackets, a.OutPackets, dropsText(a.Drops), hw)
+		wait := "—"
+		if a.WaitP99 > 0 {
+			wait = "≤ " + waitText(a.WaitP50) + " / ≤ " + waitText(a.WaitP99)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s |\n", a.Daemon, a.Actor, a.InPackets, a.OutPackets, dropsText(a.Drops), hw, wait)
 	}
 	fmt.Fprintln(w)
 	cpu, rss := procColumns(r)
 	fmt.Fprintf(w, "Peak RSS (VmHWM) per daemon: %s. CPU s per delivered Gbit: %s.\n\n", rss, cpu)
+}
+
+// waitText formats a queueing delay bound in ns: "1 µs", "524 µs",
+// "8.4 ms", "1.07 s".
+func waitText(ns int64) string {
+	switch d := float64(ns); {
+	case d < 1e6:
+		return strconv.FormatFloat(d/1e3, 'f', 0, 64) + " µs"
+	case d < 1e9:
+		return strconv.FormatFloat(d/1e6, 'f', 1, 64) + " ms"
+	default:
+		return strconv.FormatFloat(d/1e9, 'f', 2, 64) + " s"
+	}
 }
 
 func dropsText(d map[string]uint64) string {

@@ -79,7 +79,8 @@ func fixedReport(t *testing.T) *benchReport {
 			Flood: &lab.FloodResult{Rate: "4G", Len: 1392, Duration: 5,
 				IperfResult: lab.IperfResult{Gbps: 1.5, SentGbps: 2.5, Packets: 1000, LostPackets: 400, LostPercent: 40},
 				Actors: []lab.ActorDrops{
-					{Daemon: "switchyard a", Actor: "router", InPackets: 1000, OutPackets: 700, Drops: map[string]uint64{"mailbox_full": 300}, HighWater: 256, Capacity: 256},
+					{Daemon: "switchyard a", Actor: "router", InPackets: 1000, OutPackets: 700, Drops: map[string]uint64{"mailbox_full": 300}, HighWater: 256, Capacity: 256,
+						WaitP50: 1 << 20, WaitP99: 1 << 26},
 					{Daemon: "switchyard a", Actor: "dead_letters"},
 				}}}, Status: statusOK},
 	}
@@ -232,7 +233,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"Goals (issue 21): udp loaded p99 ≤ 1.0× the bare forwarder's",
 		"## UDP flood: iperf3 -u -b 4G -l 1392 for 5 s through switchyard udp, in-process, batch 128",
 		"Offered 2.50 Gbit/s (what the iperf3 client sent), delivered 1.50 Gbit/s (iperf3 receiver), 400 of 1000 datagrams lost end to end (40.0 %).",
-		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 |",
+		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 | ≤ 1.0 ms / ≤ 67.1 ms |",
 		"Peak RSS (VmHWM) per daemon: a 40.0 MiB, b 50.0 MiB.",
 		"## Micro: go test -bench, median (min–max) of 2 runs",
 		"  128      11.0 (10.0–12.0)",

@@ -274,6 +274,13 @@ type ActorDrops struct {
 	Drops      map[string]uint64 `json:"drops,omitempty"`
 	HighWater  int64             `json:"mailbox_high_water_batches,omitempty"`
 	Capacity   int64             `json:"mailbox_capacity_batches,omitempty"`
+	// QueueDelay is the mailbox's queueing delay histogram
+	// (stats.MailboxSnapshot.QueueDelay; after diffActor, of the batches
+	// delivered in between), and WaitP50/WaitP99 its quantiles in ns
+	// (stats.DelayQuantile: the bucket's upper bound).
+	QueueDelay []uint64 `json:"queue_delay_counts,omitempty"`
+	WaitP50    int64    `json:"queue_delay_p50_ns,omitempty"`
+	WaitP99    int64    `json:"queue_delay_p99_ns,omitempty"`
 }
 
 // Dropped sums the actor's drops.
@@ -729,6 +736,7 @@ func actorCounters(daemon string, actors []stats.Row) map[string]ActorDrops {
 		}
 		if a.Mailbox != nil {
 			d.HighWater, d.Capacity = a.Mailbox.HighWaterBatches, a.Mailbox.Capacity
+			d.QueueDelay = append([]uint64(nil), a.Mailbox.QueueDelay...)
 		}
 		m[a.Name] = d
 	}
@@ -746,6 +754,16 @@ func diffActor(before, after ActorDrops) ActorDrops {
 		if n := v - before.Drops[k]; n > 0 {
 			d.Drops[k] = n
 		}
+	}
+	if len(after.QueueDelay) > 0 {
+		d.QueueDelay = make([]uint64, len(after.QueueDelay))
+		for i, v := range after.QueueDelay {
+			if i < len(before.QueueDelay) && v >= before.QueueDelay[i] {
+				v -= before.QueueDelay[i]
+			}
+			d.QueueDelay[i] = v
+		}
+		d.WaitP50, d.WaitP99 = stats.DelayQuantile(d.QueueDelay, 0.5), stats.DelayQuantile(d.QueueDelay, 0.99)
 	}
 	return d
 }
