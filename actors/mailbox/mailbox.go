@@ -327,6 +327,13 @@ func (m *Mailbox) Resize(capacity int, policy Policy) int {
 	return len(victims)
 }
 
+// CoDel reports the codel policy's target and interval (SetCoDel).
+func (m *Mailbox) CoDel() (target, interval time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Duration(m.codel.target), time.Duration(m.codel.interval)
+}
+
 // Capacity reports the bound, in batches, and the policy.
 func (m *Mailbox) Capacity() (int, Policy) {
 	m.mu.Lock()
