@@ -301,3 +301,79 @@ func writeLatencyPlot(rep *benchReport, path string) error {
 
 // errNoLatency: no row measured latency, so there is no latency plot.
 var errNoLatency = errors.New("plot: no row measured latency")
+
+// e2eGoal is one goal of issues 14 and 21, judged from a run.
+type e2eGoal struct {
+	What, Want, Got string
+	Verdict         string // "met", "MISSED" or "not measured"
+}
+
+// e2eGoals judges the end-to-end goals of issues 14 and 21 on the rows:
+// throughput ratios by the interleaved per-round median where the row has
+// one (else the ratio of medians), latency by the pooled percentiles.
+func e2eGoals(rows []e2eRow) []e2eGoal {
+	byKey := map[string]e2eRow{}
+	for _, r := range rows {
+		if r.ok() {
+			byKey[r.Key] = r
+		}
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	var goals []e2eGoal
+	throughput := func(what, key string, median float64, want string, ok func(float64) bool) {
+		g := e2eGoal{What: what, Want: want, Got: "—", Verdict: "not measured"}
+		r, found := byKey[key]
+		v := median
+		if found && r.VsRef.OK() {
+			v = r.VsRef.Median
+		}
+		if found && v > 0 {
+			g.Got, g.Verdict = fmt.Sprintf("%.2f×", v), verdict(ok(v))
+			if r.VsRef.OK() {
+				g.Got += fmt.Sprintf(" (%.2f–%.2f, %d rounds)", r.VsRef.Min, r.VsRef.Max, r.VsRef.N)
+			}
+		}
+		goals = append(goals, g)
+	}
+	udp, wg := byKey["udp-b128"], byKey["wireguard-b128"]
+	throughput("udp batch 128 ÷ bare forwarder, Gbit/s (issue 14)", "udp-b128", udp.VsBare, "≥ 0.90×",
+		func(v float64) bool { return v >= 0.9 })
+	throughput("wireguard ÷ wireguard-go, Gbit/s (issue 14)", "wireguard-b128", wg.VsWireGuardGo, "≥ 1.05×",
+		func(v float64) bool { return v >= 1.05 })
+	latency := func(what string, l *latencySummary, get func(*latencySummary) (float64, bool), format string, want string, ok func(float64) bool) {
+		g := e2eGoal{What: what, Want: want, Got: "—", Verdict: "not measured"}
+		if l != nil {
+			if v, has := get(l); has {
+				g.Got, g.Verdict = fmt.Sprintf(format, v), verdict(ok(v))
+			}
+		}
+		goals = append(goals, g)
+	}
+	latency("udp loaded p99 ÷ bare forwarder's (issue 21)", udp.Lat,
+		func(l *latencySummary) (float64, bool) { return l.LoadedP99VsBare, l.LoadedP99VsBare > 0 },
+		"%.2f×", "≤ 1.00×", func(v float64) bool { return v <= 1 })
+	latency("wireguard loaded p99 ÷ wireguard-go's (issue 21)", wg.Lat,
+		func(l *latencySummary) (float64, bool) { return l.LoadedP99VsWireGuardGo, l.LoadedP99VsWireGuardGo > 0 },
+		"%.2f×", "≤ 1.00×", func(v float64) bool { return v <= 1 })
+	latency("udp idle p50 − bare forwarder's, µs (issue 21)", udp.Lat,
+		func(l *latencySummary) (float64, bool) { return l.IdleP50OverBare, l.HasBare },
+		"%+.0f", "≤ +30", func(v float64) bool { return v <= 30 })
+	return goals
+}
+
+// renderGoals writes the goals of issues 14 and 21 as a table.
+func renderGoals(w io.Writer, rows []e2eRow) {
+	fmt.Fprintln(w, "## End-to-end goals (issues 14 and 21), this run")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| goal | this run | want | |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | --- |")
+	for _, g := range e2eGoals(rows) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", g.What, g.Got, g.Want, g.Verdict)
+	}
+	fmt.Fprintln(w)
+}

@@ -291,6 +291,7 @@ func renderMarkdown(w io.Writer, rep *benchReport) {
 		"round's ratio. Goals (issue 14): udp batch 128 ≥ 0.9× the bare forwarder; wireguard ≥ 1.05× wireguard-go.")
 	fmt.Fprintln(w)
 	renderLatency(w, rep)
+	renderGoals(w, rep.E2E)
 	for _, r := range rep.E2E {
 		if !r.Case.Flood {
 			continue

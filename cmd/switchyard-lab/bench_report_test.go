@@ -231,6 +231,12 @@ func TestRenderMarkdown(t *testing.T) {
 		"| kernel veth alone (ceiling) | 69 | 118 | 64 | 113 | 0, 0 | 0.09× | 0.05× | −180 | — | 113 (113–113) |",
 		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | | | | |",
 		"Goals (issue 21): udp loaded p99 ≤ 1.0× the bare forwarder's",
+		"| goal | this run | want | |",
+		"| udp batch 128 ÷ bare forwarder, Gbit/s (issue 14) | 0.75× (0.70–0.97, 3 rounds) | ≥ 0.90× | MISSED |",
+		"| wireguard ÷ wireguard-go, Gbit/s (issue 14) | — | ≥ 1.05× | not measured |",
+		"| udp loaded p99 ÷ bare forwarder's (issue 21) | 1.15× | ≤ 1.00× | MISSED |",
+		"| wireguard loaded p99 ÷ wireguard-go's (issue 21) | — | ≤ 1.00× | not measured |",
+		"| udp idle p50 − bare forwarder's, µs (issue 21) | +30 | ≤ +30 | met |",
 		"## UDP flood: iperf3 -u -b 4G -l 1392 for 5 s through switchyard udp, in-process, batch 128",
 		"Offered 2.50 Gbit/s (what the iperf3 client sent), delivered 1.50 Gbit/s (iperf3 receiver), 400 of 1000 datagrams lost end to end (40.0 %).",
 		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 | ≤ 1.0 ms / ≤ 67.1 ms |",
@@ -330,5 +336,34 @@ func TestProgressRemaining(t *testing.T) {
 				t.Errorf("remaining = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestE2EGoals(t *testing.T) {
+	cases := map[string]lab.Case{}
+	for _, c := range lab.Cases() {
+		cases[c.Key] = c
+	}
+	rows := []e2eRow{
+		{CaseResult: lab.CaseResult{Case: cases["udp-b128"]}, Status: statusOK, VsBare: 0.5,
+			VsRef: lab.Summary{Median: 0.95, Min: 0.9, Max: 1.0, N: 3}, // the interleaved ratio wins over the medians'
+			Lat:   &latencySummary{LoadedP99VsBare: 0.9, HasBare: true, IdleP50OverBare: 31}},
+		{CaseResult: lab.CaseResult{Case: cases["wireguard-b128"]}, Status: statusOK, VsWireGuardGo: 1.06,
+			Lat: &latencySummary{LoadedP99VsWireGuardGo: 1.2}},
+	}
+	want := []e2eGoal{
+		{"udp batch 128 ÷ bare forwarder, Gbit/s (issue 14)", "≥ 0.90×", "0.95× (0.90–1.00, 3 rounds)", "met"},
+		{"wireguard ÷ wireguard-go, Gbit/s (issue 14)", "≥ 1.05×", "1.06×", "met"},
+		{"udp loaded p99 ÷ bare forwarder's (issue 21)", "≤ 1.00×", "0.90×", "met"},
+		{"wireguard loaded p99 ÷ wireguard-go's (issue 21)", "≤ 1.00×", "1.20×", "MISSED"},
+		{"udp idle p50 − bare forwarder's, µs (issue 21)", "≤ +30", "+31", "MISSED"},
+	}
+	if got := e2eGoals(rows); !reflect.DeepEqual(got, want) {
+		t.Errorf("e2eGoals =\n%+v\nwant\n%+v", got, want)
+	}
+	// A failed row is not measured.
+	rows[0].Status = statusFailed + "boom"
+	if got := e2eGoals(rows); got[0].Verdict != "not measured" || got[2].Verdict != "not measured" {
+		t.Errorf("failed udp row: goals %+v", got)
 	}
 }
