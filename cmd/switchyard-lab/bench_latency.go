@@ -335,7 +335,7 @@ func e2eGoals(rows []e2eRow) []e2eGoal {
 		if found && v > 0 {
 			g.Got, g.Verdict = fmt.Sprintf("%.2f×", v), verdict(ok(v))
 			if r.VsRef.OK() {
-				g.Got += fmt.Sprintf(" (%.2f–%.2f, %d rounds)", r.VsRef.Min, r.VsRef.Max, r.VsRef.N)
+				g.Got += fmt.Sprintf(" (%.2f–%.2f, rounds: %d)", r.VsRef.Min, r.VsRef.Max, r.VsRef.N)
 			}
 		}
 		goals = append(goals, g)

@@ -232,7 +232,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | | | | |",
 		"Goals (issue 21): udp loaded p99 ≤ 1.0× the bare forwarder's",
 		"| goal | this run | want | |",
-		"| udp batch 128 ÷ bare forwarder, Gbit/s (issue 14) | 0.75× (0.70–0.97, 3 rounds) | ≥ 0.90× | MISSED |",
+		"| udp batch 128 ÷ bare forwarder, Gbit/s (issue 14) | 0.75× (0.70–0.97, rounds: 3) | ≥ 0.90× | MISSED |",
 		"| wireguard ÷ wireguard-go, Gbit/s (issue 14) | — | ≥ 1.05× | not measured |",
 		"| udp loaded p99 ÷ bare forwarder's (issue 21) | 1.15× | ≤ 1.00× | MISSED |",
 		"| wireguard loaded p99 ÷ wireguard-go's (issue 21) | — | ≤ 1.00× | not measured |",
@@ -352,7 +352,7 @@ func TestE2EGoals(t *testing.T) {
 			Lat: &latencySummary{LoadedP99VsWireGuardGo: 1.2}},
 	}
 	want := []e2eGoal{
-		{"udp batch 128 ÷ bare forwarder, Gbit/s (issue 14)", "≥ 0.90×", "0.95× (0.90–1.00, 3 rounds)", "met"},
+		{"udp batch 128 ÷ bare forwarder, Gbit/s (issue 14)", "≥ 0.90×", "0.95× (0.90–1.00, rounds: 3)", "met"},
 		{"wireguard ÷ wireguard-go, Gbit/s (issue 14)", "≥ 1.05×", "1.06×", "met"},
 		{"udp loaded p99 ÷ bare forwarder's (issue 21)", "≤ 1.00×", "0.90×", "met"},
 		{"wireguard loaded p99 ÷ wireguard-go's (issue 21)", "≤ 1.00×", "1.20×", "MISSED"},
