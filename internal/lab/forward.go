@@ -155,14 +155,10 @@ func tunToUDP(dev tun.Device, bind conn.Bind, peer conn.Endpoint, batch int) err
 		if n == 0 {
 			continue
 		}
-		if err := bind.Send(out[:n], peer); err != nil {
-			var gso *udpbind.GSODisabledError
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if !errors.As(err, &gso) {
-				continue // a send error is a lost batch, as for a daemon
-			}
+		// Any other send error loses the batch, as it does for a daemon
+		// (a udpbind.GSODisabledError has sent it again without GSO).
+		if err := bind.Send(out[:n], peer); errors.Is(err, net.ErrClosed) {
+			return nil
 		}
 	}
 }
@@ -192,12 +188,10 @@ func udpToTUN(recv conn.ReceiveFunc, dev tun.Device, batch int) error {
 		if n == 0 {
 			continue
 		}
-		if _, err := dev.Write(out[:n], packet.Headroom); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			// A write error (a packet the TUN refused) loses the batch;
-			// the forwarder goes on, as a daemon's injector does.
+		// Any other write error (a packet the TUN refused) loses the
+		// batch; the forwarder goes on, as a daemon's injector does.
+		if _, err := dev.Write(out[:n], packet.Headroom); errors.Is(err, os.ErrClosed) {
+			return nil
 		}
 	}
 }
