@@ -64,9 +64,11 @@ fuzz:
 # The benchmark harness (BENCHMARKS.md): micro benchmarks, $(COUNT) runs each,
 # summarised as medians (min–max) next to the goals (raw output:
 # $(RESULTS)/micro.txt), then the end-to-end part in network namespaces
-# (root; iperf3): veth, a wireguard-go pair and every switchyard
-# configuration, which writes $(RESULTS)/latest.{json,md,png} and
-# latest-sweep.png (the published results: commit them with BENCHMARKS.md).
+# (root; iperf3): veth, a wireguard-go pair, a bare TUN↔UDP forwarder pair
+# and every switchyard configuration, each compared case interleaved with its
+# reference, with idle and loaded ping latency; it writes
+# $(RESULTS)/latest.{json,md,png}, latest-sweep.png and latest-latency.png
+# (the published results: commit them with BENCHMARKS.md).
 # QUICK=1 is a smoke run of under two minutes (CI) into $(RESULTS)/quick/,
 # so it never replaces the published results. Extra flags for `switchyard
 # bench e2e` go in E2E='--runs 5 --seconds 20'.

@@ -23,7 +23,7 @@ func TestCheckRefusesWhatRunRefuses(t *testing.T) {
 			// "\0" was the other sentinel: run failed without a position.
 			name: "policy NUL",
 			src:  "mailbox:\n  policy: \"\\0\"\n",
-			want: `gw.yaml:4:11: mailbox.policy: must be drop_newest or drop_oldest, got "\x00"`,
+			want: `gw.yaml:4:11: mailbox.policy: must be drop_newest, drop_oldest or codel, got "\x00"`,
 		},
 		{
 			name: "a protocol's capacity equal to an invalid top-level one",

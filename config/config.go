@@ -221,15 +221,24 @@ type Batch struct {
 const (
 	PolicyDropNewest = "drop_newest" // refuse the arriving batch
 	PolicyDropOldest = "drop_oldest" // evict the oldest queued batch
+	PolicyCoDel      = "codel"       // RFC 8289 on the sojourn time; full: refuse the arriving batch
 )
 
 // Mailbox is a `mailbox:` section (top level, or a protocol's override).
 type Mailbox struct {
 	// Capacity is `capacity:` in batches; 1..MaxMailboxCapacity, default 256.
 	Capacity int
-	// Policy is `policy:`, PolicyDropNewest (default) or PolicyDropOldest,
-	// as written (for errors and messages); Drop is its typed value.
+	// Policy is `policy:`, PolicyDropNewest (default), PolicyDropOldest or
+	// PolicyCoDel, as written (for errors and messages); Drop is its typed
+	// value.
 	Policy string
+	// Target is `target:`, CoDel's acceptable standing queueing delay
+	// (RFC 8289 §4.3); 0 < Target ≤ Interval, default 5ms. Used by codel.
+	Target Duration
+	// Interval is `interval:`, CoDel's window for the delay to fall below
+	// Target before it starts dropping (RFC 8289 §4.4);
+	// ≤ MaxCoDelInterval, default 100ms. Used by codel.
+	Interval Duration
 }
 
 // DropPolicy is a bounded mailbox's drop policy: which batch goes when it
@@ -241,11 +250,18 @@ const (
 	DropNewest DropPolicy = iota
 	// DropOldest is head drop: the batch that waited longest is dropped.
 	DropOldest
+	// DropCoDel drops at the head by CoDel (RFC 8289) when batches have
+	// waited longer than the target for an interval; a full mailbox
+	// refuses the arriving batch as DropNewest does.
+	DropCoDel
 )
 
 func (p DropPolicy) String() string {
-	if p == DropOldest {
+	switch p {
+	case DropOldest:
 		return PolicyDropOldest
+	case DropCoDel:
+		return PolicyCoDel
 	}
 	return PolicyDropNewest
 }
@@ -253,8 +269,11 @@ func (p DropPolicy) String() string {
 // Drop is the typed policy of a validated config (Validate refuses any
 // other string, so nothing is parsed again at use).
 func (m Mailbox) Drop() DropPolicy {
-	if m.Policy == PolicyDropOldest {
+	switch m.Policy {
+	case PolicyDropOldest:
 		return DropOldest
+	case PolicyCoDel:
+		return DropCoDel
 	}
 	return DropNewest
 }

@@ -44,7 +44,7 @@ func TestDefault(t *testing.T) {
 		{"tun.addresses", got.TUN.Addresses, []netip.Prefix{netip.MustParsePrefix("10.90.0.1/24"), netip.MustParsePrefix("fd90::1/64")}},
 		{"tun.install_routes", got.TUN.InstallRoutes, true},
 		{"batch", got.Batch, Batch{MaxPackets: 128, PoolBuffers: 4096}},
-		{"mailbox", got.Mailbox, Mailbox{Capacity: 256, Policy: PolicyDropNewest}},
+		{"mailbox", got.Mailbox, Mailbox{Capacity: 256, Policy: PolicyDropNewest, Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval}},
 		{"supervision", got.Supervision, Supervision{MaxRestarts: 10, Within: Duration(10 * time.Second), Backoff: Duration(100 * time.Millisecond)}},
 		{"routes", len(got.Routes), 3},
 		{"routes[0].prefix", got.Routes[0].Prefix, netip.MustParsePrefix("10.90.0.0/24")},
@@ -57,7 +57,7 @@ func TestDefault(t *testing.T) {
 		{"protocols[0].type pos", got.Protocols[0].TypePos, Position{"gw.yaml", 33, 11}},
 		{"protocols[0].host", got.Protocols[0].Host, ""},
 		{"protocols[0].pos", got.Protocols[0].Pos, Position{"gw.yaml", 32, 5}},
-		{"protocols[0].mailbox", got.Protocols[0].Mailbox, Mailbox{Capacity: 512, Policy: PolicyDropOldest}},
+		{"protocols[0].mailbox", got.Protocols[0].Mailbox, Mailbox{Capacity: 512, Policy: PolicyDropOldest, Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval}},
 		{"protocols[0].settings path", got.Protocols[0].Settings.Path(), "protocols[0].settings"},
 		{"protocols[0].settings pos", got.Protocols[0].Settings.Pos(), Position{"gw.yaml", 36, 7}},
 	}
@@ -94,7 +94,7 @@ func TestDefaults(t *testing.T) {
 		Remote:      Remote{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Window: 32, Pos: Position{File: "gw.yaml"}},
 		TUN:         TUN{Name: "sy0", MTU: 1420, InstallRoutes: true},
 		Batch:       Batch{MaxPackets: 128, PoolBuffers: 4096},
-		Mailbox:     Mailbox{Capacity: 256, Policy: "drop_newest"},
+		Mailbox:     Mailbox{Capacity: 256, Policy: "drop_newest", Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval},
 		Supervision: Supervision{MaxRestarts: 10, Within: Duration(10 * time.Second), Backoff: Duration(100 * time.Millisecond)},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -148,8 +148,8 @@ protocols:
 		{"routes[1]", c.Routes[1], Route{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Action: "drop", Pos: Position{"gw.yaml", 11, 5}}},
 		{"protocols[0].host", c.Protocols[0].Host, "h1"},
 		{"protocols[0].host pos", c.Protocols[0].HostPos, Position{"gw.yaml", 16, 11}},
-		{"protocols[0].mailbox", c.Protocols[0].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropOldest}},
-		{"protocols[1].mailbox", c.Protocols[1].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropNewest}},
+		{"protocols[0].mailbox", c.Protocols[0].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropOldest, Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval}},
+		{"protocols[1].mailbox", c.Protocols[1].Mailbox, Mailbox{Capacity: 64, Policy: PolicyDropNewest, Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval}},
 		{"protocols[1].settings path", c.Protocols[1].Settings.Path(), "protocols[1].settings"},
 		{"protocols[1].settings pos", c.Protocols[1].Settings.Pos(), Position{"gw.yaml", 19, 5}},
 	}
@@ -233,14 +233,34 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "bad policy",
 			src:  "mailbox:\n  policy: drop_middle\n",
-			want: []string{`gw.yaml:2:11: mailbox.policy: must be drop_newest or drop_oldest, got "drop_middle"`},
+			want: []string{`gw.yaml:2:11: mailbox.policy: must be drop_newest, drop_oldest or codel, got "drop_middle"`},
+		},
+		{
+			name: "codel target above interval",
+			src:  "mailbox:\n  policy: codel\n  target: 200ms\n",
+			want: []string{`gw.yaml:3:11: mailbox.target: must be at most the interval (100ms), got 200ms`},
+		},
+		{
+			name: "codel zero target",
+			src:  "mailbox:\n  policy: codel\n  target: 0s\n",
+			want: []string{`gw.yaml:3:11: mailbox.target: must be above 0, got 0s`},
+		},
+		{
+			name: "codel interval too long",
+			src:  "mailbox:\n  interval: 1m\n",
+			want: []string{`gw.yaml:2:13: mailbox.interval: must be above 0 and at most 10s, got 1m0s`},
+		},
+		{
+			name: "protocol codel target above inherited interval",
+			src:  "mailbox: {interval: 10ms}\nprotocols:\n  - name: a\n    type: udp\n    mailbox: {policy: codel, target: 20ms}\n",
+			want: []string{`gw.yaml:5:38: protocols[0].mailbox.target: must be at most the interval (10ms), got 20ms`},
 		},
 		{
 			name: "bad protocol mailbox",
 			src:  "protocols:\n  - name: a\n    type: udp\n    mailbox: {capacity: 0, policy: lifo}\n",
 			want: []string{
 				`gw.yaml:4:25: protocols[0].mailbox.capacity: must be between 1 and 65536 batches, got 0`,
-				`gw.yaml:4:36: protocols[0].mailbox.policy: must be drop_newest or drop_oldest, got "lifo"`,
+				`gw.yaml:4:36: protocols[0].mailbox.policy: must be drop_newest, drop_oldest or codel, got "lifo"`,
 			},
 		},
 		{
@@ -367,7 +387,7 @@ protocols:
 			want: []string{
 				`gw.yaml:2:3: log.levle: unknown key (did you mean "level"?)`,
 				`gw.yaml:4:8: tun.mtu: expected an integer, got string "abc"`,
-				`gw.yaml:6:11: mailbox.policy: must be drop_newest or drop_oldest, got "drop_middle"`,
+				`gw.yaml:6:11: mailbox.policy: must be drop_newest, drop_oldest or codel, got "drop_middle"`,
 				`gw.yaml:8:11: supervision.within: must have a unit, e.g. 10s`,
 				`gw.yaml:10:13: routes[0].prefix: invalid prefix "10.0.0.0/33": prefix length out of range`,
 				`gw.yaml:13:9: routes[1].to: no protocol named "ghost"`,
@@ -418,7 +438,7 @@ func TestAnchorsAndMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.Protocols[1].Mailbox, (Mailbox{Capacity: 8, Policy: PolicyDropOldest}); got != want {
+	if got, want := c.Protocols[1].Mailbox, (Mailbox{Capacity: 8, Policy: PolicyDropOldest, Target: DefaultCoDelTarget, Interval: DefaultCoDelInterval}); got != want {
 		t.Errorf("aliased mailbox = %+v, want %+v", got, want)
 	}
 	var s struct {
@@ -773,4 +793,39 @@ func indent(s, prefix string) string {
 		}
 	}
 	return strings.Join(lines, "")
+}
+
+func TestParseCoDelMailbox(t *testing.T) {
+	src := `mailbox: {policy: codel, target: 2ms}
+protocols:
+  - name: a
+    type: udp
+    mailbox: {interval: 50ms}
+  - name: b
+    type: udp
+    mailbox: {policy: drop_oldest}
+`
+	c, err := Parse("gw.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
+	tests := []struct {
+		name       string
+		got        Mailbox
+		want       Mailbox
+		wantPolicy DropPolicy
+	}{
+		{"top level", c.Mailbox, Mailbox{Capacity: 256, Policy: PolicyCoDel, Target: ms(2), Interval: ms(100)}, DropCoDel},
+		{"a: own interval", c.Protocols[0].Mailbox, Mailbox{Capacity: 256, Policy: PolicyCoDel, Target: ms(2), Interval: ms(50)}, DropCoDel},
+		{"b: own policy", c.Protocols[1].Mailbox, Mailbox{Capacity: 256, Policy: PolicyDropOldest, Target: ms(2), Interval: ms(100)}, DropOldest},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: mailbox = %+v, want %+v", tt.name, tt.got, tt.want)
+		}
+		if got := tt.got.Drop(); got != tt.wantPolicy || got.String() != tt.want.Policy {
+			t.Errorf("%s: Drop() = %v, want %v", tt.name, got, tt.wantPolicy)
+		}
+	}
 }

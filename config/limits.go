@@ -101,6 +101,11 @@ const (
 	// only adds latency (bufferbloat) and starves the pool.
 	MaxMailboxCapacity = 65536
 
+	// MaxCoDelInterval (10 s) bounds a codel mailbox's interval: CoDel's
+	// window is about a worst-case round trip (RFC 8289 §4.4); a longer
+	// one never drops in time to matter and is a typo.
+	MaxCoDelInterval = Duration(10e9)
+
 	// MaxRestartRate (10 restarts a second) is the fastest a restart budget
 	// (supervision:) may let one failing actor restart: a restart reopens
 	// sockets and a device, spawns goroutines and logs. See

@@ -66,8 +66,10 @@ type rawConfig struct {
 }
 
 type rawMailbox struct {
-	Capacity *int    `yaml:"capacity"`
-	Policy   *string `yaml:"policy"`
+	Capacity *int      `yaml:"capacity"`
+	Policy   *string   `yaml:"policy"`
+	Target   *Duration `yaml:"target"`
+	Interval *Duration `yaml:"interval"`
 }
 
 type rawRoute struct {
@@ -146,6 +148,8 @@ func build(doc *document, raw *rawConfig) *Config {
 		Mailbox: Mailbox{
 			Capacity: or(raw.Mailbox.Capacity, DefaultMailboxCapacity),
 			Policy:   or(raw.Mailbox.Policy, DefaultMailboxPolicy),
+			Target:   or(raw.Mailbox.Target, DefaultCoDelTarget),
+			Interval: or(raw.Mailbox.Interval, DefaultCoDelInterval),
 		},
 		Supervision: Supervision{
 			MaxRestarts: or(raw.Supervision.MaxRestarts, DefaultMaxRestarts),
@@ -204,6 +208,8 @@ func build(doc *document, raw *rawConfig) *Config {
 			Mailbox: Mailbox{
 				Capacity: or(r.Mailbox.Capacity, c.Mailbox.Capacity),
 				Policy:   or(r.Mailbox.Policy, c.Mailbox.Policy),
+				Target:   or(r.Mailbox.Target, c.Mailbox.Target),
+				Interval: or(r.Mailbox.Interval, c.Mailbox.Interval),
 			},
 			Settings: r.Settings,
 			Pos:      nodePos(doc.file, n),
@@ -230,6 +236,8 @@ const (
 	DefaultPoolBuffers     = 4096 // buffers: 32 full batches
 	DefaultMailboxCapacity = 256  // batches
 	DefaultMailboxPolicy   = PolicyDropNewest
+	DefaultCoDelTarget     = Duration(5e6)   // 5ms: RFC 8289 §4.3
+	DefaultCoDelInterval   = Duration(100e6) // 100ms: RFC 8289 §4.4
 	DefaultMaxRestarts     = 10
 	DefaultWithin          = Duration(10e9)  // 10s
 	DefaultBackoff         = Duration(100e6) // 100ms

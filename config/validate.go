@@ -310,8 +310,21 @@ func checkMailbox(k *checker, path string, pos Position, m Mailbox, inherit *Mai
 	if n := m.Capacity; own("capacity", inherit != nil && n != inherit.Capacity) && (n < 1 || n > MaxMailboxCapacity) {
 		k.errorf(path+".capacity", pos, "must be between 1 and %d batches, got %d", MaxMailboxCapacity, n)
 	}
-	if own("policy", inherit != nil && m.Policy != inherit.Policy) && m.Policy != PolicyDropNewest && m.Policy != PolicyDropOldest {
-		k.errorf(path+".policy", pos, "must be %s or %s, got %s", PolicyDropNewest, PolicyDropOldest, quoteShort(m.Policy))
+	if own("policy", inherit != nil && m.Policy != inherit.Policy) && m.Policy != PolicyDropNewest && m.Policy != PolicyDropOldest && m.Policy != PolicyCoDel {
+		k.errorf(path+".policy", pos, "must be %s, %s or %s, got %s", PolicyDropNewest, PolicyDropOldest, PolicyCoDel, quoteShort(m.Policy))
+	}
+	ownInterval := own("interval", inherit != nil && m.Interval != inherit.Interval)
+	if ownInterval && (m.Interval <= 0 || m.Interval > MaxCoDelInterval) {
+		k.errorf(path+".interval", pos, "must be above 0 and at most %v, got %v", MaxCoDelInterval, m.Interval)
+		return
+	}
+	if own("target", inherit != nil && m.Target != inherit.Target) || ownInterval {
+		switch {
+		case m.Target <= 0:
+			k.errorf(path+".target", pos, "must be above 0, got %v", m.Target)
+		case m.Target > m.Interval:
+			k.errorf(path+".target", pos, "must be at most the interval (%v), got %v", m.Interval, m.Target)
+		}
 	}
 }
 

@@ -98,6 +98,7 @@ type countersCollector struct {
 	depth, depthPackets     *prometheus.Desc // {actor}
 	highWater, capacity     *prometheus.Desc // {actor}
 	batchPackets            *prometheus.Desc // {actor}, histogram
+	queueDelay              *prometheus.Desc // {actor}, histogram
 	pool                    *prometheus.Desc // {state}
 }
 
@@ -119,6 +120,7 @@ func newCountersCollector(src metricsSource) *countersCollector {
 		highWater:    d("mailbox_high_water", "The most batches the actor's mailbox has held at once.", "actor"),
 		capacity:     d("mailbox_capacity", "The bound of the actor's mailbox, in batches; past it the drop policy applies.", "actor"),
 		batchPackets: d("batch_packets", "Packets per batch arriving at the actor.", "actor"),
+		queueDelay:   d("queue_delay_seconds", "Time a batch waited in the actor's mailbox, from enqueue to delivery.", "actor"),
 		pool:         d("pool_buffers", "Packet buffers of the node's pool: in use now, allocated (the high-water mark, kept for reuse), and the limit.", "state"),
 	}
 }
@@ -126,7 +128,7 @@ func newCountersCollector(src metricsSource) *countersCollector {
 // Describe implements prometheus.Collector.
 func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.batches, c.drops, c.restarts, c.up, c.actorInfo,
-		c.depth, c.depthPackets, c.highWater, c.capacity, c.batchPackets, c.pool} {
+		c.depth, c.depthPackets, c.highWater, c.capacity, c.batchPackets, c.queueDelay, c.pool} {
 		ch <- d
 	}
 }
@@ -164,6 +166,8 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.depthPackets, float64(max(m.DepthPackets, 0)), name)
 			gauge(c.highWater, float64(m.HighWaterBatches), name)
 			gauge(c.capacity, float64(m.Capacity), name)
+			counts, sum := a.QueueDelays()
+			ch <- delayHistogram(c.queueDelay, counts, sum, name)
 		}
 		ch <- batchHistogram(c.batchPackets, a.BatchSizes(), s.InPackets, name)
 	}
@@ -186,6 +190,19 @@ func batchHistogram(d *prometheus.Desc, counts [len(stats.BatchSizeBuckets) + 1]
 	}
 	cum += counts[len(stats.BatchSizeBuckets)]
 	return prometheus.MustNewConstHistogram(d, cum, float64(packets), buckets, labels...)
+}
+
+// delayHistogram turns the queueing delay histogram
+// (stats.Counters.QueueDelays) into a Prometheus histogram in seconds.
+func delayHistogram(d *prometheus.Desc, counts [stats.NumDelayBuckets]uint64, sumNanos uint64, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(stats.QueueDelayBuckets))
+	var cum uint64
+	for i, le := range stats.QueueDelayBuckets {
+		cum += counts[i]
+		buckets[float64(le)/1e9] = cum
+	}
+	cum += counts[len(stats.QueueDelayBuckets)]
+	return prometheus.MustNewConstHistogram(d, cum, float64(sumNanos)/1e9, buckets, labels...)
 }
 
 // protocolCollector serves the protocols' own gauges (stats.MetricsInfo).

@@ -100,6 +100,9 @@ func knownRegistry() *stats.Registry {
 	rt.Queued(1, 128)
 	rt.Queued(1, 5)
 	rt.Queued(-1, -5)
+	rt.QueueDelay(800)       // ≤ 1.024 µs
+	rt.QueueDelay(3_000_000) // 3 ms: ≤ 4.194304 ms
+	rt.QueueDelay(2e9)       // above every bound
 
 	p := reg.Row("peer-b", "udp")
 	p.SetMailbox(512, "drop_oldest")
@@ -137,6 +140,14 @@ func TestCountersCollector(t *testing.T) {
 		"switchyard_batch_packets_bucket{actor=router,le=128}":  3,
 		"switchyard_batch_packets_count{actor=router}":          3,
 		"switchyard_batch_packets_sum{actor=router}":            176,
+
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=1.024e-06}":   1,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=0.002097152}": 1,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=0.004194304}": 2,
+		"switchyard_queue_delay_seconds_bucket{actor=router,le=1.073741824}": 2,
+		"switchyard_queue_delay_seconds_count{actor=router}":                 3,
+		"switchyard_queue_delay_seconds_sum{actor=router}":                   2.0030008,
+		"switchyard_queue_delay_seconds_count{actor=peer-b}":                 0,
 
 		"switchyard_packets_total{actor=peer-b,direction=in}": 1,
 		"switchyard_restarts_total{actor=peer-b}":             2,

@@ -290,7 +290,9 @@ func (n *Node) Start() (err error) {
 }
 
 func (n *Node) mailbox(mc config.Mailbox, st *stats.Counters) (*mailbox.Mailbox, error) {
-	return mailbox.New(mc.Capacity, mc.Drop(), st), nil
+	mb := mailbox.New(mc.Capacity, mc.Drop(), st)
+	mb.SetCoDel(time.Duration(mc.Target), time.Duration(mc.Interval))
+	return mb, nil
 }
 
 // runningProtocol is a protocol instance the node has spawned.

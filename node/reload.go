@@ -418,7 +418,12 @@ func diffPrefixes(old, cur []netip.Prefix) (added, removed []netip.Prefix) {
 	return added, removed
 }
 
-func mailboxString(m config.Mailbox) string { return fmt.Sprintf("%d %s", m.Capacity, m.Policy) }
+func mailboxString(m config.Mailbox) string {
+	if m.Drop() == config.DropCoDel {
+		return fmt.Sprintf("%d %s (target %v, interval %v)", m.Capacity, m.Policy, m.Target, m.Interval)
+	}
+	return fmt.Sprintf("%d %s", m.Capacity, m.Policy)
+}
 
 // apply carries out a plan; see the flow at the top of this file, one step
 // a method. Failures are recorded in res and logged; the rest of the plan
@@ -644,6 +649,7 @@ func (n *Node) tunNote() string {
 }
 
 func resize(mb *mailbox.Mailbox, mc config.Mailbox) error {
+	mb.SetCoDel(time.Duration(mc.Target), time.Duration(mc.Interval))
 	mb.Resize(mc.Capacity, mc.Drop())
 	return nil
 }

@@ -15,6 +15,12 @@ package packet
 type Batch struct {
 	Bufs [][]byte
 
+	// Enqueued is when a mailbox queued the batch, in nanoseconds of a
+	// monotonic clock (actors/mailbox stamps it once per batch on enqueue
+	// and reads it on dequeue: the batch's queueing delay). Only the
+	// mailbox holding the batch uses it.
+	Enqueued int64
+
 	pool     *Pool
 	released bool
 

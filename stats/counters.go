@@ -9,6 +9,7 @@
 package stats
 
 import (
+	"math"
 	"math/bits"
 	"sort"
 	"sync"
@@ -153,6 +154,12 @@ type Counters struct {
 	// last bucket those above BatchSizeBuckets' last bound.
 	batchSizes [numBatchBuckets]atomic.Uint64
 
+	// queueDelay counts the batches taken out of the mailbox by the time
+	// they waited in it (QueueDelay), in QueueDelayBuckets; delaySum is
+	// the sum of those waits in nanoseconds.
+	queueDelay [NumDelayBuckets]atomic.Uint64
+	delaySum   atomic.Uint64
+
 	info atomic.Pointer[func() any] // protocol-specific details (e.g. WireGuard peers)
 }
 
@@ -175,6 +182,59 @@ func batchBucket(n int) int {
 		return numBatchBuckets - 1
 	}
 	return i
+}
+
+// QueueDelayBuckets are the upper bounds, in nanoseconds, of the queueing
+// delay histogram: 1.024 µs · 2^i for i = 0…20, so 1 µs to about 1.07 s in
+// powers of two (a bucket is found with one bits.Len, no loop over the
+// bounds); the last bucket holds the waits above 1.07 s.
+var QueueDelayBuckets = func() (b [NumDelayBuckets - 1]int64) {
+	for i := range b {
+		b[i] = delayUnitNanos << i
+	}
+	return b
+}()
+
+const (
+	// delayUnitShift (10: 1024 ns) is the first bucket's bound as a shift.
+	delayUnitShift = 10
+	delayUnitNanos = 1 << delayUnitShift
+
+	// NumDelayBuckets (22) is the queueing delay histogram's buckets: 21
+	// bounds and one above them.
+	NumDelayBuckets = 22
+)
+
+// delayBucket is the bucket of a wait of ns nanoseconds: the least i with
+// ns ≤ 1024·2^i.
+func delayBucket(ns int64) int {
+	if ns <= delayUnitNanos {
+		return 0
+	}
+	i := bits.Len64(uint64(ns-1) >> delayUnitShift)
+	if i >= NumDelayBuckets {
+		return NumDelayBuckets - 1
+	}
+	return i
+}
+
+// QueueDelay counts one batch that waited ns nanoseconds in the actor's
+// mailbox (negative is counted as 0). Two atomic adds, no allocation.
+func (a *Counters) QueueDelay(ns int64) {
+	ns = max(ns, 0)
+	a.queueDelay[delayBucket(ns)].Add(1)
+	a.delaySum.Add(uint64(ns))
+}
+
+// QueueDelays copies the queueing delay histogram: counts[i] is the batches
+// that waited at most QueueDelayBuckets[i] ns and more than the bound before
+// (not cumulative), the last entry those above every bound; sum is the
+// total wait in nanoseconds.
+func (a *Counters) QueueDelays() (counts [NumDelayBuckets]uint64, sum uint64) {
+	for i := range counts {
+		counts[i] = a.queueDelay[i].Load()
+	}
+	return counts, a.delaySum.Load()
 }
 
 // SetInfo registers a function whose result is served as the actor's "info"
@@ -295,6 +355,35 @@ type MailboxSnapshot struct {
 	DepthBatches     int64  `json:"depth_batches"`
 	DepthPackets     int64  `json:"depth_packets"`
 	HighWaterBatches int64  `json:"high_water_batches"`
+	// QueueDelay is the histogram of the waits of the batches taken out
+	// (Counters.QueueDelays): counts per bucket of QueueDelayBuckets, not
+	// cumulative, the last entry above every bound.
+	QueueDelay    []uint64 `json:"queue_delay_counts,omitempty"`
+	QueueDelaySum uint64   `json:"queue_delay_sum_ns,omitempty"`
+}
+
+// DelayQuantile estimates the q-quantile (0 < q ≤ 1) of the waits whose
+// per-bucket counts are counts (as MailboxSnapshot.QueueDelay, or the
+// difference of two), in nanoseconds: the upper bound of the bucket where
+// the quantile falls, so an overestimate of at most 2×. 0 when counts are
+// all zero; the last bound for waits above every bound.
+func DelayQuantile(counts []uint64, q float64) int64 {
+	var total uint64
+	for _, c := range counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(total)))
+	var cum uint64
+	for i, c := range counts {
+		cum += c
+		if cum >= rank {
+			return QueueDelayBuckets[min(i, len(QueueDelayBuckets)-1)]
+		}
+	}
+	return QueueDelayBuckets[len(QueueDelayBuckets)-1]
 }
 
 // DroppedTotal sums the drops over every reason.
@@ -360,6 +449,8 @@ func (a *Counters) Load() Row {
 			DepthPackets:     a.depthPackets.Load(),
 			HighWaterBatches: a.highWaterBatches.Load(),
 		}
+		counts, sum := a.QueueDelays()
+		s.Mailbox.QueueDelay, s.Mailbox.QueueDelaySum = counts[:], sum
 	}
 	return s
 }
@@ -494,5 +585,13 @@ func (a *Counters) Mirror(s Row) {
 		a.depthBatches.Store(m.DepthBatches)
 		a.depthPackets.Store(m.DepthPackets)
 		a.highWaterBatches.Store(m.HighWaterBatches)
+		for i := range a.queueDelay {
+			var v uint64
+			if i < len(m.QueueDelay) {
+				v = m.QueueDelay[i]
+			}
+			a.queueDelay[i].Store(v)
+		}
+		a.delaySum.Store(m.QueueDelaySum)
 	}
 }

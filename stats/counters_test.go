@@ -149,3 +149,44 @@ func TestMirroredIsCumulativeAcrossRestarts(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueDelayHistogram(t *testing.T) {
+	tests := []struct {
+		ns   int64
+		want int // bucket
+	}{
+		{-5, 0}, {0, 0}, {1024, 0}, {1025, 1}, {2048, 1}, {2049, 2},
+		{1_000_000, 10}, {1_048_576, 10}, {5_000_000, 13}, {QueueDelayBuckets[NumDelayBuckets-2], NumDelayBuckets - 2},
+		{QueueDelayBuckets[NumDelayBuckets-2] + 1, NumDelayBuckets - 1}, {1 << 62, NumDelayBuckets - 1},
+	}
+	for _, tt := range tests {
+		var a Counters
+		a.QueueDelay(tt.ns)
+		counts, sum := a.QueueDelays()
+		if counts[tt.want] != 1 {
+			t.Errorf("QueueDelay(%d): counts %v, want one in bucket %d", tt.ns, counts, tt.want)
+		}
+		if want := uint64(max(tt.ns, 0)); sum != want {
+			t.Errorf("QueueDelay(%d): sum %d, want %d", tt.ns, sum, want)
+		}
+	}
+}
+
+func TestDelayQuantile(t *testing.T) {
+	counts := make([]uint64, NumDelayBuckets)
+	counts[0], counts[3], counts[NumDelayBuckets-1] = 50, 49, 1
+	tests := []struct {
+		q    float64
+		want int64
+	}{
+		{0.5, 1024}, {0.51, 1024 << 3}, {0.99, 1024 << 3}, {1, QueueDelayBuckets[NumDelayBuckets-2]},
+	}
+	for _, tt := range tests {
+		if got := DelayQuantile(counts, tt.q); got != tt.want {
+			t.Errorf("DelayQuantile(q=%g) = %d, want %d", tt.q, got, tt.want)
+		}
+	}
+	if got := DelayQuantile(make([]uint64, NumDelayBuckets), 0.99); got != 0 {
+		t.Errorf("DelayQuantile of nothing = %d, want 0", got)
+	}
+}

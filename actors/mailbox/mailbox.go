@@ -4,19 +4,26 @@
 // spins forever (docs/ARCHITECTURE.md §7); neither reports drops. This one:
 //
 //  1. PostUserMessage: a *packet.Batch (or an envelope holding one) is
-//     queued if there is room; when the mailbox holds Capacity batches the
-//     policy picks the victim — drop_newest drops the arriving batch,
+//     stamped with the time (Batch.Enqueued, a monotonic clock) and queued
+//     if there is room; when the mailbox holds Capacity batches the policy
+//     picks the victim — drop_newest and codel drop the arriving batch,
 //     drop_oldest drops the head — and the victim's buffers go back to the
 //     pool, counted as mailbox_full on the actor's stats. Other user messages
 //     (control commands) are never dropped; they wait in a small queue of
 //     their own, delivered before batches.
-//  2. PostSystemMessage: always queued, never dropped, delivered before any
+//  2. Dequeue: each batch handed to the actor records how long it waited
+//     (its sojourn time) in the actor's queueing delay histogram
+//     (stats.Counters.QueueDelay). With codel, the sojourn time drives
+//     CoDel (RFC 8289, codel.go): once batches have waited above the target
+//     for a whole interval, it drops at the head, ever faster, until the
+//     delay is back under the target — counted as codel.
+//  3. PostSystemMessage: always queued, never dropped, delivered before any
 //     user message.
-//  3. Delivery runs on the dispatcher only while messages wait; an idle or
+//  4. Delivery runs on the dispatcher only while messages wait; an idle or
 //     full mailbox costs no CPU (no spinning, no polling).
-//  4. Close (on the actor's final stop) drops what is queued and everything
+//  5. Close (on the actor's final stop) drops what is queued and everything
 //     posted later, counted as stopped: nothing is lost silently.
-//  5. Resize (a config reload) changes the bound and the policy in place,
+//  6. Resize (a config reload) changes the bound and the policy in place,
 //     while the actor runs; shrinking below the depth drops the excess by
 //     the new policy, counted as mailbox_full.
 //
@@ -31,6 +38,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -48,6 +56,9 @@ const (
 	DropNewest = config.DropNewest
 	// DropOldest is head drop: the batch that waited longest is dropped.
 	DropOldest = config.DropOldest
+	// CoDel drops at the head by the batches' sojourn time (RFC 8289,
+	// SetCoDel); a full mailbox drops the arriving batch.
+	CoDel = config.DropCoDel
 )
 
 // ParsePolicy converts a policy's name to a Policy: for what arrives off
@@ -58,8 +69,10 @@ func ParsePolicy(s string) (Policy, error) {
 		return DropNewest, nil
 	case "drop_oldest":
 		return DropOldest, nil
+	case "codel":
+		return CoDel, nil
 	}
-	return 0, fmt.Errorf("mailbox policy must be drop_newest or drop_oldest, got %q", s)
+	return 0, fmt.Errorf("mailbox policy must be drop_newest, drop_oldest or codel, got %q", s)
 }
 
 const (
@@ -82,6 +95,8 @@ type Mailbox struct {
 	control []any // non-batch user messages, never dropped
 	system  []any // system messages, never dropped
 	closed  bool
+	codel   codel           // CoDel's state and settings (policy codel), under mu
+	dropped []*packet.Batch // codel's victims of one dequeue, released after mu; the consumer's
 
 	pending   atomic.Int32 // user messages waiting (batches + control)
 	sysCount  atomic.Int32
@@ -91,7 +106,18 @@ type Mailbox struct {
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
 	processFn  func() // m.process, made once: a method value allocates
+
+	// now is the clock of the stamps, in nanoseconds (monotonic); tests
+	// replace it.
+	now func() int64
 }
+
+// epoch is the origin of monoNow: time.Since reads the monotonic clock.
+var epoch = time.Now()
+
+// monoNow is the mailboxes' clock: monotonic nanoseconds since epoch,
+// without an allocation.
+func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // New returns a mailbox that holds at most capacity batches (capacity ≥ 1)
 // and counts on s.
@@ -105,9 +131,22 @@ func New(capacity int, policy Policy, s *stats.Counters) *Mailbox {
 		policy:   policy,
 		stats:    s,
 		ring:     make([]any, capacity),
+		dropped:  make([]*packet.Batch, 0, codelDropsHint),
+		now:      monoNow,
 	}
+	m.codel.setup(DefaultCoDelTarget, DefaultCoDelInterval)
 	m.processFn = m.process
 	return m
+}
+
+// SetCoDel sets the codel policy's target and interval (RFC 8289 §4.3–4.4;
+// config.Mailbox.Target and Interval), in place: New starts with
+// DefaultCoDelTarget and DefaultCoDelInterval. Values ≤ 0 keep the
+// current ones.
+func (m *Mailbox) SetCoDel(target, interval time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.codel.setup(target, interval)
 }
 
 // Producer returns a MailboxProducer that always yields this mailbox: one
@@ -148,6 +187,7 @@ func (m *Mailbox) PostUserMessage(message any) {
 
 	packets, bytes := b.Len(), b.Bytes()
 	m.stats.In(packets, bytes)
+	b.Enqueued = m.now()
 
 	var victim *packet.Batch
 	reason := stats.MailboxFull
@@ -161,7 +201,7 @@ func (m *Mailbox) PostUserMessage(message any) {
 		// Depth changes under the lock, so the gauges never read past
 		// the capacity.
 		m.stats.Queued(1, packets)
-	case m.policy == DropNewest:
+	case m.policy != DropOldest: // DropNewest, CoDel
 		victim = b
 	default: // DropOldest: replace the head, the new batch goes to the tail
 		victim = batchOf(m.ring[m.head])
@@ -273,6 +313,9 @@ func (m *Mailbox) Resize(capacity int, policy Policy) int {
 	for i := 0; i < m.n; i++ {
 		ring[i] = m.ring[(m.head+i)%m.capacity]
 	}
+	if policy != m.policy {
+		m.codel.reset()
+	}
 	m.ring, m.head, m.capacity, m.policy = ring, 0, capacity, policy
 	m.stats.SetMailbox(capacity, policy.String())
 	m.mu.Unlock()
@@ -282,6 +325,13 @@ func (m *Mailbox) Resize(capacity int, policy Policy) int {
 		b.Release()
 	}
 	return len(victims)
+}
+
+// CoDel reports the codel policy's target and interval (SetCoDel).
+func (m *Mailbox) CoDel() (target, interval time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Duration(m.codel.target), time.Duration(m.codel.interval)
 }
 
 // Capacity reports the bound, in batches, and the policy.
@@ -326,17 +376,46 @@ func (m *Mailbox) popSystem() any {
 	return msg
 }
 
-// popUser returns the next control message or, if none, the next batch.
+// popUser returns the next control message or, if none, the next batch,
+// and records how long that batch waited. With codel it may drop batches
+// from the head first (codel.go), counted as codel.
 func (m *Mailbox) popUser() (msg any, b *packet.Batch) {
+	now := m.now()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if len(m.control) > 0 {
 		msg = m.control[0]
 		m.control[0] = nil
 		m.control = m.control[1:]
+		m.mu.Unlock()
 		return msg, nil
 	}
-	if m.n == 0 || m.closed {
+	if m.closed {
+		m.mu.Unlock()
+		return nil, nil
+	}
+	if m.policy == CoDel {
+		msg, b = m.codelDequeue(now)
+	} else {
+		msg, b = m.take()
+	}
+	dropped := m.dropped
+	m.dropped = m.dropped[:0]
+	m.mu.Unlock()
+	for i, v := range dropped {
+		m.pending.Add(-1)
+		m.stats.Drop(ReasonCoDel, v.Len())
+		v.Release()
+		dropped[i] = nil
+	}
+	if b != nil {
+		m.stats.QueueDelay(now - b.Enqueued)
+	}
+	return msg, b
+}
+
+// take removes the head batch; nil when there is none. The caller holds mu.
+func (m *Mailbox) take() (msg any, b *packet.Batch) {
+	if m.n == 0 {
 		return nil, nil
 	}
 	msg = m.ring[m.head]

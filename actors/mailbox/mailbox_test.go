@@ -329,6 +329,7 @@ func TestParsePolicy(t *testing.T) {
 	}{
 		{"drop_newest", DropNewest, false},
 		{"drop_oldest", DropOldest, false},
+		{"codel", CoDel, false},
 		{"drop_middle", 0, true},
 	}
 	for _, tt := range tests {

@@ -136,8 +136,14 @@ func (r *linkRig) settle() stats.Row {
 	r.t.Helper()
 	var c stats.Row
 	waitFor(r.t, "the link to settle", func() bool {
+		// The mailbox empty first, then the counters: read the other way
+		// round, batches still queued at the read could be delivered
+		// before the depth check and the snapshot would pass.
+		if r.mb.Depth() != 0 {
+			return false
+		}
 		c = r.link.Load()
-		return r.mb.Depth() == 0 && balanced(c)
+		return balanced(c)
 	})
 	return c
 }

@@ -10,10 +10,12 @@ package main
 //	OUT/latest.json       every number, every run
 //	OUT/latest.md         the tables
 //	OUT/latest.png        end-to-end throughput per configuration
+//	OUT/latest-latency.png the RTT CDFs, idle and loaded
 //	OUT/latest-sweep.png  the batch-size sweep
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -164,7 +166,8 @@ func runBenchE2E(args []string) int {
 	renderMarkdown(os.Stdout, rep)
 	fmt.Printf("written: %s\n", strings.Join([]string{
 		filepath.Join(*out, "latest.json"), filepath.Join(*out, "latest.md"),
-		filepath.Join(*out, "latest.png"), filepath.Join(*out, "latest-sweep.png")}, ", "))
+		filepath.Join(*out, "latest.png"), filepath.Join(*out, "latest-sweep.png"),
+		filepath.Join(*out, "latest-latency.png")}, ", "))
 	if failed {
 		return 1
 	}
@@ -236,30 +239,71 @@ func e2eOptions(ctx context.Context, daemonBin, wgGo string, runs int, seconds f
 	}, cleanup, nil
 }
 
-// runCases runs each case in turn, with a CPU profile of side a's daemon
-// per case in profileDir if set. A failed case becomes a "failed: …" row
-// and the run goes on; an interrupt stops it.
+// runCases runs the cases by group (lab.Groups): the labs of a group's
+// cases are all up at once and their rounds interleaved — reference,
+// case, case, reference, case, case, … — so that a ratio compares runs
+// that met the same load; each lab is removed when its group is done. A
+// CPU profile of side a's daemon per case goes to profileDir if set. A
+// failed case becomes a "failed: …" row and the run goes on; an interrupt
+// stops it. The rows come back in the order of cases.
 func runCases(ctx context.Context, cases []lab.Case, o lab.E2EOptions, profileDir string, p *progress) (rows []e2eRow, failed bool) {
 	o.Progress = p.event
 	o.Log = p.note
 	defer p.stop()
-	for _, c := range cases {
-		if profileDir != "" {
-			o.Profile = filepath.Join(profileDir, c.Key+".pprof")
+	byKey := map[string]e2eRow{}
+	for _, g := range lab.Groups(cases) {
+		runs := make([]*lab.CaseRun, len(g))
+		errs := make([]error, len(g))
+		for i, c := range g {
+			co := o
+			if profileDir != "" {
+				co.Profile = filepath.Join(profileDir, c.Key+".pprof")
+			}
+			runs[i], errs[i] = lab.StartCase(ctx, c, co)
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		res, err := lab.RunCase(ctx, c, o)
+		for round := 0; ctx.Err() == nil; round++ {
+			more := false
+			for i, r := range runs {
+				if r == nil || errs[i] != nil || round >= r.Rounds() {
+					continue
+				}
+				more = true
+				errs[i] = r.Round(ctx)
+			}
+			if !more {
+				break
+			}
+		}
+		for i, c := range g {
+			res := lab.CaseResult{Case: c}
+			if r := runs[i]; r != nil {
+				res = r.Result()
+				if err := r.Close(); err != nil && errs[i] == nil {
+					errs[i] = err
+				}
+			}
+			if ctx.Err() != nil {
+				continue
+			}
+			row := e2eRow{CaseResult: res, Status: statusOK}
+			if err := errs[i]; err != nil {
+				row.Status = statusFailed + firstLineOf(err.Error())
+				failed = true
+				p.note("%s: FAILED: %v", c.Label, err)
+			} else {
+				p.note("%s", resultLine(row))
+			}
+			byKey[c.Key] = row
+		}
 		if ctx.Err() != nil {
 			return rows, true
 		}
-		row := e2eRow{CaseResult: res, Status: statusOK}
-		if err != nil {
-			row.Status = statusFailed + firstLineOf(err.Error())
-			failed = true
-			p.note("%s: FAILED: %v", c.Label, err)
-		} else {
-			p.note("%s", resultLine(row))
-		}
-		rows = append(rows, row)
+	}
+	for _, c := range cases {
+		rows = append(rows, byKey[c.Key])
 	}
 	return rows, failed
 }
@@ -302,12 +346,19 @@ func writeReport(dir string, rep *benchReport) error {
 		fmt.Fprintf(os.Stderr, "switchyard-lab bench e2e: no plot: %v\n", err)
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if err := writeLatencyPlot(rep, filepath.Join(dir, "latest-latency.png")); err != nil && !errors.Is(err, errNoLatency) {
+		return err
+	}
+	return nil
 }
 
 // progress is the status line: the case, run i/N, elapsed and an estimate
 // of the time remaining. On a terminal it is one line redrawn in place
-// (with \r) every second; otherwise one plain line per event.
+// (with \r) every second; otherwise one plain line per event. The cases of
+// a group run interleaved, so it keeps each case's state by key.
 type progress struct {
 	w     io.Writer
 	tty   bool
@@ -318,21 +369,32 @@ type progress struct {
 	runs      int
 	run       time.Duration // one TCP run
 	flood     time.Duration
-	index     int // of the current case
-	caseStart time.Time
-	measured  time.Duration // the current case's iperf3 time so far
+	started   int                   // cases set up so far
+	cur       lab.Case              // the case of the last event
+	state     map[string]*caseState // by key
+	setupAt   time.Time             // the last PhaseSetup, until the next event
 	overheads []time.Duration
 	status    string
 	done      chan struct{}
 	stopOnce  sync.Once
 }
 
+// caseState is what progress knows of one case.
+type caseState struct {
+	setUp    bool
+	runsDone int
+	done     bool
+}
+
 func newProgress(w *os.File, cases []lab.Case, runs int, seconds, floodSeconds float64) *progress {
 	p := &progress{
-		w: w, tty: isTerminal(w), start: time.Now(), cases: cases, runs: runs, index: -1,
+		w: w, tty: isTerminal(w), start: time.Now(), cases: cases, runs: runs, state: map[string]*caseState{},
 		run:   time.Duration(seconds*float64(time.Second)) + benchRunOverhead,
 		flood: time.Duration(floodSeconds*float64(time.Second)) + benchRunOverhead,
 		done:  make(chan struct{}),
+	}
+	for _, c := range cases {
+		p.state[c.Key] = &caseState{}
 	}
 	if p.tty {
 		go func() {
@@ -358,15 +420,27 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// work is the iperf3 time of case c.
+// roundTime is one round of case c: a TCP run, and for a latency case its
+// idle pings before it.
+func (p *progress) roundTime(c lab.Case) time.Duration {
+	if c.Flood {
+		return p.flood
+	}
+	if c.Latency {
+		return p.run + lab.LatencyPings*lab.LatencyInterval + benchRunOverhead
+	}
+	return p.run
+}
+
+// work is the iperf3 (and ping) time of case c.
 func (p *progress) work(c lab.Case) time.Duration {
 	if c.Flood {
 		return p.flood
 	}
-	return time.Duration(p.runs) * p.run
+	return time.Duration(p.runs) * p.roundTime(c)
 }
 
-// overhead is the mean measured setup and teardown of a case so far.
+// overhead is the mean measured setup of a case so far.
 func (p *progress) overhead() time.Duration {
 	if len(p.overheads) == 0 {
 		return benchSetupGuess
@@ -378,34 +452,54 @@ func (p *progress) overhead() time.Duration {
 	return sum / time.Duration(len(p.overheads))
 }
 
-// remaining estimates the time left: the rest of the current case and
-// every case after it, each at its iperf3 time plus the mean overhead.
-func (p *progress) remaining(now time.Time) time.Duration {
+// remaining estimates the time left: the rounds every case has still to
+// run, and the setup of those not set up yet.
+func (p *progress) remaining() time.Duration {
 	var left time.Duration
-	for i := max(p.index, 0); i < len(p.cases); i++ {
-		left += p.work(p.cases[i]) + p.overhead()
+	for _, c := range p.cases {
+		st := p.state[c.Key]
+		if st.done {
+			continue
+		}
+		if !st.setUp {
+			left += p.overhead()
+		}
+		rounds := p.runs
+		if c.Flood {
+			rounds = 1
+		}
+		left += time.Duration(max(rounds-st.runsDone, 0)) * p.roundTime(c)
 	}
-	if p.index >= 0 && p.index < len(p.cases) {
-		left -= now.Sub(p.caseStart)
-	}
-	return max(left, 0)
+	return left
 }
 
 func (p *progress) event(e lab.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
+	if !p.setupAt.IsZero() {
+		p.overheads = append(p.overheads, now.Sub(p.setupAt))
+		p.setupAt = time.Time{}
+	}
+	st := p.state[e.Case.Key]
+	if st == nil {
+		st = &caseState{}
+		p.state[e.Case.Key] = st
+	}
+	p.cur = e.Case
 	switch e.Phase {
 	case lab.PhaseSetup:
-		p.index++
-		p.caseStart, p.measured = now, 0
+		p.started++
+		st.setUp = true
+		p.setupAt = now
 		p.status = "setting up"
 	case lab.PhaseRun:
+		st.runsDone = e.Run - 1
 		p.status = fmt.Sprintf("run %d/%d", e.Run, e.Runs)
 	case lab.PhaseFlood:
 		p.status = "UDP flood"
 	case lab.PhaseDone:
-		p.overheads = append(p.overheads, max(now.Sub(p.caseStart)-p.work(e.Case), 0))
+		st.done = true
 		p.status = "done"
 	}
 	if p.tty || e.Phase != lab.PhaseDone {
@@ -415,12 +509,11 @@ func (p *progress) event(e lab.Event) {
 
 // draw prints the status line; the caller holds mu.
 func (p *progress) draw() {
-	if p.index < 0 || p.index >= len(p.cases) {
+	if p.started == 0 {
 		return
 	}
-	now := time.Now()
-	line := fmt.Sprintf("[%d/%d] %s — %s · elapsed %s · remaining ~%s", p.index+1, len(p.cases),
-		p.cases[p.index].Label, p.status, now.Sub(p.start).Round(time.Second), p.remaining(now).Round(time.Second))
+	line := fmt.Sprintf("[%d/%d] %s — %s · elapsed %s · remaining ~%s", p.started, len(p.cases),
+		p.cur.Label, p.status, time.Since(p.start).Round(time.Second), p.remaining().Round(time.Second))
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 	} else {

@@ -7,6 +7,7 @@ package main
 //	latest-sweep.png  the batch-size sweep: the in-memory pipeline's Mpps at
 //	                  batch 1…128 (micro part) next to the udp tunnel end to
 //	                  end at batch 1 and 128
+//	latest-latency.png the RTT CDFs, idle and loaded (bench_latency.go)
 
 import (
 	"errors"
@@ -35,6 +36,7 @@ const (
 var shortLabels = map[string]string{
 	"veth":           "veth (ceiling)",
 	"wireguard-go":   "wireguard-go pair",
+	"bare":           "bare forwarder pair",
 	"udp-b128":       "sy udp b128",
 	"udp-b1":         "sy udp b1",
 	"wireguard-b128": "sy wireguard b128",
@@ -125,7 +127,7 @@ func e2eBars(rep *benchReport) []bar {
 			continue
 		}
 		c := colorSY
-		if r.Kind == lab.KindVeth || r.Kind == lab.KindWireGuardGo {
+		if r.Kind == lab.KindVeth || r.Kind == lab.KindWireGuardGo || r.Kind == lab.KindBare {
 			c = colorRef
 		}
 		bars = append(bars, bar{label: shortLabel(r.Case), s: r.Gbps, color: c})

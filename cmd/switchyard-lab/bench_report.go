@@ -72,6 +72,14 @@ type e2eRow struct {
 	// VsInProcess is an out-of-process row's median over its in-process
 	// reference's (lab.Case.InProcess); the goal is ≥ 0.8.
 	VsInProcess float64 `json:"ratio_to_in_process,omitempty"`
+	// VsBare is a udp row's median over the bare forwarder pair's.
+	VsBare float64 `json:"ratio_to_bare,omitempty"`
+	// VsRef is, for a row run interleaved with its reference
+	// (lab.Case.Ref), each round's Gbit/s over the reference's in the same
+	// round: the ratio's median and spread.
+	VsRef lab.Summary `json:"ratio_to_ref_per_round"`
+	// Lat is the latency of a lab.Case.Latency row (bench_latency.go).
+	Lat *latencySummary `json:"latency_summary,omitempty"`
 }
 
 func (r e2eRow) ok() bool { return r.Status == statusOK }
@@ -153,6 +161,7 @@ func addRatios(rows []e2eRow) {
 		}
 		r.VsInProcess = lab.InProcessRatio(r.Case, medians)
 	}
+	addReferenceRatios(rows)
 }
 
 // readMachine describes this machine.
@@ -261,21 +270,28 @@ func renderMarkdown(w io.Writer, rep *benchReport) {
 
 	s := rep.Settings
 	fmt.Fprintf(w, "## End to end: iperf3 TCP, one stream, %g s, median of %d (min–max)\n\n", s.Seconds, s.Runs)
-	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ in-process | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ in-process | ÷ bare forwarder | ÷ wireguard-go | ÷ veth | ÷ reference, per round (interleaved) | CPU s per Gbit (per process) | peak RSS |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
 	for _, r := range rep.E2E {
 		if r.Flood != nil || r.Case.Flood {
 			continue
 		}
 		if !r.ok() {
-			fmt.Fprintf(w, "| %s | %s | | | | | | |\n", r.Label, r.Status)
+			fmt.Fprintf(w, "| %s | %s | | | | | | | | |\n", r.Label, r.Status)
 			continue
 		}
 		cpu, rss := procColumns(r)
-		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
-			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsInProcess), ratio(r.VsWireGuardGo), ratio(r.VsVeth), cpu, rss)
+		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
+			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsInProcess), ratio(r.VsBare), ratio(r.VsWireGuardGo), ratio(r.VsVeth),
+			spread(r.VsRef), cpu, rss)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "A row with a reference (the bare forwarder pair for udp, the wireguard-go pair for wireguard) ran its rounds "+
+		"interleaved with it, each in its own lab, all up at once; \"÷ reference, per round\" is the median (min–max) of each "+
+		"round's ratio. Goals (issue 14): udp batch 128 ≥ 0.9× the bare forwarder; wireguard ≥ 1.05× wireguard-go.")
+	fmt.Fprintln(w)
+	renderLatency(w, rep)
+	renderGoals(w, rep.E2E)
 	for _, r := range rep.E2E {
 		if !r.Case.Flood {
 			continue
@@ -304,8 +320,8 @@ func renderFlood(w io.Writer, r e2eRow, s benchSettings) {
 	f := r.Flood
 	fmt.Fprintf(w, "Offered %s Gbit/s (what the iperf3 client sent), delivered %s Gbit/s (iperf3 receiver), "+
 		"%d of %d datagrams lost end to end (%.1f %%).\n\n", gbit(f.SentGbps), gbit(f.Gbps), f.LostPackets, f.Packets, f.LostPercent)
-	fmt.Fprintln(w, "| daemon | actor | packets in | packets out | drops (by reason) | mailbox high-water / capacity (batches) |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | --- | --- |")
+	fmt.Fprintln(w, "| daemon | actor | packets in | packets out | drops (by reason) | mailbox high-water / capacity (batches) | mailbox wait p50 / p99 |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | --- | --- | --- |")
 	for _, a := range f.Actors {
 		if a.InPackets == 0 && a.OutPackets == 0 && a.Dropped() == 0 {
 			continue // an actor the flood never reached (dead letters)
@@ -314,11 +330,28 @@ func renderFlood(w io.Writer, r e2eRow, s benchSettings) {
 		if a.Capacity > 0 {
 			hw = fmt.Sprintf("%d / %d", a.HighWater, a.Capacity)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s |\n", a.Daemon, a.Actor, a.InPackets, a.OutPackets, dropsText(a.Drops), hw)
+		wait := "—"
+		if a.WaitP99 > 0 {
+			wait = "≤ " + waitText(a.WaitP50) + " / ≤ " + waitText(a.WaitP99)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s |\n", a.Daemon, a.Actor, a.InPackets, a.OutPackets, dropsText(a.Drops), hw, wait)
 	}
 	fmt.Fprintln(w)
 	cpu, rss := procColumns(r)
 	fmt.Fprintf(w, "Peak RSS (VmHWM) per daemon: %s. CPU s per delivered Gbit: %s.\n\n", rss, cpu)
+}
+
+// waitText formats a queueing delay bound in ns: "1 µs", "524 µs",
+// "8.4 ms", "1.07 s".
+func waitText(ns int64) string {
+	switch d := float64(ns); {
+	case d < 1e6:
+		return strconv.FormatFloat(d/1e3, 'f', 0, 64) + " µs"
+	case d < 1e9:
+		return strconv.FormatFloat(d/1e6, 'f', 1, 64) + " ms"
+	default:
+		return strconv.FormatFloat(d/1e9, 'f', 2, 64) + " s"
+	}
 }
 
 func dropsText(d map[string]uint64) string {

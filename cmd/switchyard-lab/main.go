@@ -21,6 +21,7 @@ usage:
   switchyard-lab ping|tcp-recv|tcp-send|udp-flood|tun-inject …
                                               traffic tools run inside a lab namespace
   switchyard-lab hostile …                    a remote peer that sends what no honest peer sends
+  switchyard-lab forward --peer ADDR:PORT     the bare TUN↔UDP forwarder the benchmark compares with
 
 BIN defaults to the switchyard binary next to this one (make build puts both in bin/).
 `
@@ -44,6 +45,8 @@ func dispatch(args []string) int {
 		return runHostile(rest)
 	case "soak":
 		return runSoak(rest)
+	case "forward":
+		return runForward(rest)
 	case "tcp-recv", "tcp-send", "udp-flood", "tun-inject", "ping":
 		return runLab(args)
 	case "help", "-h", "--help":

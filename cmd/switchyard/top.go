@@ -8,7 +8,9 @@ package main
 //  2. computeRates turns the previous and the new snapshot into per-actor
 //     rates: a pure function, timed by the daemon's clock (Snapshot.Time).
 //  3. View renders the rows: rates in and out, drops by reason, the mailbox
-//     depth as a bar against its capacity, restarts and state.
+//     depth as a bar against its capacity, the queueing delay of the batches
+//     delivered since the last refresh (p50/p99 from the mailbox's
+//     histogram), restarts and state.
 //
 // An unreachable daemon does not end it: the error is shown above the last
 // data and the fetch is retried every interval. q, Esc or Ctrl-C quits.
@@ -28,6 +30,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"switchyard/node"
+	"switchyard/stats"
 )
 
 // mailboxBarWidth (10 cells) is the width of a mailbox depth bar: one cell
@@ -77,6 +80,11 @@ type ActorRate struct {
 	Depth, HighWater         int64  // mailbox batches; 0 without a mailbox
 	Capacity                 int64  // 0: the actor has no mailbox
 	Restarts, RestartsRecent uint64 // in total, and since the previous snapshot
+	// WaitP50 and WaitP99 are the queueing delay quantiles (ns, the
+	// histogram bucket's upper bound) of the batches the mailbox delivered
+	// since the previous snapshot; Waited is how many there were.
+	WaitP50, WaitP99 int64
+	Waited           uint64
 }
 
 // computeRates returns the rates of every actor of cur, in cur's order,
@@ -105,10 +113,14 @@ func computeRates(prev, cur node.Snapshot) Rates {
 		var p struct {
 			inP, outP, inB, outB, restarts uint64
 			drops                          map[string]uint64
+			waits                          []uint64
 		}
 		if i, ok := before[a.Name]; ok {
 			pa := prev.Actors[i]
 			p.inP, p.outP, p.inB, p.outB, p.restarts, p.drops = pa.InPackets, pa.OutPackets, pa.InBytes, pa.OutBytes, pa.Restarts, pa.Drops
+			if pa.Mailbox != nil {
+				p.waits = pa.Mailbox.QueueDelay
+			}
 		}
 		ar := ActorRate{
 			Name: a.Name, Kind: a.Kind, State: a.State,
@@ -134,10 +146,60 @@ func computeRates(prev, cur node.Snapshot) Rates {
 		}
 		if mb := a.Mailbox; mb != nil {
 			ar.Depth, ar.HighWater, ar.Capacity = mb.DepthBatches, mb.HighWaterBatches, mb.Capacity
+			if dt > 0 {
+				waits := waitsSince(mb.QueueDelay, p.waits)
+				ar.WaitP50, ar.WaitP99 = stats.DelayQuantile(waits, 0.5), stats.DelayQuantile(waits, 0.99)
+				for _, n := range waits {
+					ar.Waited += n
+				}
+			}
 		}
 		r.Actors = append(r.Actors, ar)
 	}
 	return r
+}
+
+// waitsSince is the queueing delay histogram of the batches delivered
+// between two snapshots' histograms; the whole of cur when a bucket went
+// down (the daemon or the actor's host restarted).
+func waitsSince(cur, prev []uint64) []uint64 {
+	out := make([]uint64, len(cur))
+	for i, n := range cur {
+		if i < len(prev) {
+			if n < prev[i] {
+				return append(out[:0], cur...)
+			}
+			n -= prev[i]
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// fmtWait formats a queueing delay quantile (ns): 1µs, 512µs, 8.4ms, 1.07s.
+func fmtWait(ns int64) string {
+	switch d := float64(ns); {
+	case d < 1e6:
+		return fmt.Sprintf("%.0fµs", d/1e3)
+	case d < 1e9:
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", d/1e6), ".0") + "ms"
+	default:
+		return fmt.Sprintf("%.2fs", d/1e9)
+	}
+}
+
+// waitColumn is the WAIT P50/P99 cell: "-" without a mailbox, "…" without
+// rates, "idle" when nothing was delivered since the last refresh.
+func waitColumn(a ActorRate, haveRates bool) string {
+	switch {
+	case a.Capacity <= 0:
+		return "-"
+	case !haveRates:
+		return "…"
+	case a.Waited == 0:
+		return "idle"
+	}
+	return fmtWait(a.WaitP50) + "/" + fmtWait(a.WaitP99)
 }
 
 // fmtRate formats a per-second rate compactly: 0, 3.25, 412.0, 12.3k, 1.21M.
@@ -317,7 +379,7 @@ func (m topModel) View() string {
 func writeTopTable(w io.Writer, r Rates, haveRates bool) {
 	var tb strings.Builder
 	tw := tabwriter.NewWriter(&tb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTOR\tSTATE\tIN PPS\tIN MBIT/S\tOUT PPS\tOUT MBIT/S\tDROPS/S\tMAILBOX (BATCHES)\tHIGH\tRESTARTS")
+	fmt.Fprintln(tw, "ACTOR\tSTATE\tIN PPS\tIN MBIT/S\tOUT PPS\tOUT MBIT/S\tDROPS/S\tMAILBOX (BATCHES)\tHIGH\tWAIT P50/P99\tRESTARTS")
 	rate := fmtRate
 	mbps := fmtMbps
 	if !haveRates {
@@ -333,9 +395,9 @@ func writeTopTable(w io.Writer, r Rates, haveRates bool) {
 		if a.RestartsRecent > 0 {
 			restarts += fmt.Sprintf(" (+%d)", a.RestartsRecent)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.State,
 			rate(a.InPPS), mbps(a.InMbps), rate(a.OutPPS), mbps(a.OutMbps), rate(a.DropsPerSec),
-			mailboxBar(a.Depth, a.Capacity), high, restarts)
+			mailboxBar(a.Depth, a.Capacity), high, waitColumn(a, haveRates), restarts)
 	}
 	_ = tw.Flush()
 	lines := strings.Split(strings.TrimRight(tb.String(), "\n"), "\n")

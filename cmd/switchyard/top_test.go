@@ -57,6 +57,16 @@ func TestComputeRates(t *testing.T) {
 			}},
 		},
 		{
+			name:     "queueing delay of the batches delivered in between",
+			prev:     snap(0, stats.Row{Name: "peer", State: "running", Mailbox: waits(256, 10, 0, 0)}),
+			cur:      snap(time.Second, stats.Row{Name: "peer", State: "running", Mailbox: waits(256, 10+60, 39, 1)}),
+			wantSecs: 1,
+			wantActors: []ActorRate{{
+				Name: "peer", State: "running", Capacity: 256,
+				WaitP50: 1024, WaitP99: 1024 << 5, Waited: 100,
+			}},
+		},
+		{
 			name:     "first sample: no rates",
 			prev:     node.Snapshot{},
 			cur:      snap(time.Second, stats.Row{Name: "capture", State: "running", InPackets: 500, Restarts: 1}),
@@ -110,6 +120,51 @@ func TestComputeRates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waits is a mailbox whose delay histogram has n0 batches in the first
+// bucket (≤ 1.024 µs), n5 in bucket 5 (≤ 32.8 µs) and n21 above every
+// bound.
+func waits(capacity int64, n0, n5, n21 uint64) *stats.MailboxSnapshot {
+	h := make([]uint64, stats.NumDelayBuckets)
+	h[0], h[5], h[stats.NumDelayBuckets-1] = n0, n5, n21
+	return &stats.MailboxSnapshot{Capacity: capacity, QueueDelay: h}
+}
+
+func TestWaitColumn(t *testing.T) {
+	tests := []struct {
+		a         ActorRate
+		haveRates bool
+		want      string
+	}{
+		{ActorRate{}, true, "-"},
+		{ActorRate{Capacity: 8}, false, "…"},
+		{ActorRate{Capacity: 8}, true, "idle"},
+		{ActorRate{Capacity: 8, Waited: 3, WaitP50: 1024, WaitP99: 8_388_608}, true, "1µs/8.4ms"},
+		{ActorRate{Capacity: 8, Waited: 3, WaitP50: 524_288, WaitP99: 1_073_741_824}, true, "524µs/1.07s"},
+		{ActorRate{Capacity: 8, Waited: 3, WaitP50: 2_000_000, WaitP99: 2_000_000}, true, "2ms/2ms"},
+	}
+	for _, tt := range tests {
+		if got := waitColumn(tt.a, tt.haveRates); got != tt.want {
+			t.Errorf("waitColumn(%+v, %v) = %q, want %q", tt.a, tt.haveRates, got, tt.want)
+		}
+	}
+}
+
+func TestWaitsSince(t *testing.T) {
+	tests := []struct {
+		name            string
+		cur, prev, want []uint64
+	}{
+		{"growth", []uint64{5, 3, 1}, []uint64{2, 3, 0}, []uint64{3, 0, 1}},
+		{"no earlier", []uint64{5, 3}, nil, []uint64{5, 3}},
+		{"a reset counts from zero", []uint64{1, 0}, []uint64{4, 4}, []uint64{1, 0}},
+	}
+	for _, tt := range tests {
+		if got := waitsSince(tt.cur, tt.prev); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -210,6 +265,7 @@ func TestTopModel(t *testing.T) {
 		"2.0k", // router in pps
 		"20.0", // router in Mbit/s: 2000 pkt/s × 1250 B × 8
 		"[#####.....] 128/256",
+		"WAIT P50/P99", "idle",
 		"down", "11",
 		"router no_route 20.0/s",
 	} {

@@ -3,8 +3,11 @@ package lab
 import (
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"switchyard/stats"
 )
 
 func TestSummarize(t *testing.T) {
@@ -143,6 +146,22 @@ func TestDiffActor(t *testing.T) {
 	if got.InPackets != got.OutPackets+got.Dropped() {
 		t.Errorf("in %d != out %d + dropped %d", got.InPackets, got.OutPackets, got.Dropped())
 	}
+	if got.QueueDelay != nil || got.WaitP99 != 0 {
+		t.Errorf("no histogram: queue delay %v, p99 %d", got.QueueDelay, got.WaitP99)
+	}
+
+	// The queueing delay of the batches delivered in between: 90 at most
+	// 1.024 µs, 10 at most 8.4 ms.
+	h := func(b0, b13 uint64) []uint64 {
+		v := make([]uint64, stats.NumDelayBuckets)
+		v[0], v[13] = b0, b13
+		return v
+	}
+	before.QueueDelay, after.QueueDelay = h(5, 0), h(95, 10)
+	got = diffActor(before, after)
+	if !reflect.DeepEqual(got.QueueDelay, h(90, 10)) || got.WaitP50 != 1024 || got.WaitP99 != 1024<<13 {
+		t.Errorf("queue delay %v, p50 %d, p99 %d; want %v, 1024, %d", got.QueueDelay, got.WaitP50, got.WaitP99, h(90, 10), 1024<<13)
+	}
 }
 
 func TestCases(t *testing.T) {
@@ -174,6 +193,28 @@ func TestCases(t *testing.T) {
 	}
 	if n := len(NotBuilt()); n != 0 {
 		t.Errorf("NotBuilt() has %d cases, want none: every configuration of issue 4 exists", n)
+	}
+	// References: udp pairs against the bare forwarder, wireguard against
+	// wireguard-go (issue 14).
+	wantRef := map[CaseKind]CaseKind{KindUDP: KindBare, KindWireGuard: KindWireGuardGo}
+	for _, c := range seen {
+		if c.Ref == "" {
+			continue
+		}
+		if ref, ok := seen[c.Ref]; !ok || ref.Kind != wantRef[c.Kind] || ref.Ref != "" {
+			t.Errorf("case %s: reference %q = %+v, want a %v case that has no reference itself", c.Key, c.Ref, ref, wantRef[c.Kind])
+		}
+	}
+	// Latency rows of issue 21.
+	for _, key := range []string{"veth", "bare", "udp-b128", "wireguard-b128", "wireguard-go"} {
+		if c := seen[key]; !c.Latency {
+			t.Errorf("case %s measures no latency", key)
+		}
+	}
+	for _, key := range []string{"udp-b128", "wireguard-b128"} {
+		if seen[key].Ref == "" {
+			t.Errorf("case %s is not interleaved with a reference", key)
+		}
 	}
 }
 

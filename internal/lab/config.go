@@ -76,7 +76,9 @@ func OutOfProcessOver(c Config, transport string) Config {
 // Mailbox is a `mailbox:` block.
 type Mailbox struct {
 	Capacity int    // batches
-	Policy   string // drop_newest | drop_oldest
+	Policy   string // drop_newest | drop_oldest | codel
+	Target   string // codel's target, "5ms"; "" leaves the default
+	Interval string // codel's interval, "100ms"; "" leaves the default
 }
 
 // Supervision is the `supervision:` block; durations as the config writes
@@ -229,6 +231,12 @@ func mailboxYAML(m Mailbox) string {
 	}
 	if m.Policy != "" {
 		parts = append(parts, "policy: "+m.Policy)
+	}
+	if m.Target != "" {
+		parts = append(parts, "target: "+m.Target)
+	}
+	if m.Interval != "" {
+		parts = append(parts, "interval: "+m.Interval)
 	}
 	if len(parts) == 0 {
 		return ""

@@ -28,6 +28,11 @@ func TestConfigYAML(t *testing.T) {
 			Name: "peer", Type: "slow", Mailbox: Mailbox{Capacity: 64, Policy: "drop_oldest"},
 			Settings: []string{"delay: 2ms"}, Routes: TunnelPrefixes,
 		}}}, []string{"pool_buffers: 1024", "mailbox: {capacity: 64, policy: drop_oldest}", "delay: 2ms"}},
+		{"codel", l.B, func() Config {
+			c := l.DefaultConfig(l.B)
+			c.Mailbox = Mailbox{Policy: "codel", Target: "2ms", Interval: "50ms"}
+			return c
+		}(), []string{"mailbox: {policy: codel, target: 2ms, interval: 50ms}"}},
 		{"panicky and udp", l.A, Config{
 			Supervision: Supervision{MaxRestarts: &three, Within: "10s", Backoff: "100ms"},
 			Protocols: []Protocol{

@@ -5,6 +5,8 @@ package lab
 //
 //  1. the veth alone — the kernel's ceiling on this machine;
 //  2. two wireguard-go binaries — the reference a user would pick instead;
+//     and two bare TUN↔UDP forwarders (forward.go) — the machine's limit
+//     for a tunnel on the same libraries, what the udp pairs compare with;
 //  3. two switchyard daemons, udp protocol, batch 128 and batch 1;
 //  4. the same with the udp protocol out of process on both sides (a
 //     spawned protocol host per daemon), batch 128 and batch 1 — the second
@@ -37,6 +39,7 @@ const (
 	KindWireGuardGo                 // two wireguard-go binaries: the reference
 	KindUDP                         // two switchyard daemons, udp protocol
 	KindWireGuard                   // two switchyard daemons, wireguard protocol
+	KindBare                        // two bare forwarders (Forward): the reference of the udp pairs
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -61,15 +64,27 @@ type Case struct {
 	// Flood makes the case one iperf3 UDP run at a fixed offered rate above
 	// capacity instead of the TCP runs.
 	Flood bool `json:"flood,omitempty"`
+	// Ref is the key of the reference case this one is compared with
+	// (the bare forwarder pair for udp, the wireguard-go pair for
+	// wireguard): the harness runs their rounds interleaved in one run and
+	// reports each round's ratio.
+	Ref string `json:"ref,omitempty"`
+	// Latency adds the RTT measurement (latency.go) to each round.
+	Latency bool `json:"latency,omitempty"`
+	// Policy, if set, is the mailbox policy of every actor of the
+	// switchyard daemons ("codel"), with its defaults.
+	Policy string `json:"policy,omitempty"`
 }
 
 // Cases are the end-to-end cases, in report order: each out-of-process
 // case right after its in-process reference, so both meet the same load.
+// A case with a Ref runs interleaved with its reference (Groups).
 func Cases() []Case {
 	return []Case{
-		{Key: "veth", Label: "kernel veth alone (ceiling)", Kind: KindVeth},
-		{Key: "wireguard-go", Label: "wireguard-go pair (reference)", Kind: KindWireGuardGo},
-		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128},
+		{Key: "veth", Label: "kernel veth alone (ceiling)", Kind: KindVeth, Latency: true},
+		{Key: "wireguard-go", Label: "wireguard-go pair (reference)", Kind: KindWireGuardGo, Latency: true},
+		{Key: "bare", Label: "bare TUN↔UDP forwarder pair (reference)", Kind: KindBare, Latency: true},
+		{Key: "udp-b128", Label: "switchyard udp, in-process, batch 128", Kind: KindUDP, Batch: 128, Ref: "bare", Latency: true},
 		{Key: "udp-oop-b128", Label: "switchyard udp, out of process (shm), batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, InProcess: "udp-b128"},
 		{Key: "udp-oop1-b128", Label: "switchyard udp, out of process (shm) on side a only, batch 128", Kind: KindUDP, Batch: 128,
@@ -78,16 +93,53 @@ func Cases() []Case {
 			OutOfProcess: true, Transport: "grpc", InProcess: "udp-b128"},
 		{Key: "udp-grpc1-b128", Label: "switchyard udp, out of process (grpc) on side a only, batch 128", Kind: KindUDP, Batch: 128,
 			OutOfProcess: true, OneSide: true, Transport: "grpc", InProcess: "udp-b128"},
-		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1},
+		{Key: "udp-codel-b128", Label: "switchyard udp, in-process, batch 128, codel mailboxes", Kind: KindUDP, Batch: 128,
+			Ref: "bare", Latency: true, Policy: "codel"},
+		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1, Ref: "bare"},
 		{Key: "udp-oop-b1", Label: "switchyard udp, out of process (shm), batch 1", Kind: KindUDP, Batch: 1,
 			OutOfProcess: true, InProcess: "udp-b1"},
 		{Key: "udp-grpc-b1", Label: "switchyard udp, out of process (grpc), batch 1: one message per packet", Kind: KindUDP, Batch: 1,
 			OutOfProcess: true, Transport: "grpc", InProcess: "udp-b1"},
-		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128},
+		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128,
+			Ref: "wireguard-go", Latency: true},
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 	}
+}
+
+// Groups splits cases (in order) into the groups the harness runs
+// together, their rounds interleaved: each reference with the cases whose
+// Ref it is, at the place of its first member; every other case alone.
+// A case whose reference is not among cases runs alone.
+func Groups(cases []Case) [][]Case {
+	selected := map[string]bool{}
+	for _, c := range cases {
+		selected[c.Key] = true
+	}
+	head := func(c Case) string { // the key of the group c belongs to
+		if c.Ref != "" && selected[c.Ref] {
+			return c.Ref
+		}
+		return c.Key
+	}
+	index := map[string]int{}
+	var groups [][]Case
+	for _, c := range cases {
+		h := head(c)
+		i, ok := index[h]
+		if !ok {
+			i = len(groups)
+			index[h] = i
+			groups = append(groups, nil)
+		}
+		if c.Key == h { // the reference leads its group
+			groups[i] = append([]Case{c}, groups[i]...)
+		} else {
+			groups[i] = append(groups[i], c)
+		}
+	}
+	return groups
 }
 
 // NotBuilt lists the configurations that do not exist yet, with the reason
@@ -222,6 +274,13 @@ type ActorDrops struct {
 	Drops      map[string]uint64 `json:"drops,omitempty"`
 	HighWater  int64             `json:"mailbox_high_water_batches,omitempty"`
 	Capacity   int64             `json:"mailbox_capacity_batches,omitempty"`
+	// QueueDelay is the mailbox's queueing delay histogram
+	// (stats.MailboxSnapshot.QueueDelay; after diffActor, of the batches
+	// delivered in between), and WaitP50/WaitP99 its quantiles in ns
+	// (stats.DelayQuantile: the bucket's upper bound).
+	QueueDelay []uint64 `json:"queue_delay_counts,omitempty"`
+	WaitP50    int64    `json:"queue_delay_p50_ns,omitempty"`
+	WaitP99    int64    `json:"queue_delay_p99_ns,omitempty"`
 }
 
 // Dropped sums the actor's drops.
@@ -250,6 +309,8 @@ type CaseResult struct {
 	Gbps  Summary      `json:"gbit_s"`
 	Procs []ProcResult `json:"processes,omitempty"`
 	Flood *FloodResult `json:"flood,omitempty"`
+	// Latency is the RTT of each round, idle and loaded (Case.Latency).
+	Latency *Latency `json:"latency,omitempty"`
 }
 
 // benchProc is a process whose CPU time and memory a case reports.
@@ -259,77 +320,169 @@ type benchProc struct {
 	daemon *Daemon // nil for wireguard-go
 }
 
-// RunCase builds a lab for c, measures it and removes the lab. It needs
-// root and iperf3 (and wg for KindWireGuardGo).
+// RunCase builds a lab for c, measures it (o.Runs rounds) and removes the
+// lab. It needs root and iperf3 (and wg for KindWireGuardGo).
 func RunCase(ctx context.Context, c Case, o E2EOptions) (_ CaseResult, err error) {
+	r, err := StartCase(ctx, c, o)
+	if err != nil {
+		return CaseResult{Case: c}, err
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for range r.Rounds() {
+		if err := r.Round(ctx); err != nil {
+			return r.Result(), err
+		}
+	}
+	return r.Result(), nil
+}
+
+// CaseRun is a case whose lab is up, between StartCase and Close: the
+// harness runs the rounds of the cases of one comparison interleaved (A B
+// A B …), each case in its own lab, so that all meet the same load.
+type CaseRun struct {
+	c      Case
+	o      E2EOptions
+	l      *Lab
+	procs  []benchProc
+	target netip.Addr
+	stops  []func()
+	res    CaseResult
+	rounds int // done
+}
+
+// StartCase builds c's lab and starts what carries its traffic and the
+// iperf3 server. On error everything it made is removed.
+func StartCase(ctx context.Context, c Case, o E2EOptions) (_ *CaseRun, err error) {
 	o.defaults()
-	res := CaseResult{Case: c}
 	need := []string{"iperf3"}
 	if c.Kind == KindWireGuardGo {
 		need = append(need, "wg")
 		if o.WireGuardGo == "" {
-			return res, errors.New("no wireguard-go binary given")
+			return nil, errors.New("no wireguard-go binary given")
 		}
 	}
 	for _, tool := range need {
 		if err := NeedTool(tool); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	o.Progress(Event{Case: c, Phase: PhaseSetup})
 	l, err := New(ctx, Options{Binary: o.Binary, Tools: o.Tools})
 	if err != nil {
-		return res, err
-	}
-	var stops []func()
-	defer func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		if cerr := l.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
 		o.Progress(Event{Case: c, Phase: PhaseDone})
+		return nil, err
+	}
+	r := &CaseRun{c: c, o: o, l: l, res: CaseResult{Case: c}}
+	defer func() {
+		if err != nil {
+			_ = r.Close()
+		}
 	}()
-
-	procs, target, more, err := startCase(ctx, l, c, o)
-	stops = append(stops, more...)
+	var more []func()
+	r.procs, r.target, more, err = startCase(ctx, l, c, o)
+	r.stops = append(r.stops, more...)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	if err := l.PingUntil(ctx, l.A, target, 10*time.Second); err != nil {
-		return res, err
+	if err := l.PingUntil(ctx, l.A, r.target, 10*time.Second); err != nil {
+		return nil, err
 	}
-	stop, err := l.IperfServer(ctx, l.B, target)
+	stop, err := l.IperfServer(ctx, l.B, r.target)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	stops = append(stops, stop)
+	r.stops = append(r.stops, stop)
+	return r, nil
+}
 
+// Rounds is how many rounds the case takes: 1 for a flood, o.Runs for the
+// TCP runs.
+func (r *CaseRun) Rounds() int {
+	if r.c.Flood {
+		return 1
+	}
+	return r.o.Runs
+}
+
+// Round measures the case once: the flood, or the idle pings (a latency
+// case) and one TCP run with the loaded pings beside it.
+func (r *CaseRun) Round(ctx context.Context) error {
+	c, o, l := r.c, r.o, r.l
+	r.rounds++
 	if c.Flood {
 		o.Progress(Event{Case: c, Phase: PhaseFlood})
-		if res.Flood, err = flood(ctx, l, target, procs, o); err != nil {
-			return res, err
+		f, err := flood(ctx, l, r.target, r.procs, o)
+		if err != nil {
+			return err
 		}
-		res.Gbps = Summarize([]float64{res.Flood.Gbps})
+		r.res.Flood = f
+		return nil
+	}
+	o.Progress(Event{Case: c, Phase: PhaseRun, Run: r.rounds, Runs: o.Runs})
+	var loaded chan RTTSample
+	var pingErr error
+	if c.Latency {
+		idle, err := l.PingRTTs(ctx, l.A, r.target, LatencyPings, LatencyInterval)
+		if err != nil {
+			return fmt.Errorf("run %d: idle ping: %w", r.rounds, err)
+		}
+		if r.res.Latency == nil {
+			r.res.Latency = &Latency{}
+		}
+		r.res.Latency.Idle = append(r.res.Latency.Idle, idle)
+		if n := loadedPings(o.Duration); n > 0 {
+			loaded = make(chan RTTSample, 1)
+			go func() {
+				select {
+				case <-time.After(LatencyWarmup):
+				case <-ctx.Done():
+				}
+				s, err := l.PingRTTs(ctx, l.A, r.target, n, LatencyInterval)
+				if err != nil {
+					pingErr = err
+				}
+				loaded <- s
+			}()
+		}
+	}
+	run, err := measuredRun(ctx, l, r.target, r.procs, o, r.rounds == 1)
+	if loaded != nil {
+		s := <-loaded
+		if err == nil && pingErr != nil {
+			err = fmt.Errorf("loaded ping: %w", pingErr)
+		}
+		r.res.Latency.Loaded = append(r.res.Latency.Loaded, s)
+	}
+	if err != nil {
+		return fmt.Errorf("run %d: %w", r.rounds, err)
+	}
+	r.res.Runs = append(r.res.Runs, run)
+	return nil
+}
+
+// Result summarises the rounds so far: throughput, and per process the CPU
+// per Gbit and the peak RSS.
+func (r *CaseRun) Result() CaseResult {
+	res := r.res
+	if f := res.Flood; f != nil {
+		res.Gbps = Summarize([]float64{f.Gbps})
 	} else {
 		var gbps []float64
-		for i := range o.Runs {
-			o.Progress(Event{Case: c, Phase: PhaseRun, Run: i + 1, Runs: o.Runs})
-			r, err := measuredRun(ctx, l, target, procs, o, i == 0)
-			if err != nil {
-				return res, fmt.Errorf("run %d: %w", i+1, err)
-			}
-			res.Runs = append(res.Runs, r)
-			gbps = append(gbps, r.Gbps)
+		for _, run := range res.Runs {
+			gbps = append(gbps, run.Gbps)
 		}
 		res.Gbps = Summarize(gbps)
 	}
-	for _, p := range procs {
+	res.Procs = nil
+	for _, p := range r.procs {
 		pr := ProcResult{Name: p.name}
 		var per []float64
-		for _, r := range res.Runs {
-			per = append(per, CPUPerGbit(r.CPU[p.name], r.Bytes))
+		for _, run := range res.Runs {
+			per = append(per, CPUPerGbit(run.CPU[p.name], run.Bytes))
 		}
 		if f := res.Flood; f != nil {
 			per = append(per, CPUPerGbit(f.CPU[p.name], f.Bytes))
@@ -338,11 +491,22 @@ func RunCase(ctx context.Context, c Case, o E2EOptions) (_ CaseResult, err error
 		if m, err := ProcMemory(p.pid); err == nil {
 			pr.PeakRSS = m.HWM
 		} else {
-			o.Log("%s: peak RSS: %v", p.name, err)
+			r.o.Log("%s: peak RSS: %v", p.name, err)
 		}
 		res.Procs = append(res.Procs, pr)
 	}
-	return res, nil
+	return res
+}
+
+// Close stops what the case started and removes its lab.
+func (r *CaseRun) Close() error {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+	err := r.l.Close()
+	r.o.Progress(Event{Case: r.c, Phase: PhaseDone})
+	return err
 }
 
 // startCase starts what carries c's traffic and returns the processes to
@@ -355,6 +519,9 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		for _, s := range []*Side{l.A, l.B} {
 			cfg := l.DefaultConfig(s)
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
+			if c.Policy != "" {
+				cfg.Mailbox.Policy = c.Policy // every actor's: the protocols inherit it
+			}
 			if c.OutOfProcess && (!c.OneSide || s == l.A) {
 				cfg = OutOfProcessOver(cfg, c.Transport)
 			}
@@ -368,6 +535,16 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
+	case KindBare:
+		for _, s := range [][2]*Side{{l.A, l.B}, {l.B, l.A}} {
+			f, err := l.StartForwarder(ctx, s[0], s[1])
+			if err != nil {
+				return procs, target, stops, err
+			}
+			stops = append(stops, f.Stop)
+			procs = append(procs, benchProc{name: "forward " + s[0].Label, pid: f.Pid()})
+		}
+		return procs, l.B.TUN4, stops, nil
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
@@ -559,6 +736,7 @@ func actorCounters(daemon string, actors []stats.Row) map[string]ActorDrops {
 		}
 		if a.Mailbox != nil {
 			d.HighWater, d.Capacity = a.Mailbox.HighWaterBatches, a.Mailbox.Capacity
+			d.QueueDelay = append([]uint64(nil), a.Mailbox.QueueDelay...)
 		}
 		m[a.Name] = d
 	}
@@ -576,6 +754,16 @@ func diffActor(before, after ActorDrops) ActorDrops {
 		if n := v - before.Drops[k]; n > 0 {
 			d.Drops[k] = n
 		}
+	}
+	if len(after.QueueDelay) > 0 {
+		d.QueueDelay = make([]uint64, len(after.QueueDelay))
+		for i, v := range after.QueueDelay {
+			if i < len(before.QueueDelay) && v >= before.QueueDelay[i] {
+				v -= before.QueueDelay[i]
+			}
+			d.QueueDelay[i] = v
+		}
+		d.WaitP50, d.WaitP99 = stats.DelayQuantile(d.QueueDelay, 0.5), stats.DelayQuantile(d.QueueDelay, 0.99)
 	}
 	return d
 }

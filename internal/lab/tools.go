@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -74,6 +78,23 @@ func parsePing(addr netip.Addr, side *Side, output string, err error) (PingResul
 		r.AvgRTT = time.Duration(ms * float64(time.Millisecond))
 	}
 	return r, nil
+}
+
+// PingRTTs (latency.go) runs the built-in ping count times, interval apart, from side to
+// addr and returns every reply's RTT. No reply is not an error.
+func (l *Lab) PingRTTs(ctx context.Context, side *Side, addr netip.Addr, count int, interval time.Duration) (RTTSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout+time.Duration(count)*interval+latencyReplyWait)
+	defer cancel()
+	out, stderr, err := l.Exec(ctx, side, l.Tools, "ping", "--count", strconv.Itoa(count),
+		"--interval", interval.String(), "--timeout", latencyReplyWait.String(), addr.String())
+	s, perr := parseRTTs(string(out) + string(stderr))
+	if perr != nil {
+		if err != nil {
+			return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, err)
+		}
+		return s, fmt.Errorf("ping %s from %s: %w", addr, side.NS, perr)
+	}
+	return s, nil
 }
 
 // PingUntil pings addr once a time until a reply comes or timeout passes (a
@@ -304,4 +325,88 @@ func FreeTCPPort() (string, error) {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+// Forwarder is a bare forwarder (`switchyard-lab forward`, Forward) running
+// in one side's namespace, its TUN configured as a daemon's would be.
+type Forwarder struct {
+	Side    *Side
+	LogPath string
+
+	cmd    *exec.Cmd
+	lab    *Lab
+	exited chan struct{}
+}
+
+// forwarderStartPoll (20 ms) is how often StartForwarder looks for the
+// forwarder's TUN: it appears in milliseconds.
+const forwarderStartPoll = 20 * time.Millisecond
+
+// StartForwarder runs the bare forwarder in side's namespace with peer's
+// forwarder as its peer (UDP DefaultUDPPort on the veth), waits for its
+// TUN, gives it side's TUN addresses and brings it up. Stop ends it; Close
+// kills it if it is still running.
+func (l *Lab) StartForwarder(ctx context.Context, side, peer *Side) (*Forwarder, error) {
+	logPath := filepath.Join(l.Dir, "forward-"+side.Label+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd, err := l.Command(context.Background(), side, l.Tools, "forward", "--tun", side.TUNDev,
+		"--listen", strconv.Itoa(DefaultUDPPort), "--peer", netip.AddrPortFrom(peer.Veth4, DefaultUDPPort).String())
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		l.Done(cmd)
+		return nil, fmt.Errorf("start the forwarder in %s: %w", side.NS, err)
+	}
+	f := &Forwarder{Side: side, LogPath: logPath, cmd: cmd, lab: l, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); l.Done(cmd); close(f.exited) }()
+
+	deadline := time.Now().Add(DaemonStartTimeout)
+	for l.ip(ctx, "-n", side.NS, "link", "show", "dev", side.TUNDev) != nil {
+		select {
+		case <-f.exited:
+			b, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("the forwarder in %s exited at start: %s", side.NS, tail(b, LogTailBytes))
+		case <-ctx.Done():
+			f.Stop()
+			return nil, ctx.Err()
+		case <-time.After(forwarderStartPoll):
+		}
+		if time.Now().After(deadline) {
+			f.Stop()
+			return nil, fmt.Errorf("the forwarder in %s: no TUN %s within %v", side.NS, side.TUNDev, DaemonStartTimeout)
+		}
+	}
+	for _, args := range [][]string{
+		{"-n", side.NS, "addr", "add", side.TUN4.String() + "/24", "dev", side.TUNDev},
+		{"-n", side.NS, "addr", "add", side.TUN6.String() + "/64", "dev", side.TUNDev, "nodad"},
+		{"-n", side.NS, "link", "set", side.TUNDev, "up"},
+	} {
+		if err := l.ip(ctx, args...); err != nil {
+			f.Stop()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Pid is the forwarder's process id.
+func (f *Forwarder) Pid() int { return f.cmd.Process.Pid }
+
+// Stop ends the forwarder (SIGTERM, then SIGKILL after DaemonStopTimeout).
+func (f *Forwarder) Stop() {
+	if f.cmd.Process != nil {
+		_ = f.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-f.exited:
+	case <-time.After(DaemonStopTimeout):
+		_ = f.cmd.Process.Kill()
+		<-f.exited
+	}
 }
