@@ -138,20 +138,23 @@ func (n *Node) remoteProducer(p parsedProtocol, st *stats.Counters, mb *mailbox.
 	cfg := n.Config()
 	_, policy := mb.Capacity()
 	capacity, _ := mb.Capacity()
+	target, interval := mb.CoDel()
 	inStats := n.registry.Row(p.cfg.Name+".in", "receiver")
 	open := remote.Open{
-		Name:         p.cfg.Name,
-		Type:         p.cfg.Type,
-		Settings:     p.cfg.Settings.YAML(),
-		ConfigFile:   cfg.File,
-		SettingsPath: p.cfg.Settings.Path(),
-		MaxBatch:     cfg.Batch.MaxPackets,
-		Capacity:     capacity,
-		Policy:       policy.String(),
-		Window:       cfg.Remote.Window,
-		MaxRestarts:  cfg.Supervision.MaxRestarts,
-		Within:       int64(time.Duration(cfg.Supervision.Within)),
-		Backoff:      int64(time.Duration(cfg.Supervision.Backoff)),
+		Name:          p.cfg.Name,
+		Type:          p.cfg.Type,
+		Settings:      p.cfg.Settings.YAML(),
+		ConfigFile:    cfg.File,
+		SettingsPath:  p.cfg.Settings.Path(),
+		MaxBatch:      cfg.Batch.MaxPackets,
+		Capacity:      capacity,
+		Policy:        policy.String(),
+		CoDelTarget:   int64(target),
+		CoDelInterval: int64(interval),
+		Window:        cfg.Remote.Window,
+		MaxRestarts:   cfg.Supervision.MaxRestarts,
+		Within:        int64(time.Duration(cfg.Supervision.Within)),
+		Backoff:       int64(time.Duration(cfg.Supervision.Backoff)),
 	}
 	if h, _ := cfg.Host(p.cfg.Host); h.UsesSHM() {
 		return remote.NewSHMLink(remote.SHMSpec{

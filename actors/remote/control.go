@@ -45,10 +45,14 @@ type Open struct {
 	MaxBatch     int    `msgpack:"max_batch"`
 	Capacity     int    `msgpack:"capacity"` // the instance's mailbox, batches
 	Policy       string `msgpack:"policy"`
-	Window       int    `msgpack:"window"`
-	MaxRestarts  int    `msgpack:"max_restarts"`
-	Within       int64  `msgpack:"within_ns"`
-	Backoff      int64  `msgpack:"backoff_ns"`
+	// CoDelTarget and CoDelInterval (ns) are the codel policy's settings
+	// (mailbox.target, mailbox.interval); 0: the defaults.
+	CoDelTarget   int64 `msgpack:"codel_target_ns,omitempty"`
+	CoDelInterval int64 `msgpack:"codel_interval_ns,omitempty"`
+	Window        int   `msgpack:"window"`
+	MaxRestarts   int   `msgpack:"max_restarts"`
+	Within        int64 `msgpack:"within_ns"`
+	Backoff       int64 `msgpack:"backoff_ns"`
 	// DaemonIn is the daemon's receiver for this instance's inbound batches
 	// (transport grpc).
 	DaemonIn PIDRef `msgpack:"daemon_in"`

@@ -321,6 +321,9 @@ func (a *hostActor) openWith(ctx actor.Context, owner *actor.PID, o Open, info p
 		}
 	} else {
 		upMB := mailbox.New(max(o.Capacity, 1), policy, upStats)
+		if o.CoDelTarget > 0 && o.CoDelInterval > 0 {
+			upMB.SetCoDel(time.Duration(o.CoDelTarget), time.Duration(o.CoDelInterval))
+		}
 		uplink, err = ctx.SpawnNamed(stage.Props(NewLink(LinkSpec{
 			ID: AckPrefix + o.Name, Stats: upStats, Bad: bad, Window: o.Window, MaxBatch: maxBatch, Policy: policy,
 			Peer: o.DaemonIn.PID(),
@@ -339,6 +342,9 @@ func (a *hostActor) openWith(ctx actor.Context, owner *actor.PID, o Open, info p
 
 	// The protocol, under the host's supervisor.
 	mb := mailbox.New(max(o.Capacity, 1), policy, st)
+	if o.CoDelTarget > 0 && o.CoDelInterval > 0 {
+		mb.SetCoDel(time.Duration(o.CoDelTarget), time.Duration(o.CoDelInterval))
+	}
 	inst := protocols.Instance{Name: o.Name, Settings: settings, Env: protocols.Env{
 		System: h.system, Injector: uplink, Pool: h.pool, ToNetwork: st, FromNetwork: recv,
 		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
