@@ -85,6 +85,8 @@ func (n *Node) startRemote() error {
 			Mirror:  &n.registry,
 			Log:     n.log.Named("host"),
 			SHMDir:  shmDir,
+			Session: n.hostSession,
+			Bad:     n.remoteStats,
 		}
 		pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(remote.NewHostLink(spec)), "host/"+h.Name)
 		if err != nil {
