@@ -72,6 +72,9 @@ type e2eRow struct {
 	// VsInProcess is an out-of-process row's median over its in-process
 	// reference's (lab.Case.InProcess); the goal is ≥ 0.8.
 	VsInProcess float64 `json:"ratio_to_in_process,omitempty"`
+	// VsReference is a protocol row's median over its protocol's reference
+	// pair's (lab.Case.Reference: ocserv ↔ openconnect for openconnect).
+	VsReference float64 `json:"ratio_to_reference,omitempty"`
 }
 
 func (r e2eRow) ok() bool { return r.Status == statusOK }
@@ -152,6 +155,7 @@ func addRatios(rows []e2eRow) {
 			r.VsVeth = r.Gbps.Median / veth
 		}
 		r.VsInProcess = lab.InProcessRatio(r.Case, medians)
+		r.VsReference = lab.ReferenceRatio(r.Case, medians)
 	}
 }
 
@@ -261,19 +265,19 @@ func renderMarkdown(w io.Writer, rep *benchReport) {
 
 	s := rep.Settings
 	fmt.Fprintf(w, "## End to end: iperf3 TCP, one stream, %g s, median of %d (min–max)\n\n", s.Seconds, s.Runs)
-	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ in-process | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+	fmt.Fprintln(w, "| configuration | Gbit/s | min–max | ÷ in-process | ÷ protocol reference | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
 	for _, r := range rep.E2E {
 		if r.Flood != nil || r.Case.Flood {
 			continue
 		}
 		if !r.ok() {
-			fmt.Fprintf(w, "| %s | %s | | | | | | |\n", r.Label, r.Status)
+			fmt.Fprintf(w, "| %s | %s | | | | | | | |\n", r.Label, r.Status)
 			continue
 		}
 		cpu, rss := procColumns(r)
-		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
-			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsInProcess), ratio(r.VsWireGuardGo), ratio(r.VsVeth), cpu, rss)
+		fmt.Fprintf(w, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s |\n", r.Label, gbit(r.Gbps.Median),
+			gbit(r.Gbps.Min), gbit(r.Gbps.Max), ratio(r.VsInProcess), ratio(r.VsReference), ratio(r.VsWireGuardGo), ratio(r.VsVeth), cpu, rss)
 	}
 	fmt.Fprintln(w)
 	for _, r := range rep.E2E {

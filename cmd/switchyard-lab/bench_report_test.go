@@ -98,6 +98,21 @@ func TestAddRatios(t *testing.T) {
 	}
 }
 
+// TestReferenceRatio: a protocol row against its reference pair.
+func TestReferenceRatio(t *testing.T) {
+	medians := map[string]float64{"openconnect-ref": 0.5, "openconnect-pair": 1.5}
+	for _, c := range lab.Cases() {
+		got := lab.ReferenceRatio(c, medians)
+		want := 0.0
+		if c.Key == "openconnect-pair" {
+			want = 3
+		}
+		if !near(got, want) {
+			t.Errorf("%s: ratio to its reference %v, want %v", c.Key, got, want)
+		}
+	}
+}
+
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 
 func TestMicroReport(t *testing.T) {
@@ -124,15 +139,15 @@ func TestRenderMarkdown(t *testing.T) {
 		"2026-11-25 19:00 UTC (full run); the end-to-end part took 7m1s.",
 		"Machine: 2 cores, AMD EPYC, Linux 6.18, go1.26.8. Load average (1/5/15 min) at start 0.10 0.20 0.30, at end 1.00 1.10 1.20.",
 		"## End to end: iperf3 TCP, one stream, 10 s, median of 3 (min–max)",
-		"| configuration | Gbit/s | min–max | ÷ in-process | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |",
-		"| kernel veth alone (ceiling) | 10.00 | 9.00–11.00 | — | 5.00× | 1.00× | — | — |",
-		"| wireguard-go pair (reference) | 2.00 | 1.90–2.20 | — | 1.00× | 0.20× | a 0.50, b 0.60 | a 40.0 MiB, b 50.0 MiB |",
-		"| switchyard udp, in-process, batch 128 | 3.00 | 2.90–3.50 | — | 1.50× | 0.30× | a 0.30, b 0.40 | a 40.0 MiB, b 50.0 MiB |",
-		"| switchyard udp, in-process, batch 1 | 0.50 | 0.40–0.60 | — | 0.25× | 0.05× |",
-		"| switchyard udp, out of process (shm), batch 128 | 2.40 | 2.10–2.50 | 0.80× | 1.20× | 0.24× |",
-		"| switchyard udp, out of process (shm), batch 1 | 0.30 | 0.30–0.30 | 0.60× | 0.15× | 0.03× |",
-		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | |",
-		"| switchyard wireguard, out of process (shm), batch 128 | failed: run 1: iperf3: boom | | | | | | |",
+		"| configuration | Gbit/s | min–max | ÷ in-process | ÷ protocol reference | ÷ wireguard-go | ÷ veth | CPU s per Gbit (per process) | peak RSS |",
+		"| kernel veth alone (ceiling) | 10.00 | 9.00–11.00 | — | — | 5.00× | 1.00× | — | — |",
+		"| wireguard-go pair (reference) | 2.00 | 1.90–2.20 | — | — | 1.00× | 0.20× | a 0.50, b 0.60 | a 40.0 MiB, b 50.0 MiB |",
+		"| switchyard udp, in-process, batch 128 | 3.00 | 2.90–3.50 | — | — | 1.50× | 0.30× | a 0.30, b 0.40 | a 40.0 MiB, b 50.0 MiB |",
+		"| switchyard udp, in-process, batch 1 | 0.50 | 0.40–0.60 | — | — | 0.25× | 0.05× |",
+		"| switchyard udp, out of process (shm), batch 128 | 2.40 | 2.10–2.50 | 0.80× | — | 1.20× | 0.24× |",
+		"| switchyard udp, out of process (shm), batch 1 | 0.30 | 0.30–0.30 | 0.60× | — | 0.15× | 0.03× |",
+		"| switchyard wireguard, in-process, batch 128 | failed: run 1: iperf3: boom | | | | | | | |",
+		"| switchyard wireguard, out of process (shm), batch 128 | failed: run 1: iperf3: boom | | | | | | | |",
 		"## UDP flood: iperf3 -u -b 4G -l 1392 for 5 s through switchyard udp, in-process, batch 128",
 		"Offered 2.50 Gbit/s (what the iperf3 client sent), delivered 1.50 Gbit/s (iperf3 receiver), 400 of 1000 datagrams lost end to end (40.0 %).",
 		"| switchyard a | router | 1000 | 700 | mailbox_full 300 | 256 / 256 |",

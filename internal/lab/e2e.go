@@ -37,6 +37,10 @@ const (
 	KindWireGuardGo                 // two wireguard-go binaries: the reference
 	KindUDP                         // two switchyard daemons, udp protocol
 	KindWireGuard                   // two switchyard daemons, wireguard protocol
+	KindOCRef                       // ocserv and openconnect: the SSL VPN reference (ocbench.go)
+	KindOCClient                    // switchyard openconnect client against ocserv
+	KindOCServer                    // openconnect against switchyard's openconnect server
+	KindOCPair                      // switchyard openconnect client against switchyard's server
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -61,6 +65,10 @@ type Case struct {
 	// Flood makes the case one iperf3 UDP run at a fixed offered rate above
 	// capacity instead of the TCP runs.
 	Flood bool `json:"flood,omitempty"`
+	// Reference is the key of the reference pair of the case's protocol
+	// (two reference implementations): the report shows the ratio of the
+	// medians.
+	Reference string `json:"reference,omitempty"`
 }
 
 // Cases are the end-to-end cases, in report order: each out-of-process
@@ -87,6 +95,10 @@ func Cases() []Case {
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
+		{Key: "openconnect-ref", Label: "ocserv ↔ openconnect (SSL VPN reference pair)", Kind: KindOCRef},
+		{Key: "openconnect-client", Label: "switchyard openconnect client ↔ ocserv", Kind: KindOCClient, Reference: "openconnect-ref"},
+		{Key: "openconnect-server", Label: "openconnect ↔ switchyard openconnect server", Kind: KindOCServer, Reference: "openconnect-ref"},
+		{Key: "openconnect-pair", Label: "switchyard openconnect client ↔ switchyard server", Kind: KindOCPair, Reference: "openconnect-ref"},
 	}
 }
 
@@ -96,6 +108,17 @@ func NotBuilt() []Case { return nil }
 
 // NotBuiltReason is what the report prints for NotBuilt rows.
 const NotBuiltReason = "not built yet (issue 4)"
+
+// ReferenceRatio is c's median over its protocol's reference pair's
+// (Case.Reference), from the medians of a run by case key; 0 when c has no
+// reference or either is missing.
+func ReferenceRatio(c Case, medians map[string]float64) float64 {
+	ref, own := medians[c.Reference], medians[c.Key]
+	if c.Reference == "" || ref <= 0 || own <= 0 {
+		return 0
+	}
+	return own / ref
+}
 
 // InProcessRatio is c's median over its in-process reference's, from the
 // medians of a run by case key; 0 when c has no reference or either is
@@ -265,6 +288,16 @@ func RunCase(ctx context.Context, c Case, o E2EOptions) (_ CaseResult, err error
 	o.defaults()
 	res := CaseResult{Case: c}
 	need := []string{"iperf3"}
+	switch c.Kind {
+	case KindOCRef:
+		need = append(need, "ocserv", "ocpasswd", "openconnect")
+	case KindOCClient:
+		need = append(need, "ocserv", "ocpasswd")
+	case KindOCServer:
+		need = append(need, "ocpasswd", "openconnect")
+	case KindOCPair:
+		need = append(need, "ocpasswd")
+	}
 	if c.Kind == KindWireGuardGo {
 		need = append(need, "wg")
 		if o.WireGuardGo == "" {
@@ -368,6 +401,8 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
+	case KindOCRef, KindOCClient, KindOCServer, KindOCPair:
+		return startOpenconnectPair(ctx, l, c)
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
