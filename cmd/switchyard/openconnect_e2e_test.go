@@ -258,3 +258,55 @@ func TestOpenconnectSessionOnHost(t *testing.T) {
 	})
 	mustPing(t, ctx, l, l.A, lab.OCTarget)
 }
+
+// ocServerInfo is the server instance's stats info in d.
+func ocServerInfo(t *testing.T, ctx context.Context, d *lab.Daemon) openconnect.ServerInfo {
+	t.Helper()
+	raw, _ := json.Marshal(actor(t, snapshot(t, ctx, d), "oc").Info)
+	var in openconnect.ServerInfo
+	if err := json.Unmarshal(raw, &in); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestOpenconnectDaemons: gateways and clients as daemons — openconnect
+// against switchyard's server, and switchyard's client against switchyard's
+// server: ping and 100 MiB (sha256) to the address behind the gateway, the
+// client's session on its TUN, the server's peer on DTLS.
+func TestOpenconnectDaemons(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind lab.CaseKind
+	}{{"openconnect-server", lab.KindOCServer}, {"switchyard-pair", lab.KindOCPair}} {
+		t.Run(tc.name, func(t *testing.T) {
+			needTool(t, "ocpasswd")
+			if tc.kind == lab.KindOCServer {
+				needTool(t, "openconnect")
+			}
+			l, ctx := newLab(t)
+			target, daemons, stop, err := l.StartOpenconnectCase(ctx, tc.kind)
+			t.Cleanup(stop)
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := daemons[0]
+			if tc.kind == lab.KindOCPair {
+				ocSession(t, ctx, daemons[1], "the client's session", func(si node.SessionInfo, _ openconnect.ClientInfo) bool {
+					return len(si.KernelRoutes) == 1 && si.KernelRoutes[0] == lab.OCRoute && lab.OCPool.Contains(si.Addresses[0].Addr())
+				})
+			}
+			to := *l.B
+			to.TUN4 = target
+			mustPing(t, ctx, l, l.A, target)
+			transfer(t, ctx, l, l.A, &to)
+			in := ocServerInfo(t, ctx, server)
+			if len(in.Peers) != 1 || in.Peers[0].Channel != "dtls" || in.Peers[0].User != lab.OCUser {
+				t.Errorf("server peers %+v, want alice on DTLS", in.Peers)
+			}
+			for _, d := range daemons {
+				checkAccounting(t, ctx, d)
+			}
+		})
+	}
+}

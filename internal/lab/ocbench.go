@@ -165,3 +165,22 @@ func descendants(pid int) []int {
 	}
 	return out
 }
+
+// StartOpenconnectCase starts the gateway and client of an openconnect
+// case kind (KindOCRef … KindOCPair) for a test: it returns the address
+// behind the gateway (OCTarget), the daemons it started (gateway first) and
+// what stops the other peers (the lab's Close stops the daemons).
+func (l *Lab) StartOpenconnectCase(ctx context.Context, kind CaseKind) (target netip.Addr, daemons []*Daemon, stop func(), err error) {
+	procs, target, stops, err := startOpenconnectPair(ctx, l, Case{Key: "test", Kind: kind})
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	for _, p := range procs {
+		if p.daemon != nil {
+			daemons = append(daemons, p.daemon)
+		}
+	}
+	return target, daemons, stop, err
+}
