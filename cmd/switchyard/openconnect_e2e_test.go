@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,20 @@ const (
 	// ocSessionTimeout (30 s) bounds a session coming up, falling back or
 	// going away.
 	ocSessionTimeout = 30 * time.Second
+	// ocTestTimeout (5 min) bounds a test with 100 MiB transfers through
+	// the race-enabled daemon on a loaded 2-core machine (0.03–0.2 Gbit/s
+	// seen: up to 30 s a transfer).
+	ocTestTimeout = 5 * time.Minute
 )
+
+// ocLab is newLab with the longer ocTestTimeout for its context.
+func ocLab(t *testing.T) (*lab.Lab, context.Context) {
+	t.Helper()
+	l, _ := newLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), ocTestTimeout)
+	t.Cleanup(cancel)
+	return l, ctx
+}
 
 // ocClientYAML is side's daemon config with one openconnect client `oc`
 // against gw, accept_routes on, on host h1 when onHost.
@@ -146,7 +160,7 @@ func startOcserv(t *testing.T, ctx context.Context, l *lab.Lab) *lab.Ocserv {
 // the gateway over DTLS, then, with UDP to the gateway blocked, over CSTP
 // after the fallback; when the gateway goes away, address and route go.
 func TestOpenconnectSession(t *testing.T) {
-	l, ctx := newLab(t)
+	l, ctx := ocLab(t)
 	gw := startOcserv(t, ctx, l)
 	pw, err := l.WritePasswordFile("oc.pw")
 	if err != nil {
@@ -214,7 +228,7 @@ func TestOpenconnectSession(t *testing.T) {
 // host carries the session to the daemon, which applies it; when the host
 // is killed its session goes, and comes back with the restarted host.
 func TestOpenconnectSessionOnHost(t *testing.T) {
-	l, ctx := newLab(t)
+	l, ctx := ocLab(t)
 	gw := startOcserv(t, ctx, l)
 	pw, err := l.WritePasswordFile("oc.pw")
 	if err != nil {
@@ -237,7 +251,7 @@ func TestOpenconnectSessionOnHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.Exec(ctx, l.A, "kill", "-9", fmt.Sprint(pid)); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	// The host is gone: its session with it (the restarted host's session
@@ -284,7 +298,7 @@ func TestOpenconnectDaemons(t *testing.T) {
 			if tc.kind == lab.KindOCServer {
 				needTool(t, "openconnect")
 			}
-			l, ctx := newLab(t)
+			l, ctx := ocLab(t)
 			target, daemons, stop, err := l.StartOpenconnectCase(ctx, tc.kind)
 			t.Cleanup(stop)
 			if err != nil {
