@@ -36,6 +36,10 @@ const (
 	ocTestTimeout = 5 * time.Minute
 )
 
+// foreignRoute is pushed by the gateway of TestOpenconnectSession and
+// routed by someone else already.
+const foreignRoute = "198.18.0.0/24"
+
 // ocLab is newLab with the longer ocTestTimeout for its context.
 func ocLab(t *testing.T) (*lab.Lab, context.Context) {
 	t.Helper()
@@ -135,12 +139,12 @@ func waitKernel(t *testing.T, ctx context.Context, l *lab.Lab, side *lab.Side, w
 	}
 }
 
-func startOcserv(t *testing.T, ctx context.Context, l *lab.Lab) *lab.Ocserv {
+func startOcserv(t *testing.T, ctx context.Context, l *lab.Lab, extra string) *lab.Ocserv {
 	t.Helper()
 	needTool(t, "ocserv")
 	needTool(t, "ocpasswd")
 	needTool(t, "iptables")
-	gw, err := l.StartOcserv(ctx, l.B, lab.OcservOptions{DPD: ocDPD})
+	gw, err := l.StartOcserv(ctx, l.B, lab.OcservOptions{DPD: ocDPD, Extra: extra})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +165,13 @@ func startOcserv(t *testing.T, ctx context.Context, l *lab.Lab) *lab.Ocserv {
 // after the fallback; when the gateway goes away, address and route go.
 func TestOpenconnectSession(t *testing.T) {
 	l, ctx := ocLab(t)
-	gw := startOcserv(t, ctx, l)
+	// Two more pushed routes the node must refuse: one whose kernel route
+	// exists already (another owner's, which must survive), and the veth's
+	// subnet, which would capture the gateway's own address.
+	gw := startOcserv(t, ctx, l, "route = 198.18.0.0/255.255.255.0\nroute = 10.91.0.0/255.255.255.0\n")
+	if _, _, err := l.Exec(ctx, l.A, "ip", "route", "add", foreignRoute, "via", l.B.Veth4.String()); err != nil {
+		t.Fatal(err)
+	}
 	pw, err := l.WritePasswordFile("oc.pw")
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +184,15 @@ func TestOpenconnectSession(t *testing.T) {
 		return len(si.KernelRoutes) > 0 && in.Channel == "dtls"
 	})
 	addr := si.Addresses[0]
-	if !lab.OCPool.Contains(addr.Addr()) || len(si.Refused) > 0 {
-		t.Fatalf("session %v: want an address in %v, nothing refused", si, lab.OCPool)
+	if !lab.OCPool.Contains(addr.Addr()) || len(si.KernelRoutes) != 1 || si.KernelRoutes[0] != lab.OCRoute {
+		t.Fatalf("session %v: want an address in %v, the kernel route %v alone", si, lab.OCPool, lab.OCRoute)
+	}
+	if len(si.Refused) != 2 || !strings.Contains(si.Refused[foreignRoute], "exists already") ||
+		!strings.Contains(si.Refused["10.91.0.0/24"], "captures") {
+		t.Errorf("refused %v: want %s (exists) and 10.91.0.0/24 (captures the gateway)", si.Refused, foreignRoute)
+	}
+	if got := actor(t, snapshot(t, ctx, d), "sessions").Drops["session_refused"]; got != 2 {
+		t.Errorf("sessions row: session_refused %d, want 2", got)
 	}
 	a, r := ocKernelState(t, ctx, l, l.A)
 	if !strings.Contains(a, addr.String()) {
@@ -221,6 +238,10 @@ func TestOpenconnectSession(t *testing.T) {
 	waitKernel(t, ctx, l, l.A, "address and route removed", func(a, r string) bool {
 		return !strings.Contains(a, addr.Addr().String()) && r == "" && strings.Contains(a, l.A.TUN4.String())
 	})
+	// The other owner's route is untouched.
+	if out, _, err := l.Exec(ctx, l.A, "ip", "route", "show", foreignRoute); err != nil || !strings.Contains(string(out), "via "+l.B.Veth4.String()) {
+		t.Errorf("the route to %s that was there first: %q (%v), want it kept", foreignRoute, out, err)
+	}
 	checkAccounting(t, ctx, d)
 }
 
@@ -229,7 +250,7 @@ func TestOpenconnectSession(t *testing.T) {
 // is killed its session goes, and comes back with the restarted host.
 func TestOpenconnectSessionOnHost(t *testing.T) {
 	l, ctx := ocLab(t)
-	gw := startOcserv(t, ctx, l)
+	gw := startOcserv(t, ctx, l, "")
 	pw, err := l.WritePasswordFile("oc.pw")
 	if err != nil {
 		t.Fatal(err)
