@@ -304,7 +304,10 @@ func (n *Node) syncSession(cfg *config.Config, ps []parsedProtocol, name string,
 	if !sameSession(st.want, want) || st.since.IsZero() {
 		st.since = time.Now()
 	}
+	oldWant := st.want
 	st.want = want
+	// A kernel route whose source address changed is installed afresh.
+	moved := func(p netip.Prefix) bool { return sessionSource(p, oldWant.Addrs) != sessionSource(p, want.Addrs) }
 	refused := map[netip.Prefix]string{}
 	log := n.log.With(zap.String("protocol", name))
 	ctl := n.tunctl
@@ -393,7 +396,7 @@ func (n *Node) syncSession(cfg *config.Config, ps []parsedProtocol, name string,
 
 	// Remove what is no longer wanted: kernel routes, then addresses.
 	for _, p := range st.kernel {
-		if !slices.Contains(kernel, p) {
+		if !slices.Contains(kernel, p) || moved(p) {
 			if err := ctl.delRoute(p); err != nil {
 				log.Warn("session ended: kernel route not removed", zap.Error(err))
 			}
@@ -419,7 +422,7 @@ func (n *Node) syncSession(cfg *config.Config, ps []parsedProtocol, name string,
 	}
 	installed := kernel[:0:0]
 	for _, p := range kernel {
-		if !slices.Contains(st.kernel, p) {
+		if !slices.Contains(st.kernel, p) || moved(p) {
 			if err := ctl.addRoute(p, sessionSource(p, want.Addrs)); err != nil {
 				refused[p] = err.Error()
 				routes = slices.DeleteFunc(routes, func(r netip.Prefix) bool { return r == p })

@@ -296,6 +296,14 @@ func TestSessionBookkeeping(t *testing.T) {
 	if got := routedTo(n, "10.88.0.1"); got != "b" {
 		t.Errorf("b up: 10.88.0.1 routed to %s, want b", got)
 	}
+	// b's peer assigns another address: its kernel route follows it.
+	report(t, n, "b", protocols.Session{Addrs: pfx("192.168.99.6/24"), Routes: pfx("10.77.0.0/16", "10.88.0.0/16")},
+		func(ss []SessionInfo) bool {
+			s, _ := sessionOf(ss, "b")
+			return len(s.Addresses) == 1 && s.Addresses[0] == netip.MustParsePrefix("192.168.99.6/24")
+		})
+	wantFake("b moved", []string{"192.168.99.2/24", "192.168.99.6/24"},
+		[]string{"10.77.0.0/16 src 192.168.99.2", "10.88.0.0/16 src 192.168.99.6"})
 
 	// A reload that changes nothing of theirs: the sessions' routes survive
 	// the new table. Then one whose config routes a's 10.77.0.0/16 itself:
@@ -315,13 +323,13 @@ func TestSessionBookkeeping(t *testing.T) {
 	if got := routedTo(n, "10.77.1.1"); got != "b" {
 		t.Errorf("config route: 10.77.1.1 routed to %s, want b (the config's)", got)
 	}
-	wantFake("config route", []string{"192.168.99.2/24", "192.168.99.3/24"}, []string{
-		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.3"})
+	wantFake("config route", []string{"192.168.99.2/24", "192.168.99.6/24"}, []string{
+		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.6"})
 
 	// The zero session: a's address goes, and nothing else of a's was there.
 	report(t, n, "a", protocols.Session{}, func(ss []SessionInfo) bool { _, ok := sessionOf(ss, "a"); return !ok })
-	wantFake("a down", []string{"192.168.99.3/24"}, []string{
-		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.3"})
+	wantFake("a down", []string{"192.168.99.6/24"}, []string{
+		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.6"})
 	if got := routedTo(n, "192.168.99.7"); got != "no route" {
 		t.Errorf("a down: 192.168.99.7 routed to %s, want no route", got)
 	}
@@ -342,8 +350,8 @@ func TestSessionBookkeeping(t *testing.T) {
 	if _, ok := sessionOf(n.Sessions(), "a"); ok {
 		t.Errorf("a report of a's previous incarnation was applied")
 	}
-	wantFake("a restarted", []string{"192.168.99.3/24"}, []string{
-		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.3"})
+	wantFake("a restarted", []string{"192.168.99.6/24"}, []string{
+		"10.66.0.0/16 src invalid IP", "10.77.0.0/16 src invalid IP", "10.88.0.0/16 src 192.168.99.6"})
 
 	// A reload that removes b: its session goes with it (and the config's
 	// route to b with the config).
