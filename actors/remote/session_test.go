@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"go.uber.org/zap"
 
 	"switchyard/actors/remote/wire"
 	"switchyard/protocols"
+	"switchyard/stats"
 )
 
 func TestSessionRoundTrip(t *testing.T) {
@@ -81,5 +83,47 @@ func TestSessionBad(t *testing.T) {
 	}
 	if _, err := encodeSession("oc", protocols.Session{Routes: make([]netip.Prefix, MaxSessionRoutes+1)}); err == nil {
 		t.Fatal("encode: a session past MaxSessionRoutes was not refused")
+	}
+}
+
+// TestHostLinkSessions: the host link hands good reports of its opened
+// instances on, counts garbage on Bad, ignores reports for instances it
+// does not run (or has not opened), and reports the zero Session for each
+// instance with one when the host goes down.
+func TestHostLinkSessions(t *testing.T) {
+	type call struct {
+		name string
+		s    protocols.Session
+	}
+	var calls []call
+	bad := (&stats.Registry{}).Row("remote", "remote")
+	l := &hostLink{
+		spec: HostSpec{Name: "h1", Log: zap.NewNop(), Bad: bad,
+			Session: func(name string, s protocols.Session) { calls = append(calls, call{name, s}) }},
+		state: hostUp,
+		insts: map[string]*attached{"oc": {opened: true}, "pending": {}},
+	}
+	s := protocols.Session{Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.99.2/24")}}
+	for _, name := range []string{"oc", "pending", "unknown"} {
+		env, err := encodeSession(name, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.session(env)
+	}
+	l.session(&wire.Envelope{Kind: wire.Kind_SESSION, Payload: []byte("garbage")})
+	if len(calls) != 1 || calls[0].name != "oc" || !slices.Equal(calls[0].s.Addrs, s.Addrs) {
+		t.Fatalf("sessions handed on: %+v, want oc's alone", calls)
+	}
+	if got := bad.Snapshot().Drops[stats.Malformed.String()]; got != 1 {
+		t.Errorf("garbage counted %d times, want 1", got)
+	}
+	l.endSessions() // the host went down
+	if len(calls) != 2 || calls[1].name != "oc" || !calls[1].s.IsZero() {
+		t.Fatalf("after the host went down: %+v, want oc's zero session", calls)
+	}
+	l.endSessions()
+	if len(calls) != 2 {
+		t.Errorf("a second down reported again: %+v", calls)
 	}
 }
