@@ -1,6 +1,10 @@
 package node
 
-import "time"
+import (
+	"time"
+
+	"switchyard/actors/remote"
+)
 
 // Limits of the admin endpoint (admin.go). It serves a few operators and a
 // scraper, so every bound is small; a client that holds connections open
@@ -36,3 +40,11 @@ const (
 // CAP_NET_BIND_SERVICE: a protocol host gets the capability only for a
 // protocol that listens below it.
 const privilegedPorts = 1024
+
+// Bounds of one protocol session (session.go), the same in process and out:
+// MaxSessionAddrs (16 prefixes) addresses and MaxSessionRoutes (1024
+// prefixes) routes; the rest is dropped and counted as session_truncated.
+const (
+	MaxSessionAddrs  = remote.MaxSessionAddrs
+	MaxSessionRoutes = remote.MaxSessionRoutes
+)

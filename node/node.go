@@ -91,6 +91,13 @@ type Node struct {
 	// hostBindsLow: the spawned host was given CAP_NET_BIND_SERVICE (a
 	// protocol on it listened below 1024 at start).
 	hostBindsLow map[string]bool
+
+	// Sessions the protocols reported (session.go): the queue any
+	// goroutine reports into, and under mu what each session applied.
+	sq          sessionQueue
+	sessions    map[string]*sessionState
+	sessStats   *stats.Counters
+	sessionInfo atomic.Pointer[[]SessionInfo]
 }
 
 type parsedProtocol struct {
@@ -225,6 +232,7 @@ func (n *Node) Start() (err error) {
 		Within:      time.Duration(cfg.Supervision.Within),
 		Backoff:     time.Duration(cfg.Supervision.Backoff),
 	}
+	n.startSessions()
 	sup := stage.NewProtocolSupervisor(budget, n.log.Named("supervisor"))
 	if n.supervisor, err = root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "protocols"); err != nil {
 		return fmt.Errorf("spawn protocol supervisor: %w", err)
@@ -276,6 +284,9 @@ func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	n.live = true
 	n.mu.Unlock()
+	n.sq.mu.Lock()
+	n.sq.signal() // reports that came before the node was live
+	n.sq.mu.Unlock()
 	device := cfg.TUN.Name
 	if n.tunctl != nil {
 		device = n.tunctl.device() // macOS names its utun devices itself
@@ -327,10 +338,20 @@ func (n *Node) spawnProtocol(p parsedProtocol) (*runningProtocol, error) {
 		},
 	}
 	t := &stage.Target{Name: p.cfg.Name, Stats: st}
-	producer := func() actor.Actor { return p.info.New(inst) }
+	// Each incarnation starts without a session and reports its own.
+	producer := func() actor.Actor {
+		inst := inst
+		inst.Env.Session = n.sessionReporter(p.cfg.Name, n.incarnation(p.cfg.Name))
+		return p.info.New(inst)
+	}
 	if p.cfg.Host != "" {
-		if producer, err = n.remoteProducer(p, st, mb); err != nil {
+		remote, err := n.remoteProducer(p, st, mb)
+		if err != nil {
 			return nil, err
+		}
+		producer = func() actor.Actor {
+			n.incarnation(p.cfg.Name) // the host reports the sessions (hostSession)
+			return remote()
 		}
 	}
 	res, err := n.system.Root.RequestFuture(n.supervisor, &stage.SpawnProtocol{
@@ -364,8 +385,10 @@ func buildRouting(routes []config.Route, targets []*stage.Target) (*actors.Routi
 
 // buildTable builds the route table; index gives each protocol instance's
 // position in the targets the table will be paired with.
-func buildTable(routes []config.Route, index map[string]int) (*router.Table, error) {
-	rs := make([]router.Route, 0, len(routes))
+//
+// extra routes (the sessions', session.go) follow the config's.
+func buildTable(routes []config.Route, index map[string]int, extra ...router.Route) (*router.Table, error) {
+	rs := make([]router.Route, 0, len(routes)+len(extra))
 	for _, r := range routes {
 		rr := router.Route{Prefix: r.Prefix}
 		switch r.Action {
@@ -382,6 +405,7 @@ func buildTable(routes []config.Route, index map[string]int) (*router.Table, err
 		}
 		rs = append(rs, rr)
 	}
+	rs = append(rs, extra...)
 	table, err := router.NewTable(rs)
 	if err != nil {
 		return nil, fmt.Errorf("build route table: %w", err)
@@ -408,9 +432,13 @@ func (n *Node) onDeadLetter(evt any) {
 // counting what was still queued. It logs the final counters. A reload in
 // progress finishes first; reloads after Stop are refused.
 func (n *Node) Stop() {
+	n.stopSessions()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.live = false
+	if n.sessions != nil {
+		n.clearSessions() // what sessions added, before the TUN closes
+	}
 	if n.dev != nil {
 		if err := n.dev.Close(); err != nil {
 			n.log.Warn("close tun", zap.Error(err))
@@ -474,12 +502,14 @@ func (n *Node) Stop() {
 
 // Snapshot is the node's state as served by GET /stats.
 type Snapshot struct {
-	Node    string       `json:"node"`
-	Time    time.Time    `json:"time"`
-	Uptime  float64      `json:"uptime_seconds"`
-	Pool    PoolSnapshot `json:"pool"`
-	Actors  []stats.Row  `json:"actors"`
-	Version string       `json:"version,omitempty"`
+	Node   string       `json:"node"`
+	Time   time.Time    `json:"time"`
+	Uptime float64      `json:"uptime_seconds"`
+	Pool   PoolSnapshot `json:"pool"`
+	Actors []stats.Row  `json:"actors"`
+	// Sessions are what protocol instances' peers assigned, as applied.
+	Sessions []SessionInfo `json:"sessions,omitempty"`
+	Version  string        `json:"version,omitempty"`
 }
 
 // PoolSnapshot describes the buffer pool.
@@ -496,10 +526,11 @@ type PoolSnapshot struct {
 // Stats returns a snapshot of every actor's counters.
 func (n *Node) Stats() Snapshot {
 	s := Snapshot{
-		Node:   n.cfg.Node.Name,
-		Time:   time.Now(),
-		Uptime: time.Since(n.started).Seconds(),
-		Actors: n.registry.Snapshot(),
+		Node:     n.cfg.Node.Name,
+		Time:     time.Now(),
+		Uptime:   time.Since(n.started).Seconds(),
+		Actors:   n.registry.Snapshot(),
+		Sessions: n.Sessions(),
 	}
 	if n.pool != nil {
 		s.Pool = PoolSnapshot{LimitBuffers: n.pool.Limit(), OutstandingBuffers: n.pool.Outstanding(),

@@ -439,6 +439,12 @@ func (n *Node) apply(pl *plan, res *Result) {
 	n.kernelRoutes = kernel
 	a.budgetAndLogLevel()
 	a.commit(running)
+	if len(n.sessions) > 0 {
+		// Sessions again, now against the new config in full (a route it
+		// no longer has may be a session's now).
+		n.resyncSessions(n.current.Load(), n.protocols)
+		n.storeRouting(n.current.Load(), targets)
+	}
 }
 
 // applier is one apply's state: the plan, the config it replaces and the
@@ -487,6 +493,7 @@ func (a *applier) protocols() (map[string]*runningProtocol, []*stage.Target) {
 		case restartProtocol:
 			pp.old.target.SetDown(true)
 			a.n.stopProtocol(pp.old, a.fail)
+			a.n.dropSession(name)
 			if pp.old.parsed.cfg.Type != pp.p.cfg.Type {
 				// The stats rows carry the type: start them afresh.
 				a.n.registry.Remove(name)
@@ -547,7 +554,13 @@ func (a *applier) kernelRoutesOut(ctl tunControl) []netip.Prefix {
 
 // swapTable (step e) makes the new route table live with one store.
 func (a *applier) swapTable(targets []*stage.Target) {
-	a.n.routing.Store(&actors.Routing{Table: a.pl.table, Targets: targets})
+	if len(a.n.sessions) == 0 {
+		a.n.routing.Store(&actors.Routing{Table: a.pl.table, Targets: targets})
+	} else {
+		// The sessions' routes, less those the new config routes itself.
+		a.n.resyncSessions(a.pl.cfg, a.parsed())
+		a.n.storeRouting(a.pl.cfg, targets)
+	}
 	for _, c := range a.pl.routes {
 		a.change(c)
 	}
@@ -559,6 +572,7 @@ func (a *applier) removeProtocols() {
 		name := rp.parsed.cfg.Name
 		rp.target.SetDown(true)
 		a.n.stopProtocol(rp, a.fail)
+		a.n.dropSession(name)
 		// Its rows leave the stats: log their final counters first, as
 		// Stop does for every actor.
 		for _, st := range []string{name, name + ".recv"} {
@@ -601,7 +615,7 @@ func (a *applier) addressesAndRoutesIn(ctl tunControl) (kernel []netip.Prefix) {
 		a.change(Change{ChangeAddressRemoved, p.String(), a.n.tunNote()})
 	}
 	for _, p := range a.pl.routeAdd {
-		if err := ctl.addRoute(p, a.pl.cfg.TUN.Addresses); err != nil {
+		if err := ctl.addRoute(p, preferredSource(p, a.pl.cfg.TUN.Addresses)); err != nil {
 			a.fail(err)
 			continue
 		}
@@ -627,6 +641,15 @@ func (a *applier) budgetAndLogLevel() {
 		}
 		a.change(Change{ChangeLogLevel, "log.level", detail})
 	}
+}
+
+// parsed lists the new config's protocols.
+func (a *applier) parsed() []parsedProtocol {
+	out := make([]parsedProtocol, len(a.pl.protocols))
+	for i, pp := range a.pl.protocols {
+		out[i] = pp.p
+	}
+	return out
 }
 
 // commit records the new config as the running one.

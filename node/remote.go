@@ -98,6 +98,8 @@ func (n *Node) startRemote() error {
 			Log:     n.log.Named("host"),
 			SHMDir:  shmDir,
 			Secret:  secret,
+			Session: n.hostSession,
+			Bad:     n.remoteStats,
 		}
 		pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(remote.NewHostLink(spec)), "host/"+h.Name)
 		if err != nil {

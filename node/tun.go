@@ -21,9 +21,9 @@ type tunControl interface {
 	delAddress(p netip.Prefix) error
 	// addRoute installs the route to p into the TUN (a full tunnel with
 	// policy routing, routes.go), tagged as the node's own. It never
-	// replaces a route: one that exists is an error that names it. addrs
-	// are the TUN's addresses: the first in p becomes the preferred source.
-	addRoute(p netip.Prefix, addrs []netip.Prefix) error
+	// replaces a route: one that exists is an error that names it. src, if
+	// valid, is the route's preferred source (preferredSource).
+	addRoute(p netip.Prefix, src netip.Addr) error
 	// delRoute removes the route to p the node installed, and nothing else.
 	delRoute(p netip.Prefix) error
 	// close removes what the node installed that does not go away with the
@@ -65,7 +65,7 @@ func configureTUN(ctl tunControl, tc config.TUN, prefixes []netip.Prefix, routes
 	}
 	installed := make([]netip.Prefix, 0, len(prefixes))
 	for _, p := range prefixes {
-		if err := ctl.addRoute(p, tc.Addresses); err != nil {
+		if err := ctl.addRoute(p, preferredSource(p, tc.Addresses)); err != nil {
 			return nil, fmt.Errorf("%s: %w", routePos(routes, p), err)
 		}
 		installed = append(installed, p)
@@ -84,4 +84,15 @@ func routePos(routes []config.Route, p netip.Prefix) string {
 		}
 	}
 	return "routes"
+}
+
+// preferredSource is the preferred source of a config route to p: the
+// first IPv4 TUN address in p, if any.
+func preferredSource(p netip.Prefix, addrs []netip.Prefix) netip.Addr {
+	for _, a := range addrs {
+		if a.Addr().Is4() && p.Addr().Is4() && p.Contains(a.Addr()) {
+			return a.Addr()
+		}
+	}
+	return netip.Addr{}
 }

@@ -71,7 +71,7 @@ func (t *ifconfigTUN) delAddress(p netip.Prefix) error {
 	return nil
 }
 
-func (t *ifconfigTUN) addRoute(p netip.Prefix, _ []netip.Prefix) error {
+func (t *ifconfigTUN) addRoute(p netip.Prefix, _ netip.Addr) error {
 	if isFullTunnel(p) {
 		return fmt.Errorf("install route %s via %q: a full tunnel needs policy routing and a firewall mark on the protocol sockets, "+
 			"which switchyard has on Linux only; on %s, route narrower prefixes and keep the peer's endpoint out of them", p, t.name, runtime.GOOS)

@@ -94,13 +94,10 @@ func (t *netlinkTUN) route(p netip.Prefix) *netlink.Route {
 	return r
 }
 
-func (t *netlinkTUN) addRoute(p netip.Prefix, addrs []netip.Prefix) error {
+func (t *netlinkTUN) addRoute(p netip.Prefix, src netip.Addr) error {
 	r := t.route(p)
-	for _, a := range addrs {
-		if a.Addr().Is4() && p.Addr().Is4() && p.Contains(a.Addr()) {
-			r.Src = a.Addr().AsSlice()
-			break
-		}
+	if src.IsValid() && src.Is4() == p.Addr().Is4() {
+		r.Src = src.AsSlice()
 	}
 	where := fmt.Sprintf("route %s dev %s %s proto %d", p, t.device(), tableName(r.Table), RouteProtocol)
 	if isFullTunnel(p) {

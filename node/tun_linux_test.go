@@ -146,7 +146,7 @@ func TestTUNRoutesOwnership(t *testing.T) {
 	}
 
 	// Never replace, never delete what is not ours.
-	err = ctl.addRoute(operator, testTUN.Addresses)
+	err = ctl.addRoute(operator, preferredSource(operator, testTUN.Addresses))
 	if err == nil || !strings.Contains(err.Error(), "exists already (10.88.0.0/16 dev uplink proto boot)") {
 		t.Errorf("addRoute over the operator's %s: %v, want an error naming it", operator, err)
 	}

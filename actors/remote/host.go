@@ -159,6 +159,8 @@ func (a *hostActor) Receive(ctx actor.Context) {
 		}
 	case *statsTick:
 		a.report(ctx)
+	case *sessionReport:
+		a.reportSession(ctx, m)
 	case *actor.Stopping:
 		a.ticker.Stop()
 		close(a.done)
@@ -349,13 +351,18 @@ func (a *hostActor) openWith(ctx actor.Context, owner *actor.PID, o Open, info p
 		System: h.system, Injector: uplink, Pool: h.pool, ToNetwork: st, FromNetwork: recv,
 		MaxBatch: maxBatch, Log: h.log.Named("protocol").With(zap.String("protocol", o.Name)),
 	}}
+	self := ctx.Self()
+	inst.Env.Session = func(s protocols.Session) { h.system.Root.Send(self, &sessionReport{in: in, s: s}) }
 	budget := stage.Budget{MaxRestarts: o.MaxRestarts, Within: time.Duration(o.Within), Backoff: time.Duration(o.Backoff)}
 	if budget != a.budget {
 		a.budget = budget
 		ctx.Send(h.sup, &stage.SetBudget{Budget: budget})
 	}
 	f := ctx.RequestFuture(h.sup, &stage.SpawnProtocol{
-		Name: o.Name, Producer: func() actor.Actor { return info.New(inst) },
+		Name: o.Name, Producer: func() actor.Actor {
+			inst.Env.ReportSession(protocols.Session{}) // a new incarnation has no session yet
+			return info.New(inst)
+		},
 		Mailbox: mb, Target: &stage.Target{Name: o.Name, Stats: st},
 	}, stage.SpawnTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {

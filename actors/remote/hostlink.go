@@ -44,6 +44,7 @@ import (
 	"switchyard/actors/remote/shm"
 	"switchyard/actors/remote/wire"
 	"switchyard/actors/stage"
+	"switchyard/protocols"
 	"switchyard/stats"
 )
 
@@ -66,6 +67,11 @@ type HostSpec struct {
 	// Secret is handed to a spawned host on a pipe (fd 4, --secret-fd 4):
 	// the host requires it of every stream (auth.go).
 	Secret string
+	// Session, if set, is given each session an instance on the host
+	// reports, and the zero Session when the host goes down (session.go).
+	Session func(instance string, s protocols.Session)
+	// Bad, if set, counts session reports that break a bound (malformed).
+	Bad *stats.Counters
 }
 
 // Attach registers a remote protocol's proxy with its host link; Detach
@@ -117,6 +123,8 @@ type hostLink struct {
 	stopping bool
 	sub      *eventstream.Subscription
 	wg       sync.WaitGroup
+	sessLog  stats.LogLimiter // bad session reports
+	sessions map[string]bool  // instances that reported a session (session.go)
 }
 
 // NewHostLink returns the producer of a host link actor.
@@ -355,6 +363,8 @@ func (l *hostLink) control(ctx actor.Context, env *wire.Envelope) {
 			}
 			a.Report(s, uint64(l.proc))
 		}
+	case wire.Kind_SESSION:
+		l.session(env)
 	}
 }
 
@@ -449,6 +459,7 @@ func (l *hostLink) down(ctx actor.Context, why string, fields ...zap.Field) {
 	}
 	l.state = hostDown
 	l.gen++
+	l.endSessions()
 	l.spec.Stats.SetState(stats.Restarting) // restart (below) may make it Down
 	for _, a := range l.insts {
 		a.opened = false

@@ -232,6 +232,24 @@ func printStats(w io.Writer, s node.Snapshot) {
 		fmt.Fprintln(w, "drops by reason: none")
 	}
 	printPeers(w, s)
+	printSessions(w, s)
+}
+
+// printSessions writes one line per protocol session the node applied
+// (node/session.go): what the peer assigned and what is routed into it.
+func printSessions(w io.Writer, s node.Snapshot) {
+	for _, si := range s.Sessions {
+		fmt.Fprintf(w, "%s: session since %s ago  addresses %v  routes %v  kernel routes %v\n", si.Instance,
+			s.Time.Sub(si.Since).Round(time.Second), si.Addresses, si.Routes, si.KernelRoutes)
+		refused := make([]string, 0, len(si.Refused))
+		for p := range si.Refused {
+			refused = append(refused, p)
+		}
+		sort.Strings(refused)
+		for _, p := range refused {
+			fmt.Fprintf(w, "  refused %s: %s\n", p, si.Refused[p])
+		}
+	}
 }
 
 // peersInfo is the part of a protocol's stats info that lists peers (the

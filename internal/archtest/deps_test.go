@@ -91,6 +91,7 @@ var dynamicSites = map[string][]string{
 	// Wrappers: the command is their parameter; their callers are checked.
 	"internal/lab/lab.go: name":                nil, // Lab.Exec → Lab.Command
 	"internal/lab/tools.go: name":              nil, // Lab.Run → Lab.Exec
+	"internal/lab/openconnect.go: name":        nil, // Lab.startProc → Lab.Command
 	"internal/lab/missing.go: command":         nil, // NeedTool
 	"cmd/switchyard/e2e_test.go: command":      nil, // needTool
 	"cmd/switchyard-lab/bench_report.go: name": nil, // firstLine

@@ -40,6 +40,10 @@ const (
 	KindUDP                         // two switchyard daemons, udp protocol
 	KindWireGuard                   // two switchyard daemons, wireguard protocol
 	KindBare                        // two bare forwarders (Forward): the reference of the udp pairs
+	KindOCRef                       // ocserv and openconnect: the SSL VPN reference (ocbench.go)
+	KindOCClient                    // switchyard openconnect client against ocserv
+	KindOCServer                    // openconnect against switchyard's openconnect server
+	KindOCPair                      // switchyard openconnect client against switchyard's server
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -105,6 +109,10 @@ func Cases() []Case {
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
+		{Key: "openconnect-ref", Label: "ocserv ↔ openconnect (SSL VPN reference pair)", Kind: KindOCRef},
+		{Key: "openconnect-client", Label: "switchyard openconnect client ↔ ocserv", Kind: KindOCClient, Ref: "openconnect-ref"},
+		{Key: "openconnect-server", Label: "openconnect ↔ switchyard openconnect server", Kind: KindOCServer, Ref: "openconnect-ref"},
+		{Key: "openconnect-pair", Label: "switchyard openconnect client ↔ switchyard server", Kind: KindOCPair, Ref: "openconnect-ref"},
 	}
 }
 
@@ -359,6 +367,16 @@ type CaseRun struct {
 func StartCase(ctx context.Context, c Case, o E2EOptions) (_ *CaseRun, err error) {
 	o.defaults()
 	need := []string{"iperf3"}
+	switch c.Kind {
+	case KindOCRef:
+		need = append(need, "ocserv", "ocpasswd", "openconnect")
+	case KindOCClient:
+		need = append(need, "ocserv", "ocpasswd")
+	case KindOCServer:
+		need = append(need, "ocpasswd", "openconnect")
+	case KindOCPair:
+		need = append(need, "ocpasswd")
+	}
 	if c.Kind == KindWireGuardGo {
 		need = append(need, "wg")
 		if o.WireGuardGo == "" {
@@ -545,6 +563,8 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 			procs = append(procs, benchProc{name: "forward " + s[0].Label, pid: f.Pid()})
 		}
 		return procs, l.B.TUN4, stops, nil
+	case KindOCRef, KindOCClient, KindOCServer, KindOCPair:
+		return startOpenconnectPair(ctx, l, c)
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }

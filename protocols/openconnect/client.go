@@ -230,9 +230,9 @@ type clientState struct {
 }
 
 // ClientInfo is a client instance's stats info (GET /stats "info"). The
-// node reads Address/Address6 to put them on its TUN, and Routes to
-// install them towards the instance when AcceptRoutes is set; both are
-// empty while no session is up.
+// node learns the addresses and routes through Env.ReportSession (see
+// ClientSettings.session), not from here; all are empty while no session
+// is up.
 type ClientInfo struct {
 	Mode          string         `json:"mode"`
 	Server        string         `json:"server"`

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -61,7 +62,9 @@ func (s *ClientSettings) tlsConfig() *tls.Config {
 func (a *clientActor) login(ctx context.Context) (string, error) {
 	set := &a.set
 	jar, _ := cookiejar.New(nil)
+	dialer := &net.Dialer{Control: markControl(a.env.Mark)} // around a full tunnel
 	tr := &http.Transport{TLSClientConfig: set.tlsConfig(), DisableCompression: true, ForceAttemptHTTP2: false,
+		DialContext:  dialer.DialContext,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{

@@ -8,8 +8,10 @@ package openconnect
 //  2. CONNECT with the cookie (session.go). A 4xx means the cookie is no
 //     longer good: forget it and log in afresh; so do cookieRetries 5xx in
 //     a row (ocserv answers 503 to a cookie it has forgotten).
-//  3. Tell the actor the session is up, run it until it breaks or the
-//     instance stops, tell the actor it is down.
+//  3. Tell the actor the session is up and the node what the gateway
+//     assigned (Env.ReportSession: addresses, and the pushed routes with
+//     accept_routes), run it until it breaks or the instance stops, then
+//     report the zero Session and tell the actor it is down.
 //  4. After a break, reconnect with the same cookie (ocserv keeps a
 //     session's cookie valid for cookie-timeout after a disconnection); after
 //     the gateway ended the session (DISCONNECT/TERMINATE), log in afresh.
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"switchyard/protocols"
 )
 
 type manager struct {
@@ -82,10 +86,14 @@ func (m *manager) run(ctx context.Context) {
 		a.env.Log.Info("openconnect session up", zap.String("instance", a.name),
 			zap.Stringer("address", s.tunnel.Address), zap.Int("routes", len(s.tunnel.SplitInclude)),
 			zap.Int("mtu", s.tunnel.MTU), zap.Bool("dtls_offered", s.tunnel.HasDTLS()))
+		// The node puts the assigned addresses on its TUN and routes the
+		// pushed routes here (accept_routes), until the zero Session.
+		a.env.ReportSession(a.set.session(&s.tunnel))
 		if a.testHooks != nil && a.testHooks.onSession != nil {
 			a.testHooks.onSession(s)
 		}
 		s.run(ctx)
+		a.env.ReportSession(protocols.Session{})
 		a.env.System.Root.Send(a.self, &sessionDown{s: s})
 		if ctx.Err() != nil {
 			return

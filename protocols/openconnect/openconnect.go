@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ import (
 
 	"switchyard/config"
 	"switchyard/protocols"
+	"switchyard/protocols/openconnect/cstp"
 )
 
 func init() {
@@ -420,4 +422,42 @@ func newActor(inst protocols.Instance) actor.Actor {
 		return newServerActor(inst.Name, set.Server, inst.Env)
 	}
 	return newClientActor(inst.Name, set.Client, inst.Env)
+}
+
+// Endpoints implements protocols.Underlay: a client's gateway when the
+// server URL names it by address (a host name is resolved at connect time
+// and is not known here), TCP and UDP on the same port.
+func (s Settings) Endpoints() []netip.AddrPort {
+	if s.Mode != ModeClient || s.Client.Host == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(s.Client.Host)
+	if err != nil {
+		return nil
+	}
+	return []netip.AddrPort{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+}
+
+// ListenPorts implements protocols.Underlay: a server's TCP and UDP port.
+func (s Settings) ListenPorts() []uint16 {
+	if s.Mode != ModeServer || s.Server.Listen.Port() == 0 {
+		return nil
+	}
+	return []uint16{s.Server.Listen.Port()}
+}
+
+// session is what the client reports to the node (protocols.Session) for
+// tunnel t: the addresses the gateway assigned and, with accept_routes,
+// the split-include routes it pushed.
+func (c ClientSettings) session(t *cstp.Tunnel) protocols.Session {
+	var s protocols.Session
+	for _, a := range []netip.Prefix{t.Address, t.Address6} {
+		if a.IsValid() {
+			s.Addrs = append(s.Addrs, a)
+		}
+	}
+	if c.AcceptRoutes {
+		s.Routes = append(s.Routes, t.SplitInclude...)
+	}
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -129,4 +130,45 @@ func TestOpenconnectClient(t *testing.T) {
 	if t.Failed() {
 		t.Logf("openconnect log:\n%s", tail(oc.logText(), 40))
 	}
+}
+
+// DPD on the server: a real openconnect that stops answering (SIGSTOP) is
+// declared dead after dpdDeadFactor DPD intervals (dpd: 2s) and dropped;
+// a second client connected meanwhile keeps its session.
+func TestServerDPD(t *testing.T) {
+	needRoot(t, "openconnect")
+	l := newLab(t)
+	srv := startServer(t, l.ip.String(), "")
+	defer func() {
+		close(srv.echo)
+		srv.h.stop()
+		srv.h.coll.Release()
+	}()
+	url := "https://" + srv.listen.String()
+	pin := FormatPin(PinOf(srv.pki.serverCert))
+
+	frozen := startOpenconnect(t, l, url, pin, ocPassword, "oc0")
+	waitFor(t, "the first session", 20*time.Second, func() bool { return len(srv.serverInfo().Peers) == 1 })
+	alive := startOpenconnect(t, l, url, pin, ocPassword, "oc1")
+	waitFor(t, "the second session", 20*time.Second, func() bool { return len(srv.serverInfo().Peers) == 2 })
+
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = frozen.cmd.Process.Signal(syscall.SIGCONT) }()
+	start := time.Now()
+	dead := 2 * time.Second * dpdDeadFactor
+	waitFor(t, "the silent client dropped", dead+10*time.Second, func() bool { return len(srv.serverInfo().Peers) == 1 })
+	if took := time.Since(start); took < dead-2*time.Second {
+		t.Errorf("dropped after %v, before %d DPD intervals of 2s", took, dpdDeadFactor)
+	}
+	if n := srv.h.logs.FilterMessage("openconnect: client silent, closing").Len(); n != 1 {
+		t.Errorf("%d log lines about the silent client, want 1", n)
+	}
+	// The other client still has its session and traffic.
+	out, err := exec.Command("ip", "netns", "exec", l.ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "oc1", "192.168.77.1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping from the live client: %v\n%s", err, out)
+	}
+	_ = alive
 }

@@ -248,13 +248,18 @@ func (a *serverActor) Receive(ctx actor.Context) {
 // restart and retries after its backoff.
 func (a *serverActor) start() {
 	a.st = newServerState(a.set.Pool)
-	ln, err := net.Listen("tcp", a.set.Listen.String())
+	lc := net.ListenConfig{Control: markControl(a.env.Mark)} // replies around a full tunnel
+	ln, err := lc.Listen(context.Background(), "tcp", a.set.Listen.String())
 	if err != nil {
 		panic(fmt.Errorf("openconnect %s: listen tcp %s: %w", a.name, a.set.Listen, err))
 	}
 	var udp *net.UDPConn
 	if a.set.DTLS {
-		udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(a.set.Listen))
+		var pc net.PacketConn
+		pc, err = lc.ListenPacket(context.Background(), "udp", a.set.Listen.String())
+		if err == nil {
+			udp = pc.(*net.UDPConn)
+		}
 		if err != nil {
 			ln.Close()
 			panic(fmt.Errorf("openconnect %s: listen udp %s: %w", a.name, a.set.Listen, err))

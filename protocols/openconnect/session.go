@@ -69,7 +69,7 @@ var errServerEnded = errors.New("the gateway ended the session")
 func (a *clientActor) connect(ctx context.Context, cookie string) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
-	var nd net.Dialer
+	nd := net.Dialer{Control: markControl(a.env.Mark)} // around a full tunnel
 	raw, err := nd.DialContext(ctx, "tcp", a.set.Host)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", a.set.Host, err)
@@ -431,10 +431,12 @@ func (s *session) dialDTLS() (*dtls.Conn, error) {
 		ExtendedMasterSecret: dtls.DisableExtendedMasterSecret,
 		MTU:                  1400,
 	}
-	udp, err := net.DialUDP("udp", nil, raddr)
+	nd := net.Dialer{Control: markControl(s.a.env.Mark)} // around a full tunnel
+	c, err := nd.Dial("udp", raddr.String())
 	if err != nil {
 		return nil, err
 	}
+	udp := c.(*net.UDPConn)
 	// Bursts of a whole batch come back at once: room for them in the
 	// kernel while pion decrypts (the kernel caps it at rmem_max/wmem_max).
 	_ = udp.SetReadBuffer(udpBufferBytes)

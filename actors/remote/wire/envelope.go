@@ -54,9 +54,11 @@ const (
 	Kind_CLOSE Kind = 5
 	// Host → daemon: the host's counters (msgpack snapshot).
 	Kind_STATS Kind = 6
+	// Host → daemon: an instance's session (msgpack SessionReport).
+	Kind_SESSION Kind = 7
 )
 
-var kindNames = [...]string{"KIND_UNSPECIFIED", "BATCH", "ACK", "OPEN", "OPENED", "CLOSE", "STATS"}
+var kindNames = [...]string{"KIND_UNSPECIFIED", "BATCH", "ACK", "OPEN", "OPENED", "CLOSE", "STATS", "SESSION"}
 
 func (k Kind) String() string {
 	if k >= 0 && int(k) < len(kindNames) {

@@ -969,7 +969,7 @@ func TestDescriptor(t *testing.T) {
 	}
 
 	values := md.Fields().ByNumber(1).Enum().Values()
-	if got, want := values.Len(), 7; got != want {
+	if got, want := values.Len(), 8; got != want {
 		t.Fatalf("switchyard.Kind values: got %d, want %d", got, want)
 	}
 	for i := range values.Len() {
@@ -1146,7 +1146,8 @@ func TestKindString(t *testing.T) {
 		{wire.Kind_OPENED, "OPENED"},
 		{wire.Kind_CLOSE, "CLOSE"},
 		{wire.Kind_STATS, "STATS"},
-		{7, "Kind(7)"},
+		{wire.Kind_SESSION, "SESSION"},
+		{8, "Kind(8)"},
 		{-1, "Kind(-1)"},
 		{math.MaxInt32, "Kind(2147483647)"},
 		{math.MinInt32, "Kind(-2147483648)"},
