@@ -27,6 +27,7 @@ func (*Daemon) Send(*packet.Batch, int) (int, error) { return 0, ErrUnsupported 
 func (*Daemon) Receive(*packet.Batch) (int, error)   { return 0, ErrUnsupported }
 func (*Daemon) Wait() (Event, error)                 { return 0, ErrUnsupported }
 func (*Daemon) Counts() Counts                       { return Counts{} }
+func (*Daemon) Reap() (int, error)                   { return 0, ErrUnsupported }
 func (*Daemon) Reclaim() Lost                        { return Lost{} }
 func (*Daemon) Close() error                         { return nil }
 
