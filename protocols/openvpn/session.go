@@ -1,0 +1,367 @@
+package openvpn
+
+// Control session of a client, one goroutine (run) per connection attempt:
+//
+//  1. Send P_CONTROL_HARD_RESET_CLIENT_V2 (message 0 of key 0) and wait for
+//     the server's reset, which names its session id and acknowledges ours.
+//  2. Control datagrams from the readers arrive on ctrl: tls-crypt unwraps
+//     them, acks free the send window, messages go through the key
+//     state's receive window; in-order TLS bytes go to its TLS goroutine
+//     (keystate.go) through a bounded queue.
+//  3. After each event flush sends what is due: new and timed-out
+//     messages with acks piggybacked, else a P_ACK_V1.
+//  4. The TLS goroutine of key 0 does the handshake, key method 2,
+//     PUSH_REQUEST/PUSH_REPLY and installs the data key; a
+//     P_CONTROL_SOFT_RESET_V1 from the server for a new key id starts a new
+//     key state (renegotiation) whose key replaces the old one when ready.
+//  5. The ticker sends keepalive pings and ends the session when nothing
+//     was received for ping-restart.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// session is one connection to the server.
+type session struct {
+	a      *clientActor
+	ep     conn.Endpoint
+	wrap   *tlsCrypt
+	server bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	ctrl   chan []byte   // control datagrams from the readers
+	kick   chan struct{} // a TLS goroutine queued bytes
+	failed chan error    // the first fatal error
+	tlsWG  sync.WaitGroup
+
+	localSID sessionID
+
+	mu         sync.Mutex // guards the fields below
+	remoteSID  sessionID
+	haveRemote bool
+	keys       [8]*keyState
+	latest     *keyState
+
+	ring     keyRing
+	pushed   atomic.Pointer[pushReply]
+	lastRecv atomic.Int64 // unix nanos of the last authentic packet
+	up       chan pushReply
+
+	ctrlGarbage atomic.Uint64 // control packets that failed tls-crypt or parsing
+	renegs      atomic.Uint64
+}
+
+func newSession(a *clientActor, ep conn.Endpoint) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		a: a, ep: ep, wrap: newTLSCrypt(&a.set.TLSCryptKey, false),
+		ctx: ctx, cancel: cancel,
+		ctrl:   make(chan []byte, ctrlQueue),
+		kick:   make(chan struct{}, 1),
+		failed: make(chan error, 1),
+		up:     make(chan pushReply, 1),
+	}
+	_, _ = rand.Read(s.localSID[:])
+	s.lastRecv.Store(time.Now().UnixNano())
+	return s
+}
+
+// fail ends the session with err (the first error wins).
+func (s *session) fail(err error) {
+	select {
+	case s.failed <- err:
+	default:
+	}
+}
+
+// deliverControl is called by a reader with a control datagram it borrows.
+func (s *session) deliverControl(pkt []byte) bool {
+	select {
+	case s.ctrl <- append([]byte(nil), pkt...):
+		return true
+	default:
+		return false
+	}
+}
+
+// run runs the session until it fails or ctx ends; it returns why.
+func (s *session) run(ctx context.Context) error {
+	defer func() {
+		s.cancel()
+		s.mu.Lock()
+		for _, ks := range s.keys {
+			if ks != nil {
+				ks.close()
+			}
+		}
+		s.mu.Unlock()
+		s.tlsWG.Wait()
+	}()
+	s.mu.Lock()
+	ks := s.newKeyState(0)
+	ks.snd.enqueue(opHardResetClientV2, nil)
+	s.mu.Unlock()
+	s.flush(time.Now())
+
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	start := time.Now()
+	var lastPing time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.failed:
+			return err
+		case pkt := <-s.ctrl:
+			s.handleControl(pkt)
+		case <-s.kick:
+		case now := <-tick.C:
+			p := s.pushed.Load()
+			if p == nil {
+				if now.Sub(start) > handshakeTimeout {
+					return errors.New("no session within the handshake window (60 s)")
+				}
+			} else {
+				ping, restart := p.Ping, p.PingRestart
+				if ping <= 0 {
+					ping = defaultPing
+				}
+				if restart <= 0 {
+					restart = defaultPingRestart
+				}
+				if now.Sub(lastPing) >= ping {
+					lastPing = now
+					s.sendPing()
+				}
+				if now.UnixNano()-s.lastRecv.Load() > int64(restart) {
+					return fmt.Errorf("nothing received for %v (ping-restart)", restart)
+				}
+			}
+		}
+		s.flush(time.Now())
+	}
+}
+
+// sendPing sends OpenVPN's keepalive on the data channel.
+func (s *session) sendPing() {
+	k := s.ring.primary.Load()
+	if k == nil {
+		return
+	}
+	d, err := k.sealOne(pingMagic[:])
+	if err == nil {
+		err = s.a.sendDatagrams([][]byte{d}, s.ep)
+	}
+	if err != nil {
+		s.a.sendLog.Event(s.a.env.Log, "openvpn: ping failed", s.a.name, 1, err)
+	}
+}
+
+// newKeyState makes the key state of id (s.mu held).
+func (s *session) newKeyState(id byte) *keyState {
+	if old := s.keys[id]; old != nil {
+		old.close()
+	}
+	ks := &keyState{s: s, id: id, in: make(chan []byte, tlsInQueue), closed: make(chan struct{})}
+	s.keys[id] = ks
+	s.latest = ks
+	return ks
+}
+
+// handleControl processes one control datagram.
+func (s *session) handleControl(pkt []byte) {
+	var m controlMsg
+	if err := parseControl(s.wrap, pkt, &m); err != nil {
+		s.ctrlGarbage.Add(1)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.haveRemote {
+		if m.Op != opHardResetServerV2 {
+			s.ctrlGarbage.Add(1)
+			return
+		}
+		s.remoteSID, s.haveRemote = m.SID, true
+	} else if m.SID != s.remoteSID {
+		s.ctrlGarbage.Add(1)
+		return
+	}
+	if m.NAcks > 0 && m.RemoteSID != s.localSID {
+		s.ctrlGarbage.Add(1)
+		return
+	}
+	s.lastRecv.Store(time.Now().UnixNano())
+	ks := s.keys[m.KeyID]
+	if m.Op == opSoftResetV1 && m.MsgID == 0 && (ks == nil || ks != s.latest) && s.pushed.Load() != nil {
+		// The server renegotiates: a fresh key state for this key id. (A
+		// retransmission of it finds it as the latest and is re-acked.)
+		ks = s.newKeyState(m.KeyID)
+		ks.snd.enqueue(opSoftResetV1, nil)
+		s.renegs.Add(1)
+	}
+	if ks == nil {
+		s.ctrlGarbage.Add(1)
+		return
+	}
+	for _, id := range m.Acks[:m.NAcks] {
+		ks.snd.ack(id)
+	}
+	if m.Op == opAckV1 {
+		return
+	}
+	ks.rcv.accept(m.MsgID, m.Op, m.Payload)
+	ks.deliver()
+	if !ks.started && ks.rcv.nextID > 0 {
+		ks.started = true
+		s.startTLS(ks)
+	}
+}
+
+// flush sends what is due on every key state.
+func (s *session) flush(now time.Time) {
+	s.mu.Lock()
+	var out [][]byte
+	for _, ks := range s.keys {
+		if ks == nil {
+			continue
+		}
+		ks.deliver()
+		out = ks.packets(now, out)
+	}
+	s.mu.Unlock()
+	if len(out) > 0 {
+		if err := s.a.sendDatagrams(out, s.ep); err != nil {
+			s.a.sendLog.Event(s.a.env.Log, "openvpn: control send failed", s.a.name, len(out), err)
+		}
+	}
+}
+
+// startTLS starts the TLS goroutine of ks (s.mu held).
+func (s *session) startTLS(ks *keyState) {
+	s.tlsWG.Add(1)
+	go func() {
+		defer s.tlsWG.Done()
+		if err := s.clientKeyExchange(ks); err != nil && s.ctx.Err() == nil {
+			s.fail(fmt.Errorf("key %d: %w", ks.id, err))
+		}
+	}()
+}
+
+// clientKeyExchange is the TLS goroutine of a client's key state.
+func (s *session) clientKeyExchange(ks *keyState) error {
+	ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
+	defer cancel()
+	tc := tls.Client(ks.conn(), s.a.tlsConfig())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	stop := context.AfterFunc(s.ctx, func() { ks.close() })
+	defer stop()
+	if _, err := tc.Write(keyMethod2(false, localOptions, peerInfo(s.a.set.DataCiphers))); err != nil {
+		return err
+	}
+	r := &msgReader{r: tc}
+	if _, err := r.keyMethod(true); err != nil {
+		return fmt.Errorf("key method 2: %w", err)
+	}
+	first := s.pushed.Load() == nil
+	var p pushReply
+	if first {
+		var err error
+		if p, err = s.pull(ctx, tc, r); err != nil {
+			return err
+		}
+	} else {
+		p = *s.pushed.Load()
+	}
+	if !p.TLSEKM {
+		return errors.New("the server did not push tls-ekm (key derivation by the old PRF is not supported)")
+	}
+	cs := tc.ConnectionState()
+	mat, err := cs.ExportKeyingMaterial(ekmLabel, nil, keyMaterialBytes)
+	if err != nil {
+		return fmt.Errorf("export keying material: %w", err)
+	}
+	peerID := uint32(noPeerID)
+	if p.HasPeerID {
+		peerID = p.PeerID
+	}
+	k, err := newDataKey(ks.id, p.Cipher, mat, false, peerID)
+	if err != nil {
+		return err
+	}
+	s.ring.install(k)
+	if first {
+		s.pushed.Store(&p)
+		s.up <- p
+	}
+	// Further messages: RESTART, HALT, AUTH_FAILED, EXIT end the session.
+	for {
+		msg, err := r.text()
+		if err != nil {
+			if s.ctx.Err() != nil || ks.isClosed() {
+				return nil
+			}
+			return err
+		}
+		switch {
+		case msg == "RESTART" || msg == "HALT" || msg == "EXIT" ||
+			len(msg) >= 7 && (msg[:7] == "RESTART" || msg[:4] == "HALT") ||
+			len(msg) >= 11 && msg[:11] == "AUTH_FAILED":
+			return fmt.Errorf("server says %q", msg)
+		}
+	}
+}
+
+// ekmLabel is the TLS exporter label of the data-channel keys
+// (EXPORT_KEY_DATA_LABEL in OpenVPN's ssl_backend.h).
+const ekmLabel = "EXPORTER-OpenVPN-datakeys"
+
+// pull sends PUSH_REQUEST until PUSH_REPLY comes and parses it.
+func (s *session) pull(ctx context.Context, tc *tls.Conn, r *msgReader) (pushReply, error) {
+	var p pushReply
+	if _, err := tc.Write([]byte("PUSH_REQUEST\x00")); err != nil {
+		return p, err
+	}
+	deadline := time.Now().Add(pushTimeout)
+	for {
+		msg, err := r.text()
+		if err != nil {
+			return p, fmt.Errorf("waiting for PUSH_REPLY: %w", err)
+		}
+		switch {
+		case len(msg) >= 10 && msg[:10] == "PUSH_REPLY":
+			more, err := parsePush(&p, msg)
+			if err != nil {
+				return p, err
+			}
+			if more {
+				continue
+			}
+			if p.Cipher == "" {
+				p.Cipher = cipherAES256GCM
+			}
+			if !s.a.set.allowsCipher(p.Cipher) {
+				return p, fmt.Errorf("the server pushes cipher %s, not in data_ciphers %v", p.Cipher, s.a.set.DataCiphers)
+			}
+			return p, nil
+		case len(msg) >= 11 && msg[:11] == "AUTH_FAILED":
+			return p, fmt.Errorf("server says %q", msg)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return p, errors.New("no PUSH_REPLY")
+		}
+	}
+}
