@@ -60,11 +60,14 @@ type dataKey struct {
 	sealAEAD cipher.AEAD
 	sealIV   [8]byte
 	sendID   atomic.Uint32
+	sendMu   sync.Mutex // the nonce scratch of sealBatch: the actor and the pinger share the key
+	sealNon  [12]byte
 	sendHdr  uint32 // opcode|key id << 24 | peer id
 	openAEAD cipher.AEAD
 	openIV   [8]byte
 	recvMu   sync.Mutex
 	replay   replayWindow
+	openNon  [12]byte // recvMu
 	retireAt atomic.Int64 // unix nanos after which it no longer decrypts; 0: live
 }
 
@@ -119,7 +122,9 @@ func (k *dataKey) sealBatch(in, out [][]byte) error {
 		return errors.New("data channel packet ids exhausted")
 	}
 	id := last - n
-	var nonce [12]byte
+	k.sendMu.Lock()
+	defer k.sendMu.Unlock()
+	nonce := &k.sealNon
 	copy(nonce[4:], k.sealIV[:])
 	for i, buf := range in {
 		id++
@@ -168,7 +173,7 @@ func (k *dataKey) open(buf []byte, n int) (int, error) {
 	if !k.replay.fresh(id) {
 		return 0, errOld
 	}
-	var nonce [12]byte
+	nonce := &k.openNon
 	binary.BigEndian.PutUint32(nonce[:], id)
 	copy(nonce[4:], k.openIV[:])
 	ctLen := n - dataOverhead

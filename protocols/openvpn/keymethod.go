@@ -96,11 +96,8 @@ func parseKeyMethod2(b []byte, fromServer bool) (km2, int, error) {
 		return m, 0, fmt.Errorf("key method %d, only 2 is supported", b[4]&0x0f)
 	}
 	pos := n
-	str := func(optional bool) (string, error) {
+	str := func() (string, error) {
 		if len(b)-pos < 2 {
-			if optional && len(b) == pos {
-				return "", nil
-			}
 			return "", errNeedMore
 		}
 		l := int(binary.BigEndian.Uint16(b[pos:]))
@@ -112,18 +109,18 @@ func parseKeyMethod2(b []byte, fromServer bool) (km2, int, error) {
 		return strings.TrimRight(string(s), "\x00"), nil
 	}
 	var err error
-	if m.Options, err = str(false); err != nil {
+	if m.Options, err = str(); err != nil {
 		return m, 0, err
 	}
-	// Username, password and peer info: a server sends them too (empty),
-	// but older ones stop after the options.
-	if m.Username, err = str(true); err != nil {
+	// Username, password and peer info: OpenVPN 2.6 servers send them too
+	// (empty strings at least).
+	if m.Username, err = str(); err != nil {
 		return m, 0, err
 	}
-	if _, err = str(true); err != nil {
+	if _, err = str(); err != nil {
 		return m, 0, err
 	}
-	if m.PeerInfo, err = str(true); err != nil {
+	if m.PeerInfo, err = str(); err != nil {
 		return m, 0, err
 	}
 	return m, pos, nil
@@ -154,8 +151,6 @@ func (m *msgReader) keyMethod(fromServer bool) (km2, error) {
 		k, n, err := parseKeyMethod2(m.buf, fromServer)
 		if err == nil {
 			m.buf = m.buf[n:]
-			// A server that stops after the options may leave us mid-way
-			// through nothing; anything left is the next message.
 			return k, nil
 		}
 		if !errors.Is(err, errNeedMore) {

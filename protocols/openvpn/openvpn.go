@@ -247,8 +247,8 @@ func (a *clientActor) tlsConfig() *tls.Config {
 		// server's list of acceptable CAs does not name its issuer: the
 		// server then refuses it with a verify error it logs.
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &set.Cert, nil },
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by VerifyPeerCertificate below
+		MinVersion:           tls.VersionTLS12,
+		InsecureSkipVerify:   true, // replaced by VerifyPeerCertificate below
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return errors.New("server sent no certificate")

@@ -17,7 +17,6 @@ package openvpn
 // HMAC-SHA256 the first 32 of an HMAC part.
 
 import (
-
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -203,5 +202,3 @@ func (r *ctrlReplay) check(id uint32) bool {
 		return true
 	}
 }
-
-
