@@ -67,7 +67,7 @@ type dataKey struct {
 	openIV   [8]byte
 	recvMu   sync.Mutex
 	replay   replayWindow
-	openNon  [12]byte // recvMu
+	openNon  [12]byte     // recvMu
 	retireAt atomic.Int64 // unix nanos after which it no longer decrypts; 0: live
 }
 

@@ -397,7 +397,6 @@ func FuzzDataOpen(f *testing.F) {
 	})
 }
 
-
 func mustSettings(t *testing.T, yaml string) config.Settings {
 	t.Helper()
 	s, err := config.NewSettings("/etc/switchyard/test.yaml", "protocols[0].settings", []byte(yaml))
