@@ -183,7 +183,7 @@ func (a *clientActor) manage(ctx context.Context) {
 	pause := reconnectMin
 	for ctx.Err() == nil {
 		ep := udpbind.NewEndpoint(a.set.Remote)
-		s := newSession(a, ep)
+		s := newSession(a, a.sessionConfig(), ep, newTLSCrypt(&a.set.TLSCryptKey, false))
 		a.live.Store(s)
 		a.setInfo(func(in *clientInfo) { in.State = "connecting" })
 		done := make(chan error, 1)
@@ -235,6 +235,14 @@ func (a *clientActor) sessionUp(p pushReply) {
 	})
 	a.env.Log.Info("openvpn session up", zap.String("instance", a.name), zap.Stringer("address", p.Addr),
 		zap.String("cipher", p.Cipher), zap.Int("routes", len(p.Routes)))
+}
+
+func (a *clientActor) sessionConfig() sessionConfig {
+	return sessionConfig{tls: a.tlsConfig(), ciphers: a.set.DataCiphers}
+}
+
+func (a *clientActor) logEvent(msg string, n int, err error) {
+	a.sendLog.Event(a.env.Log, msg, a.name, n, err)
 }
 
 // sendDatagrams sends datagrams to ep (control packets, pings).

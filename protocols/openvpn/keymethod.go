@@ -190,6 +190,10 @@ type pushReply struct {
 	TLSEKM      bool
 	Ping        time.Duration
 	PingRestart time.Duration
+
+	// Server side only.
+	Gateway     netip.Addr // route-gateway: the server's tunnel address
+	requestPush bool       // the client announced IV_PROTO_REQUEST_PUSH
 }
 
 // parsePush merges one PUSH_REPLY message into p. It reports whether more

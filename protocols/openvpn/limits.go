@@ -77,6 +77,18 @@ const (
 	// ctrlReplayWindow (64 packet ids) is tls-crypt's replay window.
 	ctrlReplayWindow = 64
 
+	// defaultMaxClients (64) and maxClients (4096) bound the clients of a
+	// server at once; peer ids index a table of maxClients entries.
+	defaultMaxClients = 64
+	maxClients        = 4096
+	// maxHandshakes (32 sessions) bounds the sessions of a server still in
+	// their handshake; each expires after handshakeTimeout. Past it new
+	// clients are refused (counted) until one finishes or expires.
+	maxHandshakes = 32
+	// newPeersPerBatch (8) bounds the new handshakes one received batch may
+	// start; the rest are dropped (their client retransmits).
+	newPeersPerBatch = 8
+
 	// recvErrorPause (10 ms) is the pause after a second receive error in a
 	// row, so a broken socket does not spin.
 	recvErrorPause = 10 * time.Millisecond

@@ -44,7 +44,18 @@ func init() {
 
 // Settings is a parsed and validated openvpn settings block.
 type Settings struct {
-	// Remote is the server's address and UDP port.
+	// Server is true for mode: server.
+	Server bool
+	// Listen is the server's UDP address (server).
+	Listen netip.AddrPort
+	// Network is the tunnel network (server, OpenVPN's `server`): the server
+	// is its first address, the clients get the following ones.
+	Network netip.Prefix
+	// PushRoutes are pushed to every client (server).
+	PushRoutes []netip.Prefix
+	// MaxClients bounds the clients connected at once (server).
+	MaxClients int
+	// Remote is the server's address and UDP port (client).
 	Remote netip.AddrPort
 	// RootCAs verifies the server's certificate chain (ca_file).
 	RootCAs *x509.CertPool
@@ -64,17 +75,35 @@ type Settings struct {
 }
 
 // Endpoints implements protocols.Underlay.
-func (s Settings) Endpoints() []netip.AddrPort { return []netip.AddrPort{s.Remote} }
+func (s Settings) Endpoints() []netip.AddrPort {
+	if s.Server {
+		return nil
+	}
+	return []netip.AddrPort{s.Remote}
+}
 
 // ListenPorts implements protocols.Underlay (a client binds a free port).
-func (s Settings) ListenPorts() []uint16 { return nil }
+func (s Settings) ListenPorts() []uint16 {
+	if s.Server {
+		return []uint16{s.Listen.Port()}
+	}
+	return nil
+}
 
 func (s Settings) allowsCipher(name string) bool { return slices.Contains(s.DataCiphers, name) }
 
 // rawSettings is the settings block as written.
 type rawSettings struct {
-	// Mode is "client" (the only one so far).
+	// Mode is "client" (default) or "server".
 	Mode string `yaml:"mode"`
+	// Listen is ip:port (server).
+	Listen string `yaml:"listen"`
+	// Server is the tunnel network, CIDR (server; OpenVPN's `server`).
+	Server string `yaml:"server"`
+	// PushRoutes are routes pushed to clients (server).
+	PushRoutes []string `yaml:"push_routes"`
+	// MaxClients (server, default 64).
+	MaxClients *int `yaml:"max_clients"`
 	// Remote is the server, ip:port.
 	Remote string `yaml:"remote"`
 	// CAFile, CertFile, KeyFile: PEM files as OpenVPN's ca, cert, key.
@@ -113,10 +142,53 @@ func parse(s config.Settings) (any, error) {
 	set := Settings{MTU: defaultMTU, AcceptRoutes: raw.AcceptRoutes}
 	switch raw.Mode {
 	case "", "client":
+		for field, given := range map[string]bool{"listen": raw.Listen != "", "server": raw.Server != "",
+			"push_routes": raw.PushRoutes != nil, "max_clients": raw.MaxClients != nil} {
+			if given {
+				fail(field, "is a server setting (mode: server)")
+			}
+		}
+		if ap, err := netip.ParseAddrPort(raw.Remote); err != nil || ap.Port() == 0 {
+			fail("remote", "must be ip:port of the server, such as 192.0.2.1:1194, got %q", raw.Remote)
+		} else {
+			set.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
 	case "server":
-		fail("mode", "server mode is not implemented yet; only client")
+		set.Server = true
+		if raw.Remote != "" {
+			fail("remote", "is a client setting (mode: client)")
+		}
+		if raw.AcceptRoutes {
+			fail("accept_routes", "is a client setting (mode: client)")
+		}
+		if ap, err := netip.ParseAddrPort(raw.Listen); err != nil || ap.Port() == 0 {
+			fail("listen", "must be ip:port to listen on, such as 0.0.0.0:1194, got %q", raw.Listen)
+		} else {
+			set.Listen = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		if pfx, err := netip.ParsePrefix(raw.Server); err != nil || !pfx.Addr().Is4() || pfx.Bits() > 29 {
+			fail("server", "must be an IPv4 network of at least 8 addresses, such as 10.8.0.0/24, got %q", raw.Server)
+		} else {
+			set.Network = pfx.Masked()
+		}
+		for _, r := range raw.PushRoutes {
+			pfx, err := netip.ParsePrefix(r)
+			if err != nil {
+				fail("push_routes", "%q is not a prefix such as 10.1.0.0/16", r)
+				continue
+			}
+			set.PushRoutes = append(set.PushRoutes, pfx.Masked())
+		}
+		set.MaxClients = defaultMaxClients
+		if raw.MaxClients != nil {
+			if m := *raw.MaxClients; m < 1 || m > maxClients {
+				fail("max_clients", "must be 1-%d, got %d", maxClients, m)
+			} else {
+				set.MaxClients = m
+			}
+		}
 	default:
-		fail("mode", "must be client, got %q", raw.Mode)
+		fail("mode", "must be client or server, got %q", raw.Mode)
 	}
 	if raw.Compress != "" {
 		fail("compress", "compression is not supported (OpenVPN 2.6 discourages it: VORACLE)")
@@ -124,13 +196,8 @@ func parse(s config.Settings) (any, error) {
 	if raw.Secret != "" {
 		fail("secret", "static-key mode is not supported; use TLS mode (ca_file, cert_file, key_file)")
 	}
-	if ap, err := netip.ParseAddrPort(raw.Remote); err != nil || ap.Port() == 0 {
-		fail("remote", "must be ip:port of the server, such as 192.0.2.1:1194, got %q", raw.Remote)
-	} else {
-		set.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
 	if raw.CAFile == "" {
-		fail("ca_file", "is required (the CA that signed the server's certificate)")
+		fail("ca_file", "is required (the CA that signed the peer's certificate)")
 	} else if b, err := readFile(resolve(base, raw.CAFile), false); err != nil {
 		fail("ca_file", "%v", err)
 	} else {
@@ -141,9 +208,9 @@ func parse(s config.Settings) (any, error) {
 	}
 	switch {
 	case raw.CertFile == "":
-		fail("cert_file", "is required (the client certificate)")
+		fail("cert_file", "is required (this end's certificate)")
 	case raw.KeyFile == "":
-		fail("key_file", "is required (the client certificate's key)")
+		fail("key_file", "is required (this end's certificate key)")
 	default:
 		certPEM, err1 := readFile(resolve(base, raw.CertFile), false)
 		keyPEM, err2 := readFile(resolve(base, raw.KeyFile), true)
@@ -180,6 +247,9 @@ func parse(s config.Settings) (any, error) {
 	}
 	switch raw.RemoteCertTLS {
 	case "server":
+		if set.Server {
+			fail("remote_cert_tls", "is a client setting (a server requires client certificates for TLS client authentication)")
+		}
 		set.RemoteCertTLSServer = true
 	case "":
 	default:
@@ -280,6 +350,9 @@ func newActor(inst protocols.Instance) actor.Actor {
 	set, ok := inst.Settings.(Settings)
 	if !ok {
 		panic(fmt.Sprintf("openvpn %s: settings of type %T, want openvpn.Settings", inst.Name, inst.Settings))
+	}
+	if set.Server {
+		return newServerActor(inst.Name, set, inst.Env)
 	}
 	return newClientActor(inst.Name, set, inst.Env)
 }

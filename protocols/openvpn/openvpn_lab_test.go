@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,7 +238,12 @@ func tailLines(s string, n int) string {
 
 // clientYAML is side a's daemon config with one openvpn client instance.
 func (o *ovpnLab) clientYAML(cert, key, ca string) string {
-	a := o.A
+	return clientYAMLFor(o.A, netip.AddrPortFrom(o.B.Veth4, ovpnPort), cert, key, ca, o.tcKey)
+}
+
+// clientYAMLFor is the config of a daemon on side a with an openvpn client
+// of remote.
+func clientYAMLFor(a *lab.Side, remote netip.AddrPort, cert, key, ca, tcKey string) string {
 	return fmt.Sprintf(`node:
   name: gw-a
 admin:
@@ -256,7 +262,7 @@ protocols:
   - name: vpn
     type: openvpn
     settings:
-      remote: %s:%d
+      remote: %s
       ca_file: %s
       cert_file: %s
       key_file: %s
@@ -264,7 +270,41 @@ protocols:
       data_ciphers: [AES-256-GCM, CHACHA20-POLY1305]
       remote_cert_tls: server
       accept_routes: true
-`, a.Admin, a.TUNDev, a.TUN4, o.B.Veth4, ovpnPort, ca, cert, key, o.tcKey)
+`, a.Admin, a.TUNDev, a.TUN4, remote, ca, cert, key, tcKey)
+}
+
+// serverYAMLFor is the config of a daemon on side a with an openvpn
+// server on its veth address; the tunnel network is the TUN's /24, so the
+// server is .1 and the first client .2 (side b's TUN address).
+func serverYAMLFor(a *lab.Side, cert, key, ca, tcKey string) string {
+	return fmt.Sprintf(`node:
+  name: gw-%s
+admin:
+  listen: %s
+tun:
+  name: %s
+  mtu: 1420
+  addresses: [%s/24]
+  install_routes: true
+batch:
+  max_packets: 128
+routes:
+  - prefix: "10.90.0.0/24"
+    to: vpn
+protocols:
+  - name: vpn
+    type: openvpn
+    settings:
+      mode: server
+      listen: %s
+      server: 10.90.0.0/24
+      push_routes: [10.77.0.0/16]
+      ca_file: %s
+      cert_file: %s
+      key_file: %s
+      tls_crypt_file: %s
+      data_ciphers: [AES-256-GCM, CHACHA20-POLY1305]
+`, a.Label, a.Admin, a.TUNDev, a.TUN4, netip.AddrPortFrom(a.Veth4, ovpnPort), ca, cert, key, tcKey)
 }
 
 // info returns the openvpn instance's stats info.

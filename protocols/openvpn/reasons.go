@@ -16,6 +16,11 @@ var (
 	// UnknownPeer: a datagram from an address that is not the session's
 	// peer.
 	UnknownPeer = stats.NewReason("unknown_peer")
+	// SpoofedSource: a packet from a client whose source is not the address
+	// the server gave it.
+	SpoofedSource = stats.NewReason("spoofed_source")
+	// NoPeer: a packet from the router for an address no client holds.
+	NoPeer = stats.NewReason("no_peer")
 	// NoSession: a packet from the router while no session is up.
 	NoSession = stats.NewReason("no_session")
 )

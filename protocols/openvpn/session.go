@@ -23,6 +23,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,12 +31,30 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 )
 
-// session is one connection to the server.
+// sessionHost is what a session needs of its instance: the client actor,
+// or the server actor for each of its peers.
+type sessionHost interface {
+	// sendDatagrams sends control packets and pings; it borrows d.
+	sendDatagrams(d [][]byte, ep conn.Endpoint) error
+	// logEvent logs a rate-limited problem.
+	logEvent(msg string, n int, err error)
+}
+
+// sessionConfig is what differs between a client's and a server's session.
+type sessionConfig struct {
+	server  bool
+	tls     *tls.Config
+	ciphers []string // data_ciphers
+	// reply builds the push reply for a client that sent info (server).
+	reply func(info km2) (pushReply, error)
+}
+
+// session is one control session with one peer.
 type session struct {
-	a      *clientActor
-	ep     conn.Endpoint
-	wrap   *tlsCrypt
-	server bool
+	host sessionHost
+	cfg  sessionConfig
+	ep   conn.Endpoint
+	wrap *tlsCrypt
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -61,10 +80,10 @@ type session struct {
 	renegs      atomic.Uint64
 }
 
-func newSession(a *clientActor, ep conn.Endpoint) *session {
+func newSession(host sessionHost, cfg sessionConfig, ep conn.Endpoint, wrap *tlsCrypt) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		a: a, ep: ep, wrap: newTLSCrypt(&a.set.TLSCryptKey, false),
+		host: host, cfg: cfg, ep: ep, wrap: wrap,
 		ctx: ctx, cancel: cancel,
 		ctrl:   make(chan []byte, ctrlQueue),
 		kick:   make(chan struct{}, 1),
@@ -109,7 +128,9 @@ func (s *session) run(ctx context.Context) error {
 	}()
 	s.mu.Lock()
 	ks := s.newKeyState(0)
-	ks.snd.enqueue(opHardResetClientV2, nil)
+	if !s.cfg.server {
+		ks.snd.enqueue(opHardResetClientV2, nil)
+	}
 	s.mu.Unlock()
 	s.flush(time.Now())
 
@@ -161,10 +182,10 @@ func (s *session) sendPing() {
 	}
 	d, err := k.sealOne(pingMagic[:])
 	if err == nil {
-		err = s.a.sendDatagrams([][]byte{d}, s.ep)
+		err = s.host.sendDatagrams([][]byte{d}, s.ep)
 	}
 	if err != nil {
-		s.a.sendLog.Event(s.a.env.Log, "openvpn: ping failed", s.a.name, 1, err)
+		s.host.logEvent("openvpn: ping failed", 1, err)
 	}
 }
 
@@ -189,11 +210,18 @@ func (s *session) handleControl(pkt []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.haveRemote {
-		if m.Op != opHardResetServerV2 {
+		want := byte(opHardResetServerV2)
+		if s.cfg.server {
+			want = opHardResetClientV2
+		}
+		if m.Op != want || m.KeyID != 0 || m.MsgID != 0 {
 			s.ctrlGarbage.Add(1)
 			return
 		}
 		s.remoteSID, s.haveRemote = m.SID, true
+		if s.cfg.server {
+			s.keys[0].snd.enqueue(opHardResetServerV2, nil)
+		}
 	} else if m.SID != s.remoteSID {
 		s.ctrlGarbage.Add(1)
 		return
@@ -242,8 +270,8 @@ func (s *session) flush(now time.Time) {
 	}
 	s.mu.Unlock()
 	if len(out) > 0 {
-		if err := s.a.sendDatagrams(out, s.ep); err != nil {
-			s.a.sendLog.Event(s.a.env.Log, "openvpn: control send failed", s.a.name, len(out), err)
+		if err := s.host.sendDatagrams(out, s.ep); err != nil {
+			s.host.logEvent("openvpn: control send failed", len(out), err)
 		}
 	}
 }
@@ -253,7 +281,11 @@ func (s *session) startTLS(ks *keyState) {
 	s.tlsWG.Add(1)
 	go func() {
 		defer s.tlsWG.Done()
-		if err := s.clientKeyExchange(ks); err != nil && s.ctx.Err() == nil {
+		exchange := s.clientKeyExchange
+		if s.cfg.server {
+			exchange = s.serverKeyExchange
+		}
+		if err := exchange(ks); err != nil && s.ctx.Err() == nil {
 			s.fail(fmt.Errorf("key %d: %w", ks.id, err))
 		}
 	}()
@@ -263,13 +295,13 @@ func (s *session) startTLS(ks *keyState) {
 func (s *session) clientKeyExchange(ks *keyState) error {
 	ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
 	defer cancel()
-	tc := tls.Client(ks.conn(), s.a.tlsConfig())
+	tc := tls.Client(ks.conn(), s.cfg.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	stop := context.AfterFunc(s.ctx, func() { ks.close() })
 	defer stop()
-	if _, err := tc.Write(keyMethod2(false, localOptions, peerInfo(s.a.set.DataCiphers))); err != nil {
+	if _, err := tc.Write(keyMethod2(false, localOptions, peerInfo(s.cfg.ciphers))); err != nil {
 		return err
 	}
 	r := &msgReader{r: tc}
@@ -353,8 +385,8 @@ func (s *session) pull(ctx context.Context, tc *tls.Conn, r *msgReader) (pushRep
 			if p.Cipher == "" {
 				p.Cipher = cipherAES256GCM
 			}
-			if !s.a.set.allowsCipher(p.Cipher) {
-				return p, fmt.Errorf("the server pushes cipher %s, not in data_ciphers %v", p.Cipher, s.a.set.DataCiphers)
+			if !slices.Contains(s.cfg.ciphers, p.Cipher) {
+				return p, fmt.Errorf("the server pushes cipher %s, not in data_ciphers %v", p.Cipher, s.cfg.ciphers)
 			}
 			return p, nil
 		case len(msg) >= 11 && msg[:11] == "AUTH_FAILED":

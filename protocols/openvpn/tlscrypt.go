@@ -202,3 +202,26 @@ func (r *ctrlReplay) check(id uint32) bool {
 		return true
 	}
 }
+
+// authentic reports whether pkt passes tls-crypt, without decrypting it in
+// place or touching the replay window: the check of a new client's first
+// packet before any state is made for it.
+func (t *tlsCrypt) authentic(pkt []byte) bool {
+	if len(pkt) < tlsCryptOverhead || len(pkt) > 2048 {
+		return false
+	}
+	var buf [2048]byte
+	c := buf[:len(pkt)]
+	copy(c, pkt)
+	body := c[tlsCryptOverhead:]
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var iv [aes.BlockSize]byte
+	copy(iv[:], c[tlsCryptHeader:])
+	cipher.NewCTR(t.decBlock, iv[:]).XORKeyStream(body, body)
+	t.decMAC.Reset()
+	t.decMAC.Write(c[:tlsCryptHeader])
+	t.decMAC.Write(body)
+	var sum [tlsCryptTagSize]byte
+	return subtle.ConstantTimeCompare(t.decMAC.Sum(sum[:0]), c[tlsCryptHeader:tlsCryptOverhead]) == 1
+}

@@ -330,7 +330,7 @@ func TestParseSettings(t *testing.T) {
 		{"cipher", good + "data_ciphers: [BF-CBC]\n", `"BF-CBC" is not supported`},
 		{"compress", good + "compress: lz4\n", "compression is not supported"},
 		{"secret", good + "secret: s.key\n", "static-key mode is not supported"},
-		{"server", good + "mode: server\n", "not implemented"},
+		{"server with remote", good + "mode: server\nlisten: 0.0.0.0:1194\nserver: 10.8.0.0/24\n", "remote: is a client setting"},
 		{"remote cert", good + "remote_cert_tls: client\n", "must be server"},
 		{"mtu", good + "mtu: 100\n", "mtu: must be"},
 	}
