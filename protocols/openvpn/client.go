@@ -238,7 +238,7 @@ func (a *clientActor) sessionUp(p pushReply) {
 }
 
 func (a *clientActor) sessionConfig() sessionConfig {
-	return sessionConfig{tls: a.tlsConfig(), ciphers: a.set.DataCiphers}
+	return sessionConfig{tls: a.tlsConfig(), ciphers: a.set.DataCiphers, reneg: a.set.Reneg}
 }
 
 func (a *clientActor) logEvent(msg string, n int, err error) {

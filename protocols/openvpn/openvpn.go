@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -72,6 +73,9 @@ type Settings struct {
 	AcceptRoutes bool
 	// MTU is the largest inner packet sent.
 	MTU int
+	// Reneg is the renegotiation interval (reneg_sec); 0: never (the peer
+	// may still renegotiate).
+	Reneg time.Duration
 }
 
 // Endpoints implements protocols.Underlay.
@@ -120,6 +124,8 @@ type rawSettings struct {
 	AcceptRoutes bool `yaml:"accept_routes"`
 	// MTU is the tunnel MTU (default 1420).
 	MTU *int `yaml:"mtu"`
+	// RenegSec as OpenVPN's reneg-sec, in seconds (default 0: never).
+	RenegSec int `yaml:"reneg_sec"`
 	// Compression and static-key mode are refused with a clear error.
 	Compress string `yaml:"compress"`
 	Secret   string `yaml:"secret"`
@@ -261,6 +267,11 @@ func parse(s config.Settings) (any, error) {
 		} else {
 			set.MTU = m
 		}
+	}
+	if raw.RenegSec < 0 || raw.RenegSec > 0 && raw.RenegSec < minRenegSec {
+		fail("reneg_sec", "must be 0 (never) or at least %d seconds, got %d", minRenegSec, raw.RenegSec)
+	} else {
+		set.Reneg = time.Duration(raw.RenegSec) * time.Second
 	}
 	if len(errs) > 0 {
 		return nil, errs

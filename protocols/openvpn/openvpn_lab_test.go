@@ -304,6 +304,7 @@ protocols:
       key_file: %s
       tls_crypt_file: %s
       data_ciphers: [AES-256-GCM, CHACHA20-POLY1305]
+      reneg_sec: 5
 `, a.Label, a.Admin, a.TUNDev, a.TUN4, netip.AddrPortFrom(a.Veth4, ovpnPort), ca, cert, key, tcKey)
 }
 

@@ -245,7 +245,7 @@ func (a *serverActor) newPeer(src netip.AddrPort, first []byte) {
 	a.freeAddrs = a.freeAddrs[:len(a.freeAddrs)-1]
 	ep := udpbind.NewEndpoint(src)
 	p := &serverPeer{id: uint32(id), src: src, addr: addr}
-	cfg := sessionConfig{server: true, tls: a.tlsCfg, ciphers: a.set.DataCiphers, reply: func(km2) (pushReply, error) {
+	cfg := sessionConfig{server: true, tls: a.tlsCfg, ciphers: a.set.DataCiphers, reneg: a.set.Reneg, reply: func(km2) (pushReply, error) {
 		return pushReply{
 			Addr: netip.PrefixFrom(addr, a.set.Network.Bits()), Gateway: a.gateway,
 			Routes: a.set.PushRoutes, PeerID: p.id, HasPeerID: true,

@@ -139,7 +139,7 @@ log %s
 	})
 	transferAndPing(t, ctx, o.Lab)
 	in := serverInfo(t, ctx, o.daemon)
-	if len(in.Peers) != 1 {
+	if len(in.Peers) != 1 || in.Peers[0].Renegotiations == 0 {
 		t.Fatalf("peers %+v, want one", in.Peers)
 	}
 	p := in.Peers[0]
@@ -172,6 +172,17 @@ func TestSwitchyardToSwitchyard(t *testing.T) {
 		t.Errorf("pushed address %q, want %q", got, want)
 	}
 	transferAndPing(t, ctx, o.Lab)
+	// The server renegotiates every 5 s (reneg_sec: 5): the transfer above
+	// crossed at least one key change.
+	in, _ = info(t, ctx, d)
+	sv := serverInfo(t, ctx, o.daemon)
+	if len(sv.Peers) != 1 || sv.Peers[0].Renegotiations == 0 {
+		t.Errorf("no renegotiation seen by the server: %+v", sv)
+	}
+	if in.Reconnects != 0 {
+		t.Errorf("client reconnected %d times (%s)", in.Reconnects, in.LastError)
+	}
+	t.Logf("client %+v; server %+v", in, sv)
 }
 
 func netipAddrPort(s *lab.Side) netip.AddrPort { return netip.AddrPortFrom(s.Veth4, ovpnPort) }

@@ -47,6 +47,9 @@ type sessionConfig struct {
 	ciphers []string // data_ciphers
 	// reply builds the push reply for a client that sent info (server).
 	reply func(info km2) (pushReply, error)
+	// reneg, when positive, starts a renegotiation (soft reset with the next
+	// key id) this long after the latest key state began.
+	reneg time.Duration
 }
 
 // session is one control session with one peer.
@@ -70,6 +73,7 @@ type session struct {
 	haveRemote bool
 	keys       [8]*keyState
 	latest     *keyState
+	latestAt   time.Time // when latest began
 
 	ring     keyRing
 	pushed   atomic.Pointer[pushReply]
@@ -168,10 +172,31 @@ func (s *session) run(ctx context.Context) error {
 				if now.UnixNano()-s.lastRecv.Load() > int64(restart) {
 					return fmt.Errorf("nothing received for %v (ping-restart)", restart)
 				}
+				s.maybeRenegotiate(now)
 			}
 		}
 		s.flush(time.Now())
 	}
+}
+
+// maybeRenegotiate starts a soft reset with the next key id when reneg
+// passed since the latest key state began and its key is in use.
+func (s *session) maybeRenegotiate(now time.Time) {
+	if s.cfg.reneg <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.latest
+	if cur == nil || now.Sub(s.latestAt) < s.cfg.reneg {
+		return
+	}
+	if k := s.ring.primary.Load(); k == nil || k.id != cur.id {
+		return // the latest exchange has not finished yet
+	}
+	ks := s.newKeyState(cur.id%keyIDMask + 1) // 1…7; 0 only for the first
+	ks.snd.enqueue(opSoftResetV1, nil)
+	s.renegs.Add(1)
 }
 
 // sendPing sends OpenVPN's keepalive on the data channel.
@@ -197,6 +222,7 @@ func (s *session) newKeyState(id byte) *keyState {
 	ks := &keyState{s: s, id: id, in: make(chan []byte, tlsInQueue), closed: make(chan struct{})}
 	s.keys[id] = ks
 	s.latest = ks
+	s.latestAt = time.Now()
 	return ks
 }
 
