@@ -13,6 +13,7 @@ import (
 
 	"switchyard/config"
 	"switchyard/packet"
+	"switchyard/protocols"
 )
 
 func testKeyMaterial() []byte {
@@ -405,3 +406,9 @@ func mustSettings(t *testing.T, yaml string) config.Settings {
 	}
 	return s
 }
+
+func fmtSession(s protocols.Session) string { return fmt.Sprint(s.Addrs, " ", s.Routes) }
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+func writeFile0600(path, text string) error { return os.WriteFile(path, []byte(text), 0o600) }
