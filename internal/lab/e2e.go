@@ -33,10 +33,13 @@ type CaseKind int
 
 // The kinds of end-to-end case.
 const (
-	KindVeth        CaseKind = iota // iperf3 straight over the veth: the ceiling
-	KindWireGuardGo                 // two wireguard-go binaries: the reference
-	KindUDP                         // two switchyard daemons, udp protocol
-	KindWireGuard                   // two switchyard daemons, wireguard protocol
+	KindVeth          CaseKind = iota // iperf3 straight over the veth: the ceiling
+	KindWireGuardGo                   // two wireguard-go binaries: the reference
+	KindUDP                           // two switchyard daemons, udp protocol
+	KindWireGuard                     // two switchyard daemons, wireguard protocol
+	KindOpenVPNRef                    // two openvpn 2.6 processes: the reference
+	KindOpenVPNClient                 // switchyard's openvpn client against an openvpn 2.6 server
+	KindOpenVPN                       // two switchyard daemons, openvpn server and client
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -86,6 +89,9 @@ func Cases() []Case {
 		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128},
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
+		{Key: "openvpn", Label: "openvpn 2.6 pair, AES-256-GCM, tls-crypt, DCO off (reference)", Kind: KindOpenVPNRef},
+		{Key: "openvpn-sy-client", Label: "switchyard openvpn client ↔ openvpn 2.6 server", Kind: KindOpenVPNClient, Batch: 128},
+		{Key: "openvpn-sy-pair", Label: "switchyard openvpn server ↔ switchyard openvpn client", Kind: KindOpenVPN, Batch: 128},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 	}
 }
@@ -265,6 +271,9 @@ func RunCase(ctx context.Context, c Case, o E2EOptions) (_ CaseResult, err error
 	o.defaults()
 	res := CaseResult{Case: c}
 	need := []string{"iperf3"}
+	if c.Kind == KindOpenVPNRef || c.Kind == KindOpenVPNClient || c.Kind == KindOpenVPN {
+		need = append(need, "openvpn")
+	}
 	if c.Kind == KindWireGuardGo {
 		need = append(need, "wg")
 		if o.WireGuardGo == "" {
@@ -368,6 +377,8 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
+	case KindOpenVPNRef, KindOpenVPNClient, KindOpenVPN:
+		return startOpenVPNCase(ctx, l, c)
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
