@@ -106,6 +106,7 @@ func testSettings(t *testing.T) (client, server Settings) {
 	server.Network = netip.MustParsePrefix("10.8.0.0/24")
 	server.PushRoutes = []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16")}
 	server.MaxClients = defaultMaxClients
+	server.Ping, server.PingRestart = time.Second, 3*time.Second
 	client = base(p.clientCert, p.clientKey)
 	client.Remote = server.Listen
 	client.AcceptRoutes = true
@@ -240,4 +241,44 @@ func TestInProcessPair(t *testing.T) {
 func (e *end) serverInfo() ServerInfo {
 	in, _ := e.out.Info().(ServerInfo)
 	return in
+}
+
+// TestInProcessReconnect: the server goes away (nothing answers: the
+// client's ping-restart ends the session, which it reports as the zero
+// session), comes back on the same port, and the client reconnects.
+func TestInProcessReconnect(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cset, sset := testSettings(t)
+	srv := newEnd(t, func(env protocols.Env) actor.Actor { return newServerActor("vpn", sset, env) })
+	cl := newEnd(t, func(env protocols.Env) actor.Actor { return newClientActor("vpn", cset, env) })
+	defer cl.stop()
+	next := func(what string, d time.Duration) protocols.Session {
+		t.Helper()
+		select {
+		case s := <-cl.sess:
+			return s
+		case <-time.After(d):
+			t.Fatalf("no session report (%s) within %v", what, d)
+		}
+		return protocols.Session{}
+	}
+	if s := next("up", 15*time.Second); s.IsZero() {
+		t.Fatal("first report is the zero session")
+	}
+	srv.stop()
+	if s := next("down", 10*time.Second); !s.IsZero() {
+		t.Fatalf("report after the server went away: %s, want the zero session", fmtSession(s))
+	}
+	srv2 := newEnd(t, func(env protocols.Env) actor.Actor { return newServerActor("vpn", sset, env) })
+	defer srv2.stop()
+	if s := next("up again", 20*time.Second); s.IsZero() {
+		t.Fatal("no session after the server came back")
+	}
+	down := packettest.IPv4([4]byte{10, 8, 0, 1}, [4]byte{10, 8, 0, 2}, 300, nil)
+	srv2.send(down)
+	waitUntil(t, "a packet through the new session", 5*time.Second, func() bool { return cl.coll.Count() == 1 })
+	in, _ := cl.out.Info().(clientInfo)
+	if in.Reconnects != 1 {
+		t.Errorf("reconnects %d, want 1 (%+v)", in.Reconnects, in)
+	}
 }

@@ -56,6 +56,9 @@ type Settings struct {
 	PushRoutes []netip.Prefix
 	// MaxClients bounds the clients connected at once (server).
 	MaxClients int
+	// Ping and PingRestart are pushed to clients and used by the server
+	// itself (server; OpenVPN's keepalive).
+	Ping, PingRestart time.Duration
 	// Remote is the server's address and UDP port (client).
 	Remote netip.AddrPort
 	// RootCAs verifies the server's certificate chain (ca_file).
@@ -108,6 +111,9 @@ type rawSettings struct {
 	PushRoutes []string `yaml:"push_routes"`
 	// MaxClients (server, default 64).
 	MaxClients *int `yaml:"max_clients"`
+	// Keepalive is OpenVPN's keepalive: [ping, ping-restart] in seconds
+	// (server, default [10, 60]).
+	Keepalive []int `yaml:"keepalive"`
 	// Remote is the server, ip:port.
 	Remote string `yaml:"remote"`
 	// CAFile, CertFile, KeyFile: PEM files as OpenVPN's ca, cert, key.
@@ -149,7 +155,7 @@ func parse(s config.Settings) (any, error) {
 	switch raw.Mode {
 	case "", "client":
 		for field, given := range map[string]bool{"listen": raw.Listen != "", "server": raw.Server != "",
-			"push_routes": raw.PushRoutes != nil, "max_clients": raw.MaxClients != nil} {
+			"push_routes": raw.PushRoutes != nil, "max_clients": raw.MaxClients != nil, "keepalive": raw.Keepalive != nil} {
 			if given {
 				fail(field, "is a server setting (mode: server)")
 			}
@@ -184,6 +190,14 @@ func parse(s config.Settings) (any, error) {
 				continue
 			}
 			set.PushRoutes = append(set.PushRoutes, pfx.Masked())
+		}
+		set.Ping, set.PingRestart = defaultPing, defaultPingRestart
+		if raw.Keepalive != nil {
+			if k := raw.Keepalive; len(k) != 2 || k[0] < 1 || k[1] < 2*k[0] || k[1] > 3600 {
+				fail("keepalive", "must be [ping, ping-restart] in seconds, ping ≥ 1, ping-restart ≥ 2×ping and ≤ 3600, got %v", k)
+			} else {
+				set.Ping, set.PingRestart = time.Duration(k[0])*time.Second, time.Duration(k[1])*time.Second
+			}
 		}
 		set.MaxClients = defaultMaxClients
 		if raw.MaxClients != nil {

@@ -249,7 +249,7 @@ func (a *serverActor) newPeer(src netip.AddrPort, first []byte) {
 		return pushReply{
 			Addr: netip.PrefixFrom(addr, a.set.Network.Bits()), Gateway: a.gateway,
 			Routes: a.set.PushRoutes, PeerID: p.id, HasPeerID: true,
-			Ping: defaultPing, PingRestart: defaultPingRestart,
+			Ping: a.set.Ping, PingRestart: a.set.PingRestart,
 		}, nil
 	}}
 	p.s = newSession(a, cfg, ep, newTLSCrypt(&a.set.TLSCryptKey, true))
