@@ -248,10 +248,18 @@ type keyRing struct {
 // install adds k and makes it the key to send with; the key it replaces
 // keeps decrypting for transitionWindow.
 func (r *keyRing) install(k *dataKey) {
+	r.add(k)
+	r.promote(k)
+}
+
+// add makes k decrypt, without sending with it yet.
+func (r *keyRing) add(k *dataKey) { r.keys[k.id].Store(k) }
+
+// promote makes k (added before) the key to send with.
+func (r *keyRing) promote(k *dataKey) {
 	if old := r.primary.Load(); old != nil && old.id != k.id {
 		old.retireAt.Store(time.Now().Add(transitionWindow).UnixNano())
 	}
-	r.keys[k.id].Store(k)
 	r.primary.Store(k)
 }
 

@@ -158,6 +158,7 @@ func TestInProcessPair(t *testing.T) {
 	up := packettest.IPv4([4]byte{10, 8, 0, 2}, [4]byte{10, 8, 0, 1}, 200, nil)
 	cl.send(up, up, up)
 	waitUntil(t, "3 packets at the server", 5*time.Second, func() bool { return srv.coll.Count() == 3 })
+	waitUntil(t, "the server's peer", 5*time.Second, func() bool { return len(srv.serverInfo().Peers) == 1 })
 	down := packettest.IPv4([4]byte{10, 8, 0, 1}, [4]byte{10, 8, 0, 2}, 300, nil)
 	srv.send(down, down)
 	waitUntil(t, "2 packets at the client", 5*time.Second, func() bool { return cl.coll.Count() == 2 })
@@ -274,6 +275,7 @@ func TestInProcessReconnect(t *testing.T) {
 	if s := next("up again", 20*time.Second); s.IsZero() {
 		t.Fatal("no session after the server came back")
 	}
+	waitUntil(t, "the server's peer", 5*time.Second, func() bool { return len(srv2.serverInfo().Peers) == 1 })
 	down := packettest.IPv4([4]byte{10, 8, 0, 1}, [4]byte{10, 8, 0, 2}, 300, nil)
 	srv2.send(down)
 	waitUntil(t, "a packet through the new session", 5*time.Second, func() bool { return cl.coll.Count() == 1 })

@@ -89,6 +89,11 @@ const (
 	// start; the rest are dropped (their client retransmits).
 	newPeersPerBatch = 8
 
+	// ackPoll (5 ms) is how often a server's key exchange looks whether
+	// its last control messages were acknowledged before it sends with the
+	// new key.
+	ackPoll = 5 * time.Millisecond
+
 	// minRenegSec (5 s) is the shortest reneg_sec: a key exchange takes a
 	// few round trips and the old key lives on for transitionWindow.
 	minRenegSec = 5

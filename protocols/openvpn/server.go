@@ -224,9 +224,12 @@ func (a *serverActor) newPeer(src netip.AddrPort, first []byte) {
 	a.mu.Lock()
 	if old := a.bySrc[src]; old != nil {
 		// The client restarted from the same address: end the old session;
-		// its retransmitted reset finds the address free.
+		// its retransmitted reset finds the address free. (A replay of the
+		// current session's own reset does not get here: same session id.)
 		a.mu.Unlock()
-		old.s.cancel()
+		if !old.s.isPeerSID(first) {
+			old.s.fail(errors.New("the client started a new session"))
+		}
 		return
 	}
 	id := -1
@@ -261,6 +264,14 @@ func (a *serverActor) newPeer(src netip.AddrPort, first []byte) {
 	p.s.deliverControl(first)
 	a.peersWG.Add(1)
 	go a.runPeer(p)
+}
+
+// isPeerSID reports whether control packet pkt names the session's peer
+// session id (false before the peer's first packet).
+func (s *session) isPeerSID(pkt []byte) bool {
+	sid, ok := peekSID(pkt)
+	cur := s.peerSID.Load()
+	return ok && cur != nil && *cur == sid
 }
 
 // runPeer runs a peer's session and removes the peer when it ends.
@@ -451,6 +462,14 @@ func (r *serverReader) deliver(n int) {
 		op := d[0] >> opShift
 		if op != opDataV2 {
 			switch {
+			case p != nil && op == opHardResetClientV2 && !p.s.isPeerSID(d) && nFresh < newPeersPerBatch:
+				// The client at this address started afresh (a new
+				// session id): newPeer ends the old session once the reset
+				// passes tls-crypt; the client's retransmission starts the
+				// new one.
+				r.fresh[nFresh].src = src
+				r.fresh[nFresh].pkt = append(r.fresh[nFresh].pkt[:0], d...)
+				nFresh++
 			case p != nil:
 				if !p.s.deliverControl(d) {
 					p.s.ctrlGarbage.Add(1)

@@ -75,6 +75,7 @@ type session struct {
 	mu         sync.Mutex // guards the fields below
 	remoteSID  sessionID
 	haveRemote bool
+	peerSID    atomic.Pointer[sessionID] // remoteSID, for readers
 	keys       [8]*keyState
 	latest     *keyState
 	latestAt   time.Time // when latest began
@@ -249,6 +250,8 @@ func (s *session) handleControl(pkt []byte) {
 			return
 		}
 		s.remoteSID, s.haveRemote = m.SID, true
+		sid := m.SID
+		s.peerSID.Store(&sid)
 		if s.cfg.server {
 			s.keys[0].snd.enqueue(opHardResetServerV2, nil)
 		}

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // serverOptions is the options string of a server's key method 2 message.
@@ -93,7 +94,9 @@ func (s *session) serverKeyExchange(ks *keyState) error {
 	if err != nil {
 		return err
 	}
-	s.ring.install(k)
+	// Decrypt with the new key at once; send with it only once the client
+	// has our key method message (and push reply), so it has the key too.
+	s.ring.add(k)
 	reply := []byte(p.text() + "\x00")
 	pushedNow := !first // a renegotiation pushes nothing
 	if first {
@@ -104,6 +107,12 @@ func (s *session) serverKeyExchange(ks *keyState) error {
 			}
 			pushedNow = true
 		}
+	}
+	if err := s.waitAcked(ctx, ks); err != nil {
+		return err
+	}
+	s.ring.promote(k)
+	if first {
 		s.up <- p
 	}
 	for {
@@ -126,6 +135,25 @@ func (s *session) serverKeyExchange(ks *keyState) error {
 			pushedNow = true
 		case msg == "EXIT" || strings.HasPrefix(msg, "EXIT,"):
 			return errors.New("client says EXIT")
+		}
+	}
+}
+
+// waitAcked waits until every control message of ks was acknowledged.
+func (s *session) waitAcked(ctx context.Context, ks *keyState) error {
+	for {
+		s.mu.Lock()
+		idle := ks.snd.idle()
+		s.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ks.closed:
+			return errKeyStateClosed
+		case <-time.After(ackPoll):
 		}
 	}
 }
