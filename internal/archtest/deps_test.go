@@ -96,7 +96,7 @@ var dynamicSites = map[string][]string{
 	"cmd/switchyard-lab/bench_report.go: name": nil, // firstLine
 	"internal/archtest/deps_test.go: c":        nil, // the list's own commands, looked up
 	// Commands from a list.
-	"internal/lab/e2e.go: tool":       {"iperf3", "wg"},
+	"internal/lab/e2e.go: tool":       {"iperf3", "wg", "openvpn"},
 	"internal/lab/wireguard.go: s[0]": {"wg", "ip"},
 	// The repository's own programs, and wireguard-go built from go.mod.
 	"actors/remote/hostlink.go: l.spec.Command[0]":                                   nil, // switchyard host

@@ -367,6 +367,7 @@ func (r *reader) deliver(n int) {
 	good := r.good[:0]
 	in, inBytes, unknown, garbage, replayed, noKey := 0, 0, 0, 0, 0, 0
 	var held *dataKey
+	heard := false // an authentic data packet came: once per batch for ping-restart
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
 		d := r.bufs[i][:size]
@@ -411,7 +412,7 @@ func (r *reader) deliver(n int) {
 			garbage++
 			continue
 		}
-		s.lastRecv.Store(now)
+		heard = true
 		if m == len(pingMagic) && [16]byte(r.bufs[i][packet.Headroom:packet.Headroom+16]) == pingMagic {
 			continue // keepalive: not a packet
 		}
@@ -426,6 +427,9 @@ func (r *reader) deliver(n int) {
 	}
 	if held != nil {
 		held.recvMu.Unlock()
+	}
+	if heard {
+		s.lastRecv.Store(now)
 	}
 	clear(r.eps[:n])
 	r.good = good[:0]

@@ -447,6 +447,9 @@ func (r *serverReader) deliver(n int) {
 	var cur *serverPeer
 	curPackets, curBytes := 0, 0
 	flushPeer := func() {
+		if cur != nil {
+			cur.s.lastRecv.Store(now)
+		}
 		if cur != nil && curPackets > 0 {
 			cur.rxPackets.Add(uint64(curPackets))
 			cur.rxBytes.Add(uint64(curBytes))
@@ -510,7 +513,10 @@ func (r *serverReader) deliver(n int) {
 			garbage++
 			continue
 		}
-		p.s.lastRecv.Store(now)
+		if p != cur {
+			flushPeer() // once per run of one peer: counters and ping-restart
+			cur = p
+		}
 		pkt := r.bufs[i][packet.Headroom : packet.Headroom+m]
 		if m == len(pingMagic) && [16]byte(pkt) == pingMagic {
 			in--
@@ -524,10 +530,6 @@ func (r *serverReader) deliver(n int) {
 		if s, ok := packet.Source(pkt); !ok || s != p.addr {
 			spoofed++
 			continue
-		}
-		if p != cur {
-			flushPeer()
-			cur = p
 		}
 		curPackets++
 		curBytes += m
