@@ -284,3 +284,39 @@ func TestInProcessReconnect(t *testing.T) {
 		t.Errorf("reconnects %d, want 1 (%+v)", in.Reconnects, in)
 	}
 }
+
+// TestInProcessWrongCA: a client whose certificate comes from another CA
+// is refused by the server's TLS handshake (counted as a failed handshake)
+// and never reports a session.
+func TestInProcessWrongCA(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cset, sset := testSettings(t)
+	other := newPKI(t, t.TempDir(), "other", nil)
+	wrong, err := parse(mustSettings(t, "remote: "+sset.Listen.String()+"\nca_file: "+other.ca+"\ncert_file: "+other.clientCert+
+		"\nkey_file: "+other.clientKey+"\ntls_crypt_file: "+writeKey(t, t.TempDir(), testStaticKey())+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := wrong.(Settings)
+	w.RootCAs = cset.RootCAs // it trusts the server; the server does not trust it
+	srv := newEnd(t, func(env protocols.Env) actor.Actor { return newServerActor("vpn", sset, env) })
+	defer srv.stop()
+	cl := newEnd(t, func(env protocols.Env) actor.Actor { return newClientActor("vpn", w, env) })
+	defer cl.stop()
+	waitUntil(t, "a failed handshake at the server", 10*time.Second, func() bool { return srv.serverInfo().HandshakesFailed >= 1 })
+	select {
+	case s := <-cl.sess:
+		if !s.IsZero() {
+			t.Fatalf("a client with a certificate from another CA got a session: %s", fmtSession(s))
+		}
+	default:
+	}
+	if in := srv.serverInfo(); len(in.Peers) != 0 {
+		t.Fatalf("peers %+v, want none", in.Peers)
+	}
+	in, _ := cl.out.Info().(clientInfo)
+	if in.State == "connected" {
+		t.Fatalf("client connected: %+v", in)
+	}
+	t.Logf("client: %+v", in)
+}
