@@ -311,3 +311,23 @@ func TestSwitchyardToSwitchyard(t *testing.T) {
 	}
 	t.Logf("client %+v; server %+v", in, sv)
 }
+
+// TestOpenVPNChaCha: the Switchyard client offering only
+// CHACHA20-POLY1305 ↔ the openvpn 2.6 server: the server picks it; ping
+// both ways and a sha256-checked transfer.
+func TestOpenVPNChaCha(t *testing.T) {
+	needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, f := newLab(t, ctx, sideB)
+	startPeer(t)(l.StartOpenVPNServer(l.B, l.A, f, ""))
+	yaml := strings.Replace(lab.OpenVPNClientYAML(l.A, remoteOf(l.B), f, "info"),
+		"data_ciphers: [AES-256-GCM, CHACHA20-POLY1305]", "data_ciphers: [CHACHA20-POLY1305]", 1)
+	d := startDaemon(t, ctx, l, l.A, yaml)
+	in := waitConnected(t, ctx, d, 20*time.Second)
+	if in.Cipher != cipherChaCha {
+		t.Fatalf("cipher %q, want %s", in.Cipher, cipherChaCha)
+	}
+	pingBoth(t, ctx, l)
+	transfer(t, ctx, l, l.A, l.B)
+}

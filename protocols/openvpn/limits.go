@@ -49,9 +49,9 @@ const (
 	// (OpenVPN's hand-window).
 	handshakeTimeout = 60 * time.Second
 	// pushTimeout (30 s) bounds the wait for PUSH_REPLY after the first key
-	// exchange; PUSH_REQUEST is repeated every pushRetry.
+	// exchange (one PUSH_REQUEST is sent; the client also announces
+	// IV_PROTO_REQUEST_PUSH, so an OpenVPN 2.6 server pushes at once).
 	pushTimeout = 30 * time.Second
-	pushRetry   = 5 * time.Second
 	// maxPushBytes (64 KiB) bounds a PUSH_REPLY with its continuations and
 	// any one control-channel message.
 	maxPushBytes = 64 << 10

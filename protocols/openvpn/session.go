@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -345,7 +346,7 @@ func (s *session) clientKeyExchange(ks *keyState) error {
 	var p pushReply
 	if first {
 		var err error
-		if p, err = s.pull(ctx, tc, r); err != nil {
+		if p, err = s.pull(ctx, ks, tc, r); err != nil {
 			return err
 		}
 	} else {
@@ -381,13 +382,21 @@ func (s *session) clientKeyExchange(ks *keyState) error {
 			}
 			return err
 		}
-		switch {
-		case msg == "RESTART" || msg == "HALT" || msg == "EXIT" ||
-			len(msg) >= 7 && (msg[:7] == "RESTART" || msg[:4] == "HALT") ||
-			len(msg) >= 11 && msg[:11] == "AUTH_FAILED":
+		if serverEnds(msg) {
 			return fmt.Errorf("server says %q", msg)
 		}
 	}
+}
+
+// serverEnds reports whether a control message from the server ends the
+// session: RESTART[,…], HALT[,…], EXIT, AUTH_FAILED[,…].
+func serverEnds(msg string) bool {
+	cmd, _, _ := strings.Cut(msg, ",")
+	switch cmd {
+	case "RESTART", "HALT", "EXIT", "AUTH_FAILED":
+		return true
+	}
+	return false
 }
 
 // ekmLabel is the TLS exporter label of the data-channel keys
@@ -395,12 +404,17 @@ func (s *session) clientKeyExchange(ks *keyState) error {
 const ekmLabel = "EXPORTER-OpenVPN-datakeys"
 
 // pull sends PUSH_REQUEST until PUSH_REPLY comes and parses it.
-func (s *session) pull(ctx context.Context, tc *tls.Conn, r *msgReader) (pushReply, error) {
+func (s *session) pull(ctx context.Context, ks *keyState, tc *tls.Conn, r *msgReader) (pushReply, error) {
 	var p pushReply
+	// A server that never answers: the key state closes, which ends the
+	// read below, and with it the session.
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, ks.close)
+	defer stop()
 	if _, err := tc.Write([]byte("PUSH_REQUEST\x00")); err != nil {
 		return p, err
 	}
-	deadline := time.Now().Add(pushTimeout)
 	for {
 		msg, err := r.text()
 		if err != nil {
@@ -425,7 +439,7 @@ func (s *session) pull(ctx context.Context, tc *tls.Conn, r *msgReader) (pushRep
 		case len(msg) >= 11 && msg[:11] == "AUTH_FAILED":
 			return p, fmt.Errorf("server says %q", msg)
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return p, errors.New("no PUSH_REPLY")
 		}
 	}
