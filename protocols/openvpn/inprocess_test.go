@@ -320,3 +320,35 @@ func TestInProcessWrongCA(t *testing.T) {
 	}
 	t.Logf("client: %+v", in)
 }
+
+// TestInProcessRenegOnPacketIDs: a key that has spent most of its packet
+// ids is renegotiated (reneg_sec 0), and packets keep flowing on the new
+// key.
+func TestInProcessRenegOnPacketIDs(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cset, sset := testSettings(t)
+	srv := newEnd(t, func(env protocols.Env) actor.Actor { return newServerActor("vpn", sset, env) })
+	defer srv.stop()
+	var ca *clientActor
+	cl := newEnd(t, func(env protocols.Env) actor.Actor { ca = newClientActor("vpn", cset, env); return ca })
+	defer cl.stop()
+	select {
+	case <-cl.sess:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no session")
+	}
+	s := ca.live.Load()
+	old := s.ring.primary.Load()
+	old.sendID.Store(renegPacketIDs)
+	waitUntil(t, "a new key", 10*time.Second, func() bool {
+		k := s.ring.primary.Load()
+		return k != nil && k.id != old.id
+	})
+	waitUntil(t, "the server's peer", 5*time.Second, func() bool { return len(srv.serverInfo().Peers) == 1 })
+	up := packettest.IPv4([4]byte{10, 8, 0, 2}, [4]byte{10, 8, 0, 1}, 200, nil)
+	cl.send(up, up)
+	waitUntil(t, "2 packets at the server on the new key", 5*time.Second, func() bool { return srv.coll.Count() == 2 })
+	if got := s.renegs.Load(); got != 1 {
+		t.Errorf("renegotiations %d, want 1", got)
+	}
+}

@@ -94,6 +94,11 @@ const (
 	// new key.
 	ackPoll = 5 * time.Millisecond
 
+	// renegPacketIDs (0xF000_0000 packet ids, 15/16 of the space) is when a
+	// session renegotiates whatever reneg_sec says: a data key must never
+	// reuse a packet id (its nonce), and sealing fails at 2^32-1.
+	renegPacketIDs = 0xF000_0000
+
 	// minRenegSec (5 s) is the shortest reneg_sec: a key exchange takes a
 	// few round trips and the old key lives on for transitionWindow.
 	minRenegSec = 5

@@ -186,19 +186,22 @@ func (s *session) run(ctx context.Context) error {
 }
 
 // maybeRenegotiate starts a soft reset with the next key id when reneg
-// passed since the latest key state began and its key is in use.
+// passed since the latest key state began, or when the key in use has
+// spent most of its packet ids, once that key is in use.
 func (s *session) maybeRenegotiate(now time.Time) {
-	if s.cfg.reneg <= 0 {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.latest
-	if cur == nil || now.Sub(s.latestAt) < s.cfg.reneg {
+	if cur == nil {
 		return
 	}
-	if k := s.ring.primary.Load(); k == nil || k.id != cur.id {
+	k := s.ring.primary.Load()
+	if k == nil || k.id != cur.id {
 		return // the latest exchange has not finished yet
+	}
+	due := s.cfg.reneg > 0 && now.Sub(s.latestAt) >= s.cfg.reneg
+	if !due && k.sendID.Load() < renegPacketIDs {
+		return
 	}
 	ks := s.newKeyState(cur.id%keyIDMask + 1) // 1…7; 0 only for the first
 	ks.snd.enqueue(opSoftResetV1, nil)
