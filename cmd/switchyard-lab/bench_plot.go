@@ -34,12 +34,15 @@ const (
 
 // shortLabels name the bars; the table has the long labels.
 var shortLabels = map[string]string{
-	"veth":           "veth (ceiling)",
-	"wireguard-go":   "wireguard-go pair",
-	"bare":           "bare forwarder pair",
-	"udp-b128":       "sy udp b128",
-	"udp-b1":         "sy udp b1",
-	"wireguard-b128": "sy wireguard b128",
+	"veth":              "veth (ceiling)",
+	"wireguard-go":      "wireguard-go pair",
+	"bare":              "bare forwarder pair",
+	"udp-b128":          "sy udp b128",
+	"udp-b1":            "sy udp b1",
+	"wireguard-b128":    "sy wireguard b128",
+	"openvpn":           "openvpn pair",
+	"openvpn-sy-client": "sy ovpn client↔openvpn",
+	"openvpn-sy-pair":   "sy openvpn pair",
 }
 
 func shortLabel(c lab.Case) string {

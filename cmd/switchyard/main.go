@@ -11,6 +11,7 @@ import (
 
 	// The protocols this binary carries; each registers itself in init.
 	_ "switchyard/protocols/openconnect"
+	_ "switchyard/protocols/openvpn"
 	_ "switchyard/protocols/udp"
 	_ "switchyard/protocols/wireguard"
 )

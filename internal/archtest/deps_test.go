@@ -97,7 +97,7 @@ var dynamicSites = map[string][]string{
 	"cmd/switchyard-lab/bench_report.go: name": nil, // firstLine
 	"internal/archtest/deps_test.go: c":        nil, // the list's own commands, looked up
 	// Commands from a list.
-	"internal/lab/e2e.go: tool":       {"iperf3", "wg"},
+	"internal/lab/e2e.go: tool":       {"iperf3", "wg", "openvpn"},
 	"internal/lab/wireguard.go: s[0]": {"wg", "ip"},
 	// The repository's own programs, and wireguard-go built from go.mod.
 	"actors/remote/hostlink.go: l.spec.Command[0]":                                   nil, // switchyard host
@@ -105,6 +105,7 @@ var dynamicSites = map[string][]string{
 	"cmd/switchyard/lifecycle_e2e_test.go: copyBin":                                  nil,
 	"cmd/switchyard/reload_e2e_test.go: l.CLI":                                       nil,
 	"cmd/switchyard/remote_e2e_test.go: l.Tools":                                     nil,
+	"cmd/switchyard/remote_uid_linux_test.go: setpriv":                               {"setpriv"},
 	"cmd/switchyard/wireguard_e2e_test.go: e2eCLI.get(t)":                            nil,
 	"cmd/switchyard-lab/labcmd_test.go: bin":                                         nil,
 	"cmd/switchyard-lab/bench_e2e.go: opts.WireGuardGo":                              nil,

@@ -197,7 +197,8 @@ func TestCases(t *testing.T) {
 	// References: udp pairs against the bare forwarder, wireguard against
 	// wireguard-go (issue 14).
 	wantRef := map[CaseKind]CaseKind{KindUDP: KindBare, KindWireGuard: KindWireGuardGo,
-		KindOCClient: KindOCRef, KindOCServer: KindOCRef, KindOCPair: KindOCRef}
+		KindOCClient: KindOCRef, KindOCServer: KindOCRef, KindOCPair: KindOCRef,
+		KindOpenVPNClient: KindOpenVPNRef, KindOpenVPN: KindOpenVPNRef}
 	for _, c := range seen {
 		if c.Ref == "" {
 			continue

@@ -35,15 +35,18 @@ type CaseKind int
 
 // The kinds of end-to-end case.
 const (
-	KindVeth        CaseKind = iota // iperf3 straight over the veth: the ceiling
-	KindWireGuardGo                 // two wireguard-go binaries: the reference
-	KindUDP                         // two switchyard daemons, udp protocol
-	KindWireGuard                   // two switchyard daemons, wireguard protocol
-	KindBare                        // two bare forwarders (Forward): the reference of the udp pairs
-	KindOCRef                       // ocserv and openconnect: the SSL VPN reference (ocbench.go)
-	KindOCClient                    // switchyard openconnect client against ocserv
-	KindOCServer                    // openconnect against switchyard's openconnect server
-	KindOCPair                      // switchyard openconnect client against switchyard's server
+	KindVeth          CaseKind = iota // iperf3 straight over the veth: the ceiling
+	KindWireGuardGo                   // two wireguard-go binaries: the reference
+	KindUDP                           // two switchyard daemons, udp protocol
+	KindWireGuard                     // two switchyard daemons, wireguard protocol
+	KindBare                          // two bare forwarders (Forward): the reference of the udp pairs
+	KindOCRef                         // ocserv and openconnect: the SSL VPN reference (ocbench.go)
+	KindOCClient                      // switchyard openconnect client against ocserv
+	KindOCServer                      // openconnect against switchyard's openconnect server
+	KindOCPair                        // switchyard openconnect client against switchyard's server
+	KindOpenVPNRef                    // two openvpn 2.6 processes: the OpenVPN reference (openvpn.go)
+	KindOpenVPNClient                 // switchyard's openvpn client against an openvpn 2.6 server
+	KindOpenVPN                       // two switchyard daemons, openvpn server and client
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -108,6 +111,9 @@ func Cases() []Case {
 			Ref: "wireguard-go", Latency: true},
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
+		{Key: "openvpn", Label: "openvpn 2.6 pair, AES-256-GCM, tls-crypt, DCO off (reference)", Kind: KindOpenVPNRef},
+		{Key: "openvpn-sy-client", Label: "switchyard openvpn client ↔ openvpn 2.6 server", Kind: KindOpenVPNClient, Batch: 128, Ref: "openvpn"},
+		{Key: "openvpn-sy-pair", Label: "switchyard openvpn server ↔ switchyard openvpn client", Kind: KindOpenVPN, Batch: 128, Ref: "openvpn"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 		{Key: "openconnect-ref", Label: "ocserv ↔ openconnect (SSL VPN reference pair)", Kind: KindOCRef},
 		{Key: "openconnect-client", Label: "switchyard openconnect client ↔ ocserv", Kind: KindOCClient, Ref: "openconnect-ref"},
@@ -376,6 +382,8 @@ func StartCase(ctx context.Context, c Case, o E2EOptions) (_ *CaseRun, err error
 		need = append(need, "ocpasswd", "openconnect")
 	case KindOCPair:
 		need = append(need, "ocpasswd")
+	case KindOpenVPNRef, KindOpenVPNClient, KindOpenVPN:
+		need = append(need, "openvpn")
 	}
 	if c.Kind == KindWireGuardGo {
 		need = append(need, "wg")
@@ -565,6 +573,8 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, stops, nil
 	case KindOCRef, KindOCClient, KindOCServer, KindOCPair:
 		return startOpenconnectPair(ctx, l, c)
+	case KindOpenVPNRef, KindOpenVPNClient, KindOpenVPN:
+		return startOpenVPNCase(ctx, l, c)
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }

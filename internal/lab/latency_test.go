@@ -73,6 +73,7 @@ func TestGroups(t *testing.T) {
 			{"udp-oop-b128"}, {"udp-oop1-b128"}, {"udp-grpc-b128"}, {"udp-grpc1-b128"},
 			{"udp-oop-b1"}, {"udp-grpc-b1"}, {"wireguard-oop-b128"}, {"udp-flood"},
 			{"openconnect-ref", "openconnect-client", "openconnect-server", "openconnect-pair"},
+			{"openvpn", "openvpn-sy-client", "openvpn-sy-pair"},
 		}},
 		{"reference not selected: alone", []Case{c("udp", "bare"), c("veth", "")}, [][]string{{"udp"}, {"veth"}}},
 		{"reference after its case: still leads", []Case{c("udp", "bare"), c("bare", "")}, [][]string{{"bare", "udp"}}},
