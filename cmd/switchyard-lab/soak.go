@@ -130,6 +130,7 @@ func runSoak(args []string) int {
 	stopFor := fs.Duration("stop-for", soakStopFor, "SIGSTOP side b's daemon this long, half way (0: never)")
 	sampleEvery := fs.Duration("sample-every", soakSampleEvery, "sample the processes this often")
 	transport := fs.String("transport", "shm", "how batches cross to side a's host: shm or grpc")
+	poolBuffers := fs.Int("pool-buffers", 0, "batch.pool_buffers of both daemons (0: the default)")
 	daemonBin := fs.String("daemon", "", "the switchyard binary (default: bin/switchyard beside this one)")
 	out := fs.String("out", "bench/results/soak", "directory of soak.txt, soak.json, soak.png")
 	if err := fs.Parse(args); err != nil {
@@ -148,7 +149,7 @@ func runSoak(args []string) int {
 	s := &soak{
 		duration: *duration, rate: *rate, reloadEvery: *reloadEvery, killEvery: *killEvery,
 		transferEvery: *transferEvery, transferBytes: *transferBytes, stopFor: *stopFor,
-		sampleEvery: *sampleEvery, transport: *transport, out: *out,
+		sampleEvery: *sampleEvery, transport: *transport, out: *out, poolBuffers: *poolBuffers,
 	}
 	rep, err := s.run(ctx, *daemonBin)
 	if rep != nil {
@@ -174,6 +175,7 @@ type soak struct {
 	duration, reloadEvery, killEvery, transferEvery, stopFor, sampleEvery time.Duration
 	rate, transport, out                                                  string
 	transferBytes                                                         int64
+	poolBuffers                                                           int
 
 	l      *lab.Lab
 	da, db *lab.Daemon
@@ -224,17 +226,21 @@ func (s *soak) run(ctx context.Context, daemonBin string) (*soakReport, error) {
 		"duration": s.duration.String(), "rate": s.rate, "reload_every": s.reloadEvery.String(),
 		"kill_every": s.killEvery.String(), "transfer_every": s.transferEvery.String(),
 		"transfer_bytes": strconv.FormatInt(s.transferBytes, 10), "stop_for": s.stopFor.String(),
-		"transport": s.transport, "binary": bin,
+		"transport": s.transport, "binary": bin, "pool_buffers": strconv.Itoa(s.poolBuffers),
 	}}
 
 	cfgA := lab.OutOfProcessOver(s.l.DefaultConfig(s.l.A), s.transport)
+	cfgB := s.l.DefaultConfig(s.l.B)
+	if s.poolBuffers > 0 {
+		cfgA.PoolBuffers, cfgB.PoolBuffers = s.poolBuffers, s.poolBuffers
+	}
 	// Every kill is a restart: a budget the kills never exhaust.
 	budget := 1000
 	cfgA.Supervision.MaxRestarts = &budget
 	if s.da, err = s.l.StartDaemon(ctx, s.l.A, cfgA); err != nil {
 		return s.rep, err
 	}
-	if s.db, err = s.l.StartDaemon(ctx, s.l.B, s.l.DefaultConfig(s.l.B)); err != nil {
+	if s.db, err = s.l.StartDaemon(ctx, s.l.B, cfgB); err != nil {
 		return s.rep, err
 	}
 	if _, err := s.da.WaitStats(ctx, soakHostWait, func(sn node.Snapshot) bool {

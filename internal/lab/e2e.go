@@ -81,6 +81,9 @@ type Case struct {
 	// Policy, if set, is the mailbox policy of every actor of the
 	// switchyard daemons ("codel"), with its defaults.
 	Policy string `json:"policy,omitempty"`
+	// PoolBuffers, if set, is batch.pool_buffers of the switchyard daemons
+	// (issue 20: what a smaller pool costs in throughput and saves in RSS).
+	PoolBuffers int `json:"pool_buffers,omitempty"`
 }
 
 // Cases are the end-to-end cases, in report order: each out-of-process
@@ -102,6 +105,8 @@ func Cases() []Case {
 			OutOfProcess: true, OneSide: true, Transport: "grpc", InProcess: "udp-b128"},
 		{Key: "udp-codel-b128", Label: "switchyard udp, in-process, batch 128, codel mailboxes", Kind: KindUDP, Batch: 128,
 			Ref: "bare", Latency: true, Policy: "codel"},
+		{Key: "udp-pool1k-b128", Label: "switchyard udp, in-process, batch 128, pool_buffers 1024 (64 MiB)", Kind: KindUDP, Batch: 128,
+			Ref: "bare", PoolBuffers: 1024},
 		{Key: "udp-b1", Label: "switchyard udp, in-process, batch 1", Kind: KindUDP, Batch: 1, Ref: "bare"},
 		{Key: "udp-oop-b1", Label: "switchyard udp, out of process (shm), batch 1", Kind: KindUDP, Batch: 1,
 			OutOfProcess: true, InProcess: "udp-b1"},
@@ -547,6 +552,9 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 			cfg.LogLevel, cfg.Batch, cfg.Rejects = "warn", c.Batch, nil
 			if c.Policy != "" {
 				cfg.Mailbox.Policy = c.Policy // every actor's: the protocols inherit it
+			}
+			if c.PoolBuffers > 0 {
+				cfg.PoolBuffers = c.PoolBuffers
 			}
 			if c.OutOfProcess && (!c.OneSide || s == l.A) {
 				cfg = OutOfProcessOver(cfg, c.Transport)

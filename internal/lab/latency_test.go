@@ -69,11 +69,11 @@ func TestGroups(t *testing.T) {
 		want  [][]string
 	}{
 		{"the default cases", Cases(), [][]string{
-			{"veth"}, {"wireguard-go", "wireguard-b128"}, {"bare", "udp-b128", "udp-codel-b128", "udp-b1"},
+			{"veth"}, {"wireguard-go", "wireguard-b128"}, {"bare", "udp-b128", "udp-codel-b128", "udp-pool1k-b128", "udp-b1"},
 			{"udp-oop-b128"}, {"udp-oop1-b128"}, {"udp-grpc-b128"}, {"udp-grpc1-b128"},
-			{"udp-oop-b1"}, {"udp-grpc-b1"}, {"wireguard-oop-b128"}, {"udp-flood"},
+			{"udp-oop-b1"}, {"udp-grpc-b1"}, {"wireguard-oop-b128"},
+			{"openvpn", "openvpn-sy-client", "openvpn-sy-pair"}, {"udp-flood"},
 			{"openconnect-ref", "openconnect-client", "openconnect-server", "openconnect-pair"},
-			{"openvpn", "openvpn-sy-client", "openvpn-sy-pair"},
 		}},
 		{"reference not selected: alone", []Case{c("udp", "bare"), c("veth", "")}, [][]string{{"udp"}, {"veth"}}},
 		{"reference after its case: still leads", []Case{c("udp", "bare"), c("bare", "")}, [][]string{{"bare", "udp"}}},
