@@ -32,6 +32,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -73,7 +74,8 @@ type Outbound struct {
 	ESN   bool
 	aead  cipher.AEAD
 	salt  [4]byte
-	seq   uint64 // the last sequence number used
+	seq   uint64        // the last sequence number used
+	pub   atomic.Uint64 // seq as of the last Publish, for other goroutines
 	nonce [12]byte
 	aad   [12]byte
 }
@@ -86,8 +88,12 @@ func NewOutbound(spi uint32, aead cipher.AEAD, salt []byte, esn bool) *Outbound 
 	return o
 }
 
-// Seq is the last sequence number sent.
-func (o *Outbound) Seq() uint64 { return o.seq }
+// Publish makes the sequence number visible to Seq; the sealing goroutine
+// calls it once per batch.
+func (o *Outbound) Publish() { o.pub.Store(o.seq) }
+
+// Seq is the last sequence number published. Any goroutine may call it.
+func (o *Outbound) Seq() uint64 { return o.pub.Load() }
 
 // Seal seals the inner packet at b[HeaderLen:] in place and returns the ESP
 // packet, b[:n] (the same memory). It borrows b, whose capacity must have

@@ -1,0 +1,64 @@
+package ipsec
+
+import "time"
+
+// Limits of the ipsec protocol. Every number has its unit and its reason.
+const (
+	// pskFileMaxBytes (4 KiB) bounds what is read of a psk_file.
+	pskFileMaxBytes = 4 << 10
+	// maxProposals (16) bounds the combinations offered in one SA payload.
+	maxProposals = 16
+	// maxSelectors (16) bounds local_ts and remote_ts.
+	maxSelectors = 16
+
+	// defaultRekeyTime (4 h) and defaultChildRekeyTime (1 h) are
+	// strongSwan's defaults; minRekeyTime (10 s) keeps a typo from
+	// re-keying in a loop.
+	defaultRekeyTime      = 4 * time.Hour
+	defaultChildRekeyTime = time.Hour
+	minRekeyTime          = 10 * time.Second
+	// defaultDPDDelay (30 s): a peer quiet this long gets an empty
+	// INFORMATIONAL; one that does not answer it (all retransmissions) is
+	// dead. minDPDDelay (1 s).
+	defaultDPDDelay = 30 * time.Second
+	minDPDDelay     = time.Second
+	// defaultKeepalive (20 s) is strongSwan's NAT-T keepalive interval;
+	// minKeepalive (1 s).
+	defaultKeepalive = 20 * time.Second
+	minKeepalive     = time.Second
+
+	// retransmitBase (1 s) is the first retransmission timeout of an IKE
+	// request; each next one doubles, up to retransmitTries sends
+	// (1+2+4+8+16 s ≈ 31 s before the peer is declared dead).
+	retransmitBase  = time.Second
+	retransmitTries = 5
+	// retryMin (1 s) and retryMax (30 s) bound the pause before a failed
+	// IKE SA is initiated again; it doubles after each failure in a row.
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+	// tickInterval (100 ms) is how often the IKE goroutine checks its
+	// timers.
+	tickInterval = 100 * time.Millisecond
+	// deleteTimeout (1 s) bounds the wait for the answer to the Delete sent
+	// on stop.
+	deleteTimeout = time.Second
+
+	// ikeQueue (64 messages) is the queue from the readers to the IKE
+	// goroutine; beyond it IKE messages are dropped (the peer retransmits).
+	ikeQueue = 64
+	// maxIKEMessage (64 KiB) is the largest IKE message handled.
+	maxIKEMessage = 65535
+	// nonceLen (32 bytes) is the nonce sent: at least half the PRF key
+	// size of the largest PRF (RFC 7296 §2.10).
+	nonceLen = 32
+	// minNonceLen (16 bytes) and maxNonceLen (256 bytes): RFC 7296 §3.9.
+	minNonceLen, maxNonceLen = 16, 256
+
+	// maxIPv4Payload (65 507 bytes) is the largest UDP payload over IPv4;
+	// sealed packets above it are dropped (malformed).
+	maxIPv4Payload = 65535 - 20 - 8
+	maxIPv6Payload = 65535 - 8
+	// recvErrorPause (10 ms): a reader sleeps after a second receive error
+	// in a row, so a persistent socket error cannot spin a core.
+	recvErrorPause = 10 * time.Millisecond
+)
