@@ -208,3 +208,5 @@ func fixICMP(p []byte) {
 	ihl := int(p[0]&0x0f) * 4
 	binary.BigEndian.PutUint16(p[ihl+2:], packet.Checksum(p[ihl:], 0))
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
