@@ -63,6 +63,10 @@ type ikeCounters struct {
 	Failures     atomic.Uint64 // IKE SAs failed for any reason
 	BadMessages  atomic.Uint64 // IKE messages that did not parse or decrypt
 	Retransmits  atomic.Uint64
+	// Responder.
+	HalfOpenDropped atomic.Uint64 // IKE_SA_INIT requests dropped: maxHalfOpen half-open SAs
+	CookiesSent     atomic.Uint64 // COOKIE demanded (past cookieThreshold half-open SAs)
+	InvalidKESent   atomic.Uint64 // INVALID_KE_PAYLOAD sent
 }
 
 type controller struct {
@@ -77,11 +81,14 @@ type controller struct {
 	wg    sync.WaitGroup
 
 	// Owned by the run goroutine.
-	sa       *ikeSA
-	retryAt  time.Time
-	failures int
-	group    uint16 // DH group of the next KE
-	lastKA   time.Time
+	sa           *ikeSA
+	retryAt      time.Time
+	failures     int
+	group        uint16            // DH group of the next KE
+	peer500      netip.AddrPort    // where IKE_SA_INIT goes: remote_addrs:remote_port, or the initiator's source
+	halfOpen     map[uint64]*ikeSA // responder: IKE SAs between IKE_SA_INIT and IKE_AUTH, by SPIi
+	cookieSecret []byte            // responder: the key of the COOKIE hash
+	lastKA       time.Time
 }
 
 type saState int
@@ -104,6 +111,7 @@ type pending struct {
 }
 
 type ikeSA struct {
+	initiator   bool // we sent the IKE_SA_INIT request
 	state       saState
 	spii, spir  uint64
 	prop        IKEProposal
@@ -132,6 +140,9 @@ func newController(a *ipsecActor, c500 *net.UDPConn) *controller {
 	c := &controller{a: a, set: &a.set, log: a.env.Log.With(zap.String("instance", a.name)), c500: c500,
 		queue: make(chan ikeDatagram, ikeQueue), pokeC: make(chan struct{}, 1), stopC: make(chan struct{})}
 	c.group = a.set.Proposals[0].DH
+	c.peer500 = netip.AddrPortFrom(a.set.Remote, a.set.RemotePort)
+	c.halfOpen = map[uint64]*ikeSA{}
+	c.cookieSecret = randBytes(32)
 	return c
 }
 
@@ -194,7 +205,9 @@ func (c *controller) run() {
 	defer c.wg.Done()
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
-	c.initiate(time.Now())
+	if c.set.Mode == "initiator" {
+		c.initiate(time.Now())
+	}
 	for {
 		select {
 		case <-c.stopC:
@@ -213,7 +226,7 @@ func (c *controller) run() {
 
 // initiate starts a new IKE SA with IKE_SA_INIT.
 func (c *controller) initiate(now time.Time) {
-	sa := &ikeSA{spii: randSPI(), ni: randBytes(nonceLen)}
+	sa := &ikeSA{initiator: true, spii: randSPI(), ni: randBytes(nonceLen)}
 	c.sa = sa
 	if err := c.sendInit(sa, now); err != nil {
 		c.fail(now, fmt.Sprintf("IKE_SA_INIT: %v", err))
@@ -278,6 +291,29 @@ func (c *controller) transmit(p *pending, now time.Time) error {
 	return c.sendWire(p.wire, p.natt)
 }
 
+// flags are the header flags of our messages on sa (I when we initiated it).
+func (sa *ikeSA) flags() uint8 {
+	if sa.initiator {
+		return ike.FlagInitiator
+	}
+	return 0
+}
+
+// sendKey and recvKey are the SK ciphers of our messages and the peer's.
+func (sa *ikeSA) sendKey() *ike.SKCipher {
+	if sa.initiator {
+		return sa.keys.ei
+	}
+	return sa.keys.er
+}
+
+func (sa *ikeSA) recvKey() *ike.SKCipher {
+	if sa.initiator {
+		return sa.keys.er
+	}
+	return sa.keys.ei
+}
+
 func (c *controller) sendWire(wire []byte, natt bool) error {
 	c.log.Debug("ipsec: IKE send", zap.Int("bytes", len(wire)), zap.Bool("natt", natt))
 	if natt {
@@ -287,14 +323,14 @@ func (c *controller) sendWire(wire []byte, natt bool) error {
 		}
 		return err
 	}
-	_, err := c.c500.WriteToUDPAddrPort(wire, netip.AddrPortFrom(c.set.Remote, c.set.RemotePort))
+	_, err := c.c500.WriteToUDPAddrPort(wire, c.peer500)
 	return err
 }
 
 // request sends an encrypted request of ours on the IKE SA.
 func (c *controller) request(sa *ikeSA, exchange uint8, inner []ike.Payload, now time.Time, onResp func(ike.Header, []ike.Payload)) {
-	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exchange, Flags: ike.FlagInitiator, MessageID: sa.nextID}
-	msg := sa.keys.ei.Seal(h, inner)
+	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exchange, Flags: sa.flags(), MessageID: sa.nextID}
+	msg := sa.sendKey().Seal(h, inner)
 	p := &pending{id: sa.nextID, wire: withMarker(msg), natt: true, onResp: onResp}
 	sa.nextID++
 	sa.req = p
@@ -309,8 +345,8 @@ func withMarker(msg []byte) []byte {
 
 // respond answers the peer's request id on the IKE SA.
 func (c *controller) respond(sa *ikeSA, exchange uint8, id uint32, inner []ike.Payload) {
-	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exchange, Flags: ike.FlagInitiator | ike.FlagResponse, MessageID: id}
-	sa.lastResp = withMarker(sa.keys.ei.Seal(h, inner))
+	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exchange, Flags: sa.flags() | ike.FlagResponse, MessageID: id}
+	sa.lastResp = withMarker(sa.sendKey().Seal(h, inner))
 	if err := c.sendWire(sa.lastResp, true); err != nil {
 		c.log.Debug("ipsec: IKE send", zap.Error(err))
 	}
@@ -328,6 +364,16 @@ func (c *controller) handle(d ikeDatagram, now time.Time) {
 	if err != nil {
 		c.bad("%v", err)
 		return
+	}
+	if c.set.Mode == "responder" && !h.IsResponse() {
+		if h.Exchange == ike.IKE_SA_INIT {
+			c.onInitRequest(h, d, now)
+			return
+		}
+		if hs := c.halfOpen[h.SPIi]; hs != nil && h.SPIr == hs.spir {
+			c.onAuthRequest(hs, h, d, now)
+			return
+		}
 	}
 	sa := c.sa
 	if sa == nil || h.SPIi != sa.spii {
@@ -368,7 +414,7 @@ func (c *controller) handle(d ikeDatagram, now time.Time) {
 			c.bad("response %d to no request", h.MessageID)
 			return
 		}
-		inner, err := sa.keys.er.Open(d.b, sk, first)
+		inner, err := sa.recvKey().Open(d.b, sk, first)
 		if err != nil {
 			c.bad("%v", err)
 			return
@@ -389,7 +435,7 @@ func (c *controller) handle(d ikeDatagram, now time.Time) {
 		c.bad("request %d, expected %d", h.MessageID, sa.peerID)
 		return
 	}
-	inner, err := sa.keys.er.Open(d.b, sk, first)
+	inner, err := sa.recvKey().Open(d.b, sk, first)
 	if err != nil {
 		c.bad("%v", err)
 		return
@@ -672,6 +718,12 @@ func (c *controller) installChild(sa *ikeSA, ps []ike.Payload) error {
 	if err != nil {
 		return err
 	}
+	c.publishChild(sa, in, out, routes, ep, esn)
+	return nil
+}
+
+// publishChild puts a CHILD SA on the data path and reports the session.
+func (c *controller) publishChild(sa *ikeSA, in *esp.Inbound, out *esp.Outbound, routes []netip.Prefix, ep ESPProposal, esn bool) {
 	sa.childIn, sa.childOut, sa.routes = in, out, routes
 	c.failures = 0
 	set := inboundSAs{in}
@@ -681,9 +733,8 @@ func (c *controller) installChild(sa *ikeSA, ps []ike.Payload) error {
 	c.log.Info("ipsec: CHILD SA established",
 		zap.String("ike", fmt.Sprintf("%s/%s/%s", encrName(sa.prop.Encr, sa.prop.KeyLen), prfName(sa.prop.PRF), dhName(sa.prop.DH))),
 		zap.String("esp", encrName(ep.Encr, ep.KeyLen)), zap.Bool("esn", esn),
-		zap.String("spi_in", fmt.Sprintf("%08x", sa.inSPI)), zap.String("spi_out", fmt.Sprintf("%08x", outSPI)),
+		zap.String("spi_in", fmt.Sprintf("%08x", in.SPI)), zap.String("spi_out", fmt.Sprintf("%08x", out.SPI)),
 		zap.Stringers("routes", routes))
-	return nil
 }
 
 func (c *controller) authFailed(sa *ikeSA, now time.Time, why string) {
@@ -765,9 +816,9 @@ func (c *controller) sendDelete(sa *ikeSA) {
 	if sa.keys == nil {
 		return
 	}
-	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: ike.INFORMATIONAL, Flags: ike.FlagInitiator, MessageID: sa.nextID}
+	h := ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: ike.INFORMATIONAL, Flags: sa.flags(), MessageID: sa.nextID}
 	sa.nextID++
-	_ = c.sendWire(withMarker(sa.keys.ei.Seal(h, []ike.Payload{{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoIKE)}})), true)
+	_ = c.sendWire(withMarker(sa.sendKey().Seal(h, []ike.Payload{{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoIKE)}})), true)
 }
 
 // rekeyIKE deletes the IKE SA (not waiting for the answer) and establishes
@@ -780,9 +831,10 @@ func (c *controller) rekeyIKE(sa *ikeSA, now time.Time) {
 }
 
 func (c *controller) tick(now time.Time) {
+	c.expireHalfOpen(now)
 	sa := c.sa
 	if sa == nil {
-		if !now.Before(c.retryAt) {
+		if c.set.Mode == "initiator" && !now.Before(c.retryAt) {
 			c.initiate(now)
 		}
 		return
@@ -798,7 +850,7 @@ func (c *controller) tick(now time.Time) {
 	if sa.state != stateEstablished {
 		return
 	}
-	if now.Sub(sa.established) >= min(c.set.RekeyTime, c.set.ChildRekey) ||
+	if sa.initiator && now.Sub(sa.established) >= min(c.set.RekeyTime, c.set.ChildRekey) ||
 		(sa.childOut != nil && !sa.childOut.ESN && sa.childOut.Seq() > 0xffffff00) {
 		c.log.Info("ipsec: re-establishing the SAs (rekey time)")
 		c.rekeyIKE(sa, now)

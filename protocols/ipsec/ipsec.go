@@ -185,9 +185,9 @@ func parse(s config.Settings) (any, error) {
 	switch set.Mode {
 	case "":
 		set.Mode = "initiator"
-	case "initiator":
+	case "initiator", "responder":
 	default:
-		fail("mode", "must be initiator (responder mode is not implemented yet), got %q", raw.Mode)
+		fail("mode", "must be initiator or responder, got %q", raw.Mode)
 	}
 	addr := func(field, text string) netip.Addr {
 		if text == "" {

@@ -43,6 +43,15 @@ const (
 	// on stop.
 	deleteTimeout = time.Second
 
+	// maxHalfOpen (64 SAs) bounds a responder's half-open IKE SAs (between
+	// IKE_SA_INIT and IKE_AUTH); past it IKE_SA_INIT requests are dropped.
+	// cookieThreshold (8 SAs): past it a COOKIE is demanded first (RFC 7296
+	// §2.6), so a flood from spoofed addresses keeps no state.
+	// halfOpenTimeout (30 s) is how long a half-open SA waits for IKE_AUTH.
+	maxHalfOpen     = 64
+	cookieThreshold = 8
+	halfOpenTimeout = 30 * time.Second
+
 	// ikeQueue (64 messages) is the queue from the readers to the IKE
 	// goroutine; beyond it IKE messages are dropped (the peer retransmits).
 	ikeQueue = 64

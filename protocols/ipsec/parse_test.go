@@ -36,7 +36,8 @@ func TestParse(t *testing.T) {
 		{"pfs", base + "psk_file: " + psk + "\nesp_proposals: [aes256gcm16-x25519]\n", []string{"(PFS) are not supported"}},
 		{"ts", base + "psk_file: " + psk + "\nlocal_ts: [10.1.0.0/24, nonsense]\n", []string{"local_ts[1]: must be a prefix"}},
 		{"pubkey", base + "auth: pubkey\n", []string{"auth: pubkey (certificates) is not implemented yet"}},
-		{"responder", base + "psk_file: " + psk + "\nmode: responder\n", []string{"mode: must be initiator"}},
+		{"responder", base + "psk_file: " + psk + "\nmode: responder\n", nil},
+		{"mode", base + "psk_file: " + psk + "\nmode: server\n", []string{"mode: must be initiator or responder"}},
 		{"short rekey", base + "psk_file: " + psk + "\nrekey_time: 1s\n", []string{"rekey_time: must be at least 10s"}},
 		{"ports", base + "psk_file: " + psk + "\nlocal_port: 4500\n", []string{"natt_port: must differ from local_port"}},
 	}

@@ -62,7 +62,7 @@ type ipsecActor struct {
 	allowed    *bart.Lite // remote_ts: inner sources accepted from the peer
 
 	bind     conn.Bind
-	peerNATT *udpbind.Endpoint // remote:4500
+	peerNATT atomic.Pointer[udpbind.Endpoint] // remote:4500, or where a responder's peer sends from
 	ctl      *controller
 	ike      ikeCounters // the IKE goroutine's counters; they outlive restarts
 
@@ -139,7 +139,7 @@ func (a *ipsecActor) start() {
 		}
 	}
 	a.bind = bind
-	a.peerNATT = udpbind.NewEndpoint(netip.AddrPortFrom(a.set.Remote, a.set.RemoteNATT))
+	a.peerNATT.Store(udpbind.NewEndpoint(netip.AddrPortFrom(a.set.Remote, a.set.RemoteNATT)))
 	a.closing.Store(false)
 	a.out.Store(nil)
 	a.inbound.Store(nil)
@@ -197,7 +197,7 @@ func (a *ipsecActor) send(b *packet.Batch) {
 		a.ctl.poke() // rekey now
 	}
 	if len(bufs) > 0 {
-		err := a.bind.Send(bufs, a.peerNATT)
+		err := a.bind.Send(bufs, a.peerNATT.Load())
 		if err != nil {
 			var gso *udpbind.GSODisabledError
 			if errors.As(err, &gso) {
@@ -223,7 +223,7 @@ func (a *ipsecActor) send(b *packet.Batch) {
 // sendNATT sends one datagram to the peer's NAT-T port (IKE with the
 // non-ESP marker, or a keepalive). Any goroutine may call it.
 func (a *ipsecActor) sendNATT(d []byte) error {
-	return a.bind.Send([][]byte{d}, a.peerNATT)
+	return a.bind.Send([][]byte{d}, a.peerNATT.Load())
 }
 
 // stop ends the IKE SA (a Delete to the peer, answered or timed out), then

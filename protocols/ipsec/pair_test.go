@@ -1,0 +1,187 @@
+package ipsec
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"switchyard/packet/packettest"
+	"switchyard/protocols/ipsec/ike"
+)
+
+// pairSettings returns an initiator and a responder on 127.0.0.1 with
+// distinct ports (the responder's NAT-T port set directly: the protocol
+// always sends to 4500, which two instances on one host cannot both bind).
+func pairSettings(t *testing.T, iExtra, rExtra, rPSK string) (Settings, Settings) {
+	dir := t.TempDir()
+	psk := pskFile(t, dir, "psk", testPSK)
+	rpsk := psk
+	if rPSK != "" {
+		rpsk = pskFile(t, dir, "rpsk", rPSK)
+	}
+	r500, r4500 := packettest.FreeUDPPort(t), packettest.FreeUDPPort(t)
+	i := mustParse(t, fmt.Sprintf(`local_addrs: 127.0.0.1
+remote_addrs: 127.0.0.1
+local_port: %d
+natt_port: %d
+remote_port: %d
+local_id: i.example
+remote_id: r.example
+psk_file: %s
+local_ts: [10.61.0.0/24]
+remote_ts: [10.62.0.0/24]
+%s`, packettest.FreeUDPPort(t), packettest.FreeUDPPort(t), r500, psk, iExtra))
+	i.RemoteNATT = r4500
+	r := mustParse(t, fmt.Sprintf(`mode: responder
+local_addrs: 127.0.0.1
+remote_addrs: 127.0.0.1
+local_port: %d
+natt_port: %d
+local_id: r.example
+remote_id: i.example
+psk_file: %s
+local_ts: [10.62.0.0/24]
+remote_ts: [10.61.0.0/24]
+%s`, r500, r4500, rpsk, rExtra))
+	return i, r
+}
+
+// TestPair: Switchyard initiator ↔ Switchyard responder in one process:
+// the SAs come up (with an INVALID_KE_PAYLOAD round when the initiator's
+// first group is not the responder's), packets cross both ways in batches,
+// a replayed datagram is dropped and counted, and stopping the initiator
+// deletes the SA at the responder.
+func TestPair(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		name        string
+		iExtra      string
+		rExtra      string
+		wantInvalid bool
+	}{
+		{"defaults", "", "", false},
+		{"invalid-ke", "proposals: [aes256gcm16-prfsha256-x25519, aes128gcm16-prfsha384-ecp256]\n",
+			"proposals: [aes128gcm16-prfsha384-ecp256]\n", true},
+		{"chacha-esn", "esp_proposals: [chacha20poly1305-esn]\n", "esp_proposals: [aes256gcm16, chacha20poly1305-esn-noesn]\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			iset, rset := pairSettings(t, tc.iExtra, tc.rExtra, "")
+			ri := newHarness(t)
+			ri.spawn(rset)
+			defer ri.stop()
+			ii := newHarness(t)
+			ii.spawn(iset)
+			defer ii.stop()
+			waitFor(t, "CHILD SAs", 10*time.Second, func() bool {
+				return ii.act.out.Load() != nil && ri.act.out.Load() != nil
+			})
+			if got := ri.act.ike.InvalidKESent.Load() > 0; got != tc.wantInvalid {
+				t.Errorf("INVALID_KE_PAYLOAD sent: %v, want %v", got, tc.wantInvalid)
+			}
+			if s, _ := ii.lastSession(); fmt.Sprint(s.Routes) != "[10.62.0.0/24]" {
+				t.Errorf("initiator routes %v", s.Routes)
+			}
+			if s, _ := ri.lastSession(); fmt.Sprint(s.Routes) != "[10.61.0.0/24]" {
+				t.Errorf("responder routes %v", s.Routes)
+			}
+			a, b := netip.MustParseAddr("10.61.0.5"), netip.MustParseAddr("10.62.0.7")
+			var batch [][]byte
+			for seq := range 100 {
+				batch = append(batch, icmpEcho(8, a, b, 1, uint16(seq), 60+seq*13))
+			}
+			ii.send(batch...)
+			waitFor(t, "100 packets at the responder", 5*time.Second, func() bool { return ri.coll.Count() == 100 })
+			ri.send(icmpEcho(0, b, a, 1, 1, 84), icmpEcho(0, b, a, 1, 2, 1400))
+			waitFor(t, "2 packets at the initiator", 5*time.Second, func() bool { return ii.coll.Count() == 2 })
+			for i, p := range ri.coll.Packets() {
+				if string(p) != string(batch[i]) {
+					t.Fatalf("packet %d changed on the way", i)
+				}
+			}
+			// A packet from outside remote_ts is dropped.
+			ri.send(icmpEcho(0, netip.MustParseAddr("10.99.0.1"), a, 1, 3, 84))
+			waitFor(t, "the spoofed source counted", 5*time.Second, func() bool {
+				return ii.recvStats.Snapshot().Drops["source_not_allowed"] == 1
+			})
+			ii.stop()
+			waitFor(t, "the responder to drop the SA", 5*time.Second, func() bool { return ri.act.out.Load() == nil })
+			ri.stop()
+			ii.checkBalance()
+			ri.checkBalance()
+			ii.coll.Release()
+			ri.coll.Release()
+			for _, h := range []*harness{ii, ri} {
+				if err := h.pool.CheckLeaks(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// TestPairWrongPSK: the responder refuses an initiator with another PSK,
+// both count it, and no SA comes up.
+func TestPairWrongPSK(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	iset, rset := pairSettings(t, "", "", "another psk")
+	ri := newHarness(t)
+	ri.spawn(rset)
+	defer ri.stop()
+	ii := newHarness(t)
+	ii.spawn(iset)
+	defer ii.stop()
+	waitFor(t, "authentication failures on both sides", 10*time.Second, func() bool {
+		return ri.act.ike.AuthFailures.Load() > 0 && ii.act.ike.AuthFailures.Load() > 0
+	})
+	if ii.act.out.Load() != nil || ri.act.out.Load() != nil {
+		t.Error("an SA came up with the wrong PSK")
+	}
+}
+
+// TestResponderCookies: past cookieThreshold half-open SAs the responder
+// demands a COOKIE, the initiator returns it, and the SA still comes up;
+// the half-open table never passes maxHalfOpen.
+func TestResponderCookies(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	iset, rset := pairSettings(t, "", "", "")
+	ri := newHarness(t)
+	ri.spawn(rset)
+	defer ri.stop()
+	// A flood of IKE_SA_INIT requests from one address, many SPIs, that
+	// never return a cookie.
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(rset.Local, rset.LocalPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 3 * maxHalfOpen {
+		_, pub, _ := newDH(ike.DH_CURVE25519)
+		msg := ike.Encode(ike.Header{SPIi: randSPI(), Exchange: ike.IKE_SA_INIT, Flags: ike.FlagInitiator}, []ike.Payload{
+			{Type: ike.PayloadSA, Body: ike.AppendSA(nil, []ike.Proposal{{Num: 1, Protocol: ike.ProtoIKE, Transforms: []ike.Transform{
+				{Type: ike.TransformENCR, ID: ike.ENCR_AES_GCM_16, KeyLen: 256}, {Type: ike.TransformPRF, ID: ike.PRF_HMAC_SHA2_256},
+				{Type: ike.TransformDH, ID: ike.DH_CURVE25519}}}})},
+			{Type: ike.PayloadKE, Body: ike.KEBody(ike.DH_CURVE25519, pub)},
+			{Type: ike.PayloadNonce, Body: randBytes(32)},
+		})
+		// Until the responder's socket is bound, writes are refused.
+		waitFor(t, "the responder's IKE port", 5*time.Second, func() bool {
+			_, err := conn.Write(msg)
+			return err == nil
+		})
+	}
+	waitFor(t, "cookies demanded", 5*time.Second, func() bool { return ri.act.ike.CookiesSent.Load() > 0 })
+	ii := newHarness(t)
+	ii.spawn(iset)
+	defer ii.stop()
+	waitFor(t, "CHILD SAs despite the flood", 10*time.Second, func() bool {
+		return ii.act.out.Load() != nil && ri.act.out.Load() != nil
+	})
+	if got := ri.act.ike.CookiesSent.Load(); got < 2*maxHalfOpen {
+		t.Errorf("%d cookies sent, want at least %d", got, 2*maxHalfOpen)
+	}
+}
