@@ -222,6 +222,28 @@ secrets {
 	return c
 }
 
+// reloadPSK replaces the connection's PSK in charon.
+func (c *charon) reloadPSK(t testing.TB, psk string) {
+	t.Helper()
+	path := filepath.Join(c.dir, "swanctl.conf")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), "secret = ")
+	if i < 0 {
+		t.Fatal("no secret in swanctl.conf")
+	}
+	j := strings.Index(string(b)[i:], "\n")
+	text := string(b)[:i] + fmt.Sprintf("secret = %q", psk) + string(b)[i+j:]
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.swanctl("--load-creds", "--clear", "--file", path); err != nil {
+		t.Fatalf("swanctl --load-creds: %v\n%s", err, out)
+	}
+}
+
 // swanctl runs swanctl against this charon.
 func (c *charon) swanctl(args ...string) (string, error) {
 	out, err := exec.Command("swanctl", append(args, "--uri", c.vici)...).CombinedOutput()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,12 +122,39 @@ func daemonYAML(side *lab.Side, routes []string, settings string) string {
 // tests.
 const transferBytes = 100 << 20
 
-// TestDaemonInitiatorCharon: a Switchyard daemon (race-enabled) in a
-// initiates to strongSwan 5.9.8 (kernel-libipsec) in b with a PSK: pings
-// both ways, a 100 MiB sha256-checked TCP transfer each way, and a clean
-// delete at charon when the daemon stops.
-func TestDaemonInitiatorCharon(t *testing.T) {
-	l, ctx := newDaemonLab(t)
+// checkTunnel pings both ways between a's and b's tunnel addresses and
+// sends transferBytes over TCP each way, sha256-checked.
+func checkTunnel(t *testing.T, ctx context.Context, l *lab.Lab, diag func() string) {
+	t.Helper()
+	a, b := l.A, l.B
+	if err := l.PingUntil(ctx, a, b.TUN4, 20*time.Second); err != nil {
+		t.Fatalf("ping through the tunnel: %v\n%s", err, diag())
+	}
+	for _, tc := range []struct {
+		from *lab.Side
+		to   netip.Addr
+	}{{a, b.TUN4}, {b, a.TUN4}} {
+		res, err := l.Ping(ctx, tc.from, tc.to, 3)
+		if err != nil || res.Received != 3 {
+			t.Errorf("ping %s from %s: %+v, %v", tc.to, tc.from.NS, res, err)
+		}
+	}
+	for _, dir := range []struct{ from, to *lab.Side }{{a, b}, {b, a}} {
+		tr, err := l.TCPTransfer(ctx, dir.from, dir.to, 5201, transferBytes, 0)
+		if err != nil {
+			t.Fatalf("transfer %s → %s: %v\n%s", dir.from.Label, dir.to.Label, err, diag())
+		}
+		if !tr.Match() || tr.Received.Bytes != transferBytes {
+			t.Fatalf("transfer %s → %s: sent %+v, received %+v", dir.from.Label, dir.to.Label, tr.Sent, tr.Received)
+		}
+		t.Logf("transfer %s → %s: %d bytes, sha256 match, %.2f Gbit/s (race-enabled daemon)", dir.from.Label, dir.to.Label,
+			tr.Received.Bytes, tr.Gbps())
+	}
+}
+
+// charonSide starts charon in b (its tunnel address on lo) for a peer in a.
+func charonSide(t *testing.T, ctx context.Context, l *lab.Lab, extra string) *charon {
+	t.Helper()
 	a, b := l.A, l.B
 	// b's tunnel address lives on its lo: charon's libipsec routes to a's
 	// through its own TUN (table 220).
@@ -137,49 +165,41 @@ func TestDaemonInitiatorCharon(t *testing.T) {
 	if err := os.Mkdir(charonDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ch := startCharon(t, b.NS, charonDir, charonConn{
+	return startCharon(t, b.NS, charonDir, charonConn{
 		Local: b.Veth4, Remote: a.Veth4, LocalID: "b.example", RemoteID: "a.example", PSK: testPSK,
 		Proposals: "aes256gcm16-prfsha256-x25519", ESP: "aes256gcm16",
-		LocalTS: b.TUN4.String() + "/32", RemoteTS: a.TUN4.String() + "/32",
+		LocalTS: b.TUN4.String() + "/32", RemoteTS: a.TUN4.String() + "/32", Extra: extra,
 	})
-	psk := pskFile(t, l.Dir, "site.psk", testPSK)
-	settings := fmt.Sprintf(`local_addrs: %s
+}
+
+// siteSettings are the settings of side's ipsec instance towards peer.
+func siteSettings(l *lab.Lab, side, peer *lab.Side, mode, localID, remoteID string) string {
+	return fmt.Sprintf(`mode: %s
+local_addrs: %s
 remote_addrs: %s
-local_id: a.example
-remote_id: b.example
+local_id: %s
+remote_id: %s
 psk_file: %s
 proposals: [aes256gcm16-prfsha256-x25519]
 esp_proposals: [aes256gcm16]
 local_ts: [%s/32]
-remote_ts: [%s/32]`, a.Veth4, b.Veth4, psk, a.TUN4, b.TUN4)
-	d, err := l.StartDaemonYAML(ctx, a, daemonYAML(a, []string{b.TUN4.String() + "/32"}, settings))
+remote_ts: [%s/32]`, mode, side.Veth4, peer.Veth4, localID, remoteID, filepath.Join(l.Dir, "site.psk"), side.TUN4, peer.TUN4)
+}
+
+// TestDaemonInitiatorCharon: a Switchyard daemon (race-enabled) in a
+// initiates to strongSwan 5.9.8 (kernel-libipsec) in b with a PSK: pings
+// both ways, a 100 MiB sha256-checked TCP transfer each way, and a clean
+// delete at charon when the daemon stops.
+func TestDaemonInitiatorCharon(t *testing.T) {
+	l, ctx := newDaemonLab(t)
+	ch := charonSide(t, ctx, l, "")
+	pskFile(t, l.Dir, "site.psk", testPSK)
+	d, err := l.StartDaemonYAML(ctx, l.A, daemonYAML(l.A, []string{l.B.TUN4.String() + "/32"},
+		siteSettings(l, l.A, l.B, "initiator", "a.example", "b.example")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.PingUntil(ctx, a, b.TUN4, 20*time.Second); err != nil {
-		out, _ := ch.swanctl("--list-sas")
-		t.Fatalf("ping through the tunnel: %v\ncharon SAs:\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		from *lab.Side
-		to   string
-	}{{a, b.TUN4.String()}, {b, a.TUN4.String()}} {
-		res, err := l.Ping(ctx, tc.from, mustAddr(tc.to), 3)
-		if err != nil || res.Received != 3 {
-			t.Errorf("ping %s from %s: %+v, %v", tc.to, tc.from.NS, res, err)
-		}
-	}
-	for _, dir := range []struct{ from, to *lab.Side }{{a, b}, {b, a}} {
-		tr, err := l.TCPTransfer(ctx, dir.from, dir.to, 5201, transferBytes, 0)
-		if err != nil {
-			t.Fatalf("transfer %s → %s: %v", dir.from.Label, dir.to.Label, err)
-		}
-		if !tr.Match() || tr.Received.Bytes != transferBytes {
-			t.Fatalf("transfer %s → %s: sent %+v, received %+v", dir.from.Label, dir.to.Label, tr.Sent, tr.Received)
-		}
-		t.Logf("transfer %s → %s: %d bytes, sha256 match, %.2f Gbit/s (race-enabled daemon)", dir.from.Label, dir.to.Label,
-			tr.Received.Bytes, tr.Gbps())
-	}
+	checkTunnel(t, ctx, l, func() string { out, _ := ch.swanctl("--list-sas"); return "charon SAs:\n" + out })
 	if code, err := d.Stop(); err != nil || code != 0 {
 		t.Errorf("daemon stop: code %d, %v", code, err)
 	}
@@ -190,4 +210,50 @@ remote_ts: [%s/32]`, a.Veth4, b.Veth4, psk, a.TUN4, b.TUN4)
 	if !strings.Contains(ch.log(), "received DELETE for IKE_SA") {
 		t.Error("charon did not get our Delete")
 	}
+}
+
+// TestDaemonResponderCharon: strongSwan initiates to a Switchyard daemon in
+// responder mode: pings both ways and 100 MiB each way; a charon with the
+// wrong PSK is refused.
+func TestDaemonResponderCharon(t *testing.T) {
+	l, ctx := newDaemonLab(t)
+	ch := charonSide(t, ctx, l, "")
+	pskFile(t, l.Dir, "site.psk", testPSK)
+	_, err := l.StartDaemonYAML(ctx, l.A, daemonYAML(l.A, []string{l.B.TUN4.String() + "/32"},
+		siteSettings(l, l.A, l.B, "responder", "a.example", "b.example")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ch.swanctl("--initiate", "--child", "net", "--timeout", "20"); err != nil {
+		t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+	}
+	checkTunnel(t, ctx, l, func() string { out, _ := ch.swanctl("--list-sas"); return "charon SAs:\n" + out })
+	// charon, now with another PSK, is refused.
+	if out, err := ch.swanctl("--terminate", "--ike", "t", "--timeout", "5"); err != nil {
+		t.Fatalf("swanctl --terminate: %v\n%s", err, out)
+	}
+	ch.reloadPSK(t, "not the psk")
+	out, err := ch.swanctl("--initiate", "--child", "net", "--timeout", "10")
+	if err == nil {
+		t.Fatalf("charon with the wrong PSK got in:\n%s", out)
+	}
+	if !strings.Contains(ch.log(), "received AUTHENTICATION_FAILED notify error") {
+		t.Errorf("charon was not told AUTHENTICATION_FAILED:\n%s", out)
+	}
+}
+
+// TestDaemonPair: Switchyard ↔ Switchyard, two daemons (a initiates, b
+// responds): pings both ways and 100 MiB each way.
+func TestDaemonPair(t *testing.T) {
+	l, ctx := newDaemonLab(t)
+	pskFile(t, l.Dir, "site.psk", testPSK)
+	if _, err := l.StartDaemonYAML(ctx, l.B, daemonYAML(l.B, []string{l.A.TUN4.String() + "/32"},
+		siteSettings(l, l.B, l.A, "responder", "b.example", "a.example"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.StartDaemonYAML(ctx, l.A, daemonYAML(l.A, []string{l.B.TUN4.String() + "/32"},
+		siteSettings(l, l.A, l.B, "initiator", "a.example", "b.example"))); err != nil {
+		t.Fatal(err)
+	}
+	checkTunnel(t, ctx, l, func() string { return "" })
 }
