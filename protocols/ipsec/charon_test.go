@@ -270,8 +270,8 @@ func (c *charon) stop() {
 	}
 	if c.t.Failed() {
 		ls := strings.Split(c.log(), "\n")
-		if len(ls) > 80 {
-			ls = ls[len(ls)-80:]
+		if len(ls) > 2000 {
+			ls = ls[len(ls)-2000:]
 		}
 		c.t.Logf("charon log:\n%s", strings.Join(ls, "\n"))
 	}

@@ -67,6 +67,8 @@ type ikeCounters struct {
 	HalfOpenDropped atomic.Uint64 // IKE_SA_INIT requests dropped: maxHalfOpen half-open SAs
 	CookiesSent     atomic.Uint64 // COOKIE demanded (past cookieThreshold half-open SAs)
 	InvalidKESent   atomic.Uint64 // INVALID_KE_PAYLOAD sent
+	ChildRekeys     atomic.Uint64 // CHILD SAs rekeyed (either end starting)
+	IKERekeys       atomic.Uint64 // IKE SAs rekeyed (either end starting)
 }
 
 type controller struct {
@@ -86,6 +88,7 @@ type controller struct {
 	failures     int
 	group        uint16            // DH group of the next KE
 	peer500      netip.AddrPort    // where IKE_SA_INIT goes: remote_addrs:remote_port, or the initiator's source
+	retiring     *ikeSA            // an IKE SA replaced by a rekey, until its Delete is done
 	halfOpen     map[uint64]*ikeSA // responder: IKE SAs between IKE_SA_INIT and IKE_AUTH, by SPIi
 	cookieSecret []byte            // responder: the key of the COOKIE hash
 	lastKA       time.Time
@@ -130,10 +133,11 @@ type ikeSA struct {
 	lastRecv    time.Time
 	established time.Time
 
-	childIn  *esp.Inbound
-	childOut *esp.Outbound
-	inSPI    uint32
-	routes   []netip.Prefix
+	inSPI   uint32        // the inbound SPI proposed in IKE_AUTH
+	child   *child        // the CHILD SA on the data path, or nil
+	oldIn   *esp.Inbound  // a rekeyed CHILD SA's inbound half, until its Delete is done
+	holdOut *esp.Outbound // rekey responder: the old outbound half, used until the peer deletes it
+	retired bool          // rekeyed: only its Delete is awaited
 }
 
 func newController(a *ipsecActor, c500 *net.UDPConn) *controller {
@@ -376,6 +380,9 @@ func (c *controller) handle(d ikeDatagram, now time.Time) {
 		}
 	}
 	sa := c.sa
+	if r := c.retiring; r != nil && h.SPIi == r.spii && h.SPIr == r.spir {
+		sa = r
+	}
 	if sa == nil || h.SPIi != sa.spii {
 		c.bad("unknown SPI %016x", h.SPIi)
 		return
@@ -446,10 +453,7 @@ func (c *controller) handle(d ikeDatagram, now time.Time) {
 	case ike.INFORMATIONAL:
 		c.onInformational(sa, h, inner, now)
 	case ike.CREATE_CHILD_SA:
-		// Rekeying by the peer is not implemented: it will retry, and
-		// delete the SA at its life time; we then establish afresh.
-		c.respond(sa, h.Exchange, h.MessageID, []ike.Payload{{Type: ike.PayloadNotify,
-			Body: ike.NotifyBody(0, nil, ike.NotifyNoAdditionalSAs, nil)}})
+		c.onCreateChild(sa, h, inner, now)
 	default:
 		c.respond(sa, h.Exchange, h.MessageID, []ike.Payload{{Type: ike.PayloadNotify,
 			Body: ike.NotifyBody(0, nil, ike.NotifyInvalidSyntax, nil)}})
@@ -718,23 +722,64 @@ func (c *controller) installChild(sa *ikeSA, ps []ike.Payload) error {
 	if err != nil {
 		return err
 	}
-	c.publishChild(sa, in, out, routes, ep, esn)
+	var local []netip.Prefix
+	if isel, err := ike.ParseTS(tsi.Body); err == nil {
+		local = narrow(c.set.LocalTS, isel)
+	}
+	if len(local) == 0 {
+		local = c.set.LocalTS
+	}
+	c.publishChild(sa, &child{in: in, out: out, prop: ep, esn: esn, local: local, remote: routes, since: time.Now()})
 	return nil
 }
 
 // publishChild puts a CHILD SA on the data path and reports the session.
-func (c *controller) publishChild(sa *ikeSA, in *esp.Inbound, out *esp.Outbound, routes []netip.Prefix, ep ESPProposal, esn bool) {
-	sa.childIn, sa.childOut, sa.routes = in, out, routes
+// child is a CHILD SA: its two ESP halves and what was negotiated.
+type child struct {
+	in     *esp.Inbound
+	out    *esp.Outbound
+	prop   ESPProposal
+	esn    bool
+	local  []netip.Prefix // our side's selectors
+	remote []netip.Prefix // the peer's: the routes into this instance
+	since  time.Time
+}
+
+// publishChild makes ch sa's CHILD SA, puts it on the data path and
+// reports the session (when it is the first CHILD SA of the session).
+func (c *controller) publishChild(sa *ikeSA, ch *child) {
+	first := sa.child == nil
+	sa.child = ch
 	c.failures = 0
-	set := inboundSAs{in}
-	c.a.inbound.Store(&set)
-	c.a.out.Store(out)
-	c.a.env.ReportSession(protocols.Session{Routes: routes})
+	c.publish(sa)
+	if first {
+		c.a.env.ReportSession(protocols.Session{Routes: ch.remote})
+	}
 	c.log.Info("ipsec: CHILD SA established",
 		zap.String("ike", fmt.Sprintf("%s/%s/%s", encrName(sa.prop.Encr, sa.prop.KeyLen), prfName(sa.prop.PRF), dhName(sa.prop.DH))),
-		zap.String("esp", encrName(ep.Encr, ep.KeyLen)), zap.Bool("esn", esn),
-		zap.String("spi_in", fmt.Sprintf("%08x", in.SPI)), zap.String("spi_out", fmt.Sprintf("%08x", out.SPI)),
-		zap.Stringers("routes", routes))
+		zap.String("esp", encrName(ch.prop.Encr, ch.prop.KeyLen)), zap.Bool("esn", ch.esn),
+		zap.String("spi_in", fmt.Sprintf("%08x", ch.in.SPI)), zap.String("spi_out", fmt.Sprintf("%08x", ch.out.SPI)),
+		zap.Stringers("routes", ch.remote))
+}
+
+// publish puts sa's ESP halves on the data path: the current inbound and
+// the one being retired; the held outbound half, or the current one.
+func (c *controller) publish(sa *ikeSA) {
+	if sa.child == nil {
+		c.a.out.Store(nil)
+		c.a.inbound.Store(nil)
+		return
+	}
+	set := inboundSAs{sa.child.in}
+	if sa.oldIn != nil {
+		set = append(set, sa.oldIn)
+	}
+	c.a.inbound.Store(&set)
+	out := sa.child.out
+	if sa.holdOut != nil {
+		out = sa.holdOut
+	}
+	c.a.out.Store(out)
 }
 
 func (c *controller) authFailed(sa *ikeSA, now time.Time, why string) {
@@ -758,9 +803,16 @@ func (c *controller) onInformational(sa *ikeSA, h ike.Header, ps []ike.Payload, 
 		case ike.ProtoIKE:
 			deleteIKE = true
 		case ike.ProtoESP:
-			if sa.childOut != nil && slices.Contains(d.SPIs, sa.childOut.SPI) {
+			switch {
+			case sa.holdOut != nil && slices.Contains(d.SPIs, sa.holdOut.SPI):
+				// The end of a rekey the peer started: its old SA goes,
+				// and we send on the new one from now on.
+				resp = append(resp, ike.Payload{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoESP, sa.oldIn.SPI)})
+				sa.holdOut, sa.oldIn = nil, nil
+				c.publish(sa)
+			case sa.child != nil && slices.Contains(d.SPIs, sa.child.out.SPI):
 				deleteChild = true
-				resp = append(resp, ike.Payload{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoESP, sa.inSPI)})
+				resp = append(resp, ike.Payload{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoESP, sa.child.in.SPI)})
 			}
 		}
 	}
@@ -768,6 +820,13 @@ func (c *controller) onInformational(sa *ikeSA, h ike.Header, ps []ike.Payload, 
 		resp = nil
 	}
 	c.respond(sa, h.Exchange, h.MessageID, resp)
+	if sa != c.sa {
+		// A rekeyed IKE SA: the CHILD SAs live on in its successor.
+		if deleteIKE && c.retiring == sa {
+			c.retiring = nil
+		}
+		return
+	}
 	switch {
 	case deleteIKE:
 		c.log.Info("ipsec: peer deleted the IKE SA")
@@ -782,12 +841,12 @@ func (c *controller) onInformational(sa *ikeSA, h ike.Header, ps []ike.Payload, 
 
 // down removes an IKE SA's CHILD SA from the data path.
 func (c *controller) down(sa *ikeSA) {
-	if sa.childOut == nil && sa.childIn == nil {
+	if sa.child == nil {
 		return
 	}
 	c.a.out.Store(nil)
 	c.a.inbound.Store(nil)
-	sa.childIn, sa.childOut = nil, nil
+	sa.child, sa.oldIn, sa.holdOut = nil, nil, nil
 	c.a.env.ReportSession(protocols.Session{})
 }
 
@@ -850,10 +909,8 @@ func (c *controller) tick(now time.Time) {
 	if sa.state != stateEstablished {
 		return
 	}
-	if sa.initiator && now.Sub(sa.established) >= min(c.set.RekeyTime, c.set.ChildRekey) ||
-		(sa.childOut != nil && !sa.childOut.ESN && sa.childOut.Seq() > 0xffffff00) {
-		c.log.Info("ipsec: re-establishing the SAs (rekey time)")
-		c.rekeyIKE(sa, now)
+	c.rekeyTimers(sa, now)
+	if c.sa != sa {
 		return
 	}
 	if now.Sub(c.lastKA) >= c.set.Keepalive {

@@ -143,3 +143,58 @@ func TestCharonWrongPSK(t *testing.T) {
 		t.Error("SA up with the wrong PSK")
 	}
 }
+
+// TestCharonRekey: against strongSwan, CHILD SA and IKE SA rekeys every few
+// seconds, started by us or by charon, while echo requests flow: every
+// request is answered.
+func TestCharonRekey(t *testing.T) {
+	needCharon(t)
+	tests := []struct {
+		name                string
+		ours                string
+		charonIKE, charonCh string
+	}{
+		{"ours", "child_rekey_time: 2s\nrekey_time: 3s\n", "", ""},
+		{"charon's", "", "rekey_time = 3s\n    over_time = 20s\n    rand_time = 0s", "rekey_time = 2s\n        life_time = 20s\n        rand_time = 0s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newNetLab(t)
+			ch := startCharon(t, l.ns, l.dir, charonConn{
+				Local: l.far, Remote: l.ip, LocalID: "a", RemoteID: "b", PSK: testPSK,
+				Proposals: "aes256gcm16-prfsha256-x25519", ESP: "aes256gcm16",
+				LocalTS: l.innerFar.String() + "/32", RemoteTS: l.innerNear.String() + "/32",
+				Extra: tc.charonIKE, ChildExtra: tc.charonCh,
+			})
+			h := newHarness(t)
+			h.spawn(mustParse(t, initiatorYAML(t, l, pskFile(t, l.dir, "psk", testPSK), tc.ours)))
+			defer h.stop()
+			waitFor(t, "CHILD SA", 15*time.Second, func() bool { return h.act.out.Load() != nil })
+			sent := 0
+			deadline := time.Now().Add(8 * time.Second)
+			for seq := uint16(1); time.Now().Before(deadline); seq++ {
+				h.send(icmpEcho(8, l.innerNear, l.innerFar, 9, seq, 100+int(seq)%1200))
+				sent++
+				time.Sleep(20 * time.Millisecond)
+			}
+			waitFor(t, "every echo answered", 5*time.Second, func() bool {
+				n := 0
+				for _, p := range h.coll.Packets() {
+					if isICMP(p, 0, l.innerFar) {
+						n++
+					}
+				}
+				return n == sent
+			})
+			if c, k := h.act.ike.ChildRekeys.Load(), h.act.ike.IKERekeys.Load(); c < 1 || k < 1 {
+				t.Errorf("%d CHILD SA and %d IKE SA rekeys, want at least 1 each", c, k)
+			}
+			if !strings.Contains(ch.log(), "rekeyed") {
+				t.Error("charon logged no rekey")
+			}
+			h.stop()
+			h.checkBalance()
+			h.coll.Release()
+		})
+	}
+}

@@ -68,7 +68,12 @@ type ikeKeys struct {
 // deriveIKE computes SKEYSEED and the IKE SA keys.
 func deriveIKE(p IKEProposal, ni, nr, shared []byte, spii, spir uint64) (*ikeKeys, error) {
 	prf := ike.PRF(p.PRF)
-	seed := prf.Sum(append(append([]byte{}, ni...), nr...), shared)
+	return deriveIKEFromSeed(p, prf.Sum(append(append([]byte{}, ni...), nr...), shared), ni, nr, spii, spir)
+}
+
+// deriveIKEFromSeed expands SKEYSEED into the IKE SA keys.
+func deriveIKEFromSeed(p IKEProposal, seed, ni, nr []byte, spii, spir uint64) (*ikeKeys, error) {
+	prf := ike.PRF(p.PRF)
 	var s []byte
 	s = append(s, ni...)
 	s = append(s, nr...)

@@ -12,11 +12,11 @@ const (
 	maxSelectors = 16
 
 	// defaultRekeyTime (4 h) and defaultChildRekeyTime (1 h) are
-	// strongSwan's defaults; minRekeyTime (10 s) keeps a typo from
-	// re-keying in a loop.
+	// strongSwan's defaults; minRekeyTime (2 s) keeps a typo from
+	// re-keying in a loop (tests rekey every few seconds).
 	defaultRekeyTime      = 4 * time.Hour
 	defaultChildRekeyTime = time.Hour
-	minRekeyTime          = 10 * time.Second
+	minRekeyTime          = 2 * time.Second
 	// defaultDPDDelay (30 s): a peer quiet this long gets an empty
 	// INFORMATIONAL; one that does not answer it (all retransmissions) is
 	// dead. minDPDDelay (1 s).
@@ -51,6 +51,15 @@ const (
 	maxHalfOpen     = 64
 	cookieThreshold = 8
 	halfOpenTimeout = 30 * time.Second
+
+	// rekeyHoldTimeout (5 s): after answering the peer's CHILD SA rekey we
+	// keep sending on the old SA until the peer deletes it, at most this
+	// long. rekeyRetry (30 s): a refused rekey is tried again after it.
+	rekeyHoldTimeout = 5 * time.Second
+	rekeyRetry       = 30 * time.Second
+	// seqRekeyAt: a CHILD SA with 32-bit sequence numbers is rekeyed when
+	// its counter passes this (2^32 - 2^24, ~16 M packets before the end).
+	seqRekeyAt = 1<<32 - 1<<24
 
 	// ikeQueue (64 messages) is the queue from the readers to the IKE
 	// goroutine; beyond it IKE messages are dropped (the peer retransmits).

@@ -185,3 +185,53 @@ func TestResponderCookies(t *testing.T) {
 		t.Errorf("%d cookies sent, want at least %d", got, 2*maxHalfOpen)
 	}
 }
+
+// TestPairRekey: CHILD SA and IKE SA rekeys every few seconds, started by
+// either end, while packets flow both ways: none is lost.
+func TestPairRekey(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		name           string
+		iExtra, rExtra string
+	}{
+		{"initiator rekeys", "child_rekey_time: 2s\nrekey_time: 3s\n", ""},
+		{"responder rekeys", "", "child_rekey_time: 2s\nrekey_time: 3s\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			iset, rset := pairSettings(t, tc.iExtra, tc.rExtra, "")
+			ri := newHarness(t)
+			ri.spawn(rset)
+			defer ri.stop()
+			ii := newHarness(t)
+			ii.spawn(iset)
+			defer ii.stop()
+			waitFor(t, "CHILD SAs", 10*time.Second, func() bool {
+				return ii.act.out.Load() != nil && ri.act.out.Load() != nil
+			})
+			a, b := netip.MustParseAddr("10.61.0.5"), netip.MustParseAddr("10.62.0.7")
+			sent := 0
+			deadline := time.Now().Add(7 * time.Second)
+			for seq := 0; time.Now().Before(deadline); seq++ {
+				ii.send(icmpEcho(8, a, b, 1, uint16(seq), 200+seq%1200))
+				ri.send(icmpEcho(0, b, a, 1, uint16(seq), 1300-seq%1200))
+				sent++
+				time.Sleep(10 * time.Millisecond)
+			}
+			waitFor(t, "every packet", 5*time.Second, func() bool { return ri.coll.Count() == sent && ii.coll.Count() == sent })
+			for _, h := range []*harness{ii, ri} {
+				if c, k := h.act.ike.ChildRekeys.Load(), h.act.ike.IKERekeys.Load(); c < 1 || k < 1 {
+					t.Errorf("%d CHILD SA and %d IKE SA rekeys, want at least 1 each", c, k)
+				}
+				if d := h.stats.Snapshot().Drops; len(d) != 0 {
+					t.Errorf("send drops %v", d)
+				}
+				h.checkBalance()
+			}
+			ii.stop()
+			ri.stop()
+			ii.coll.Release()
+			ri.coll.Release()
+		})
+	}
+}

@@ -38,7 +38,7 @@ func TestParse(t *testing.T) {
 		{"pubkey", base + "auth: pubkey\n", []string{"auth: pubkey (certificates) is not implemented yet"}},
 		{"responder", base + "psk_file: " + psk + "\nmode: responder\n", nil},
 		{"mode", base + "psk_file: " + psk + "\nmode: server\n", []string{"mode: must be initiator or responder"}},
-		{"short rekey", base + "psk_file: " + psk + "\nrekey_time: 1s\n", []string{"rekey_time: must be at least 10s"}},
+		{"short rekey", base + "psk_file: " + psk + "\nrekey_time: 1s\n", []string{"rekey_time: must be at least 2s"}},
 		{"ports", base + "psk_file: " + psk + "\nlocal_port: 4500\n", []string{"natt_port: must differ from local_port"}},
 	}
 	for _, tc := range tests {

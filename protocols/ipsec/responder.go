@@ -374,7 +374,7 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 		ike.Payload{Type: ike.PayloadTSr, Body: ike.AppendTS(nil, selectors(local))},
 	)
 	c.respond(sa, ike.IKE_AUTH, h.MessageID, resp)
-	c.publishChild(sa, in, out, remote, ep, esn)
+	c.publishChild(sa, &child{in: in, out: out, prop: ep, esn: esn, local: local, remote: remote, since: now})
 }
 
 // expireHalfOpen drops half-open SAs older than halfOpenTimeout.
