@@ -257,3 +257,28 @@ func TestDaemonPair(t *testing.T) {
 	}
 	checkTunnel(t, ctx, l, func() string { return "" })
 }
+
+// TestDaemonRekeyCharon: the daemon initiator rekeys the CHILD SA every 2 s
+// and the IKE SA every 3 s while 100 MiB cross each way to strongSwan: the
+// transfers arrive whole.
+func TestDaemonRekeyCharon(t *testing.T) {
+	l, ctx := newDaemonLab(t)
+	ch := charonSide(t, ctx, l, "")
+	pskFile(t, l.Dir, "site.psk", testPSK)
+	d, err := l.StartDaemonYAML(ctx, l.A, daemonYAML(l.A, []string{l.B.TUN4.String() + "/32"},
+		siteSettings(l, l.A, l.B, "initiator", "a.example", "b.example")+"\nchild_rekey_time: 2s\nrekey_time: 3s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTunnel(t, ctx, l, func() string { out, _ := ch.swanctl("--list-sas"); return "charon SAs:\n" + out })
+	log := d.Log()
+	if n := strings.Count(log, "IKE SA rekeyed"); n < 2 {
+		t.Errorf("%d IKE SA rekeys in the daemon's log, want at least 2", n)
+	}
+	if n := strings.Count(log, "CHILD SA established"); n < 4 {
+		t.Errorf("%d CHILD SAs in the daemon's log, want at least 4", n)
+	}
+	if strings.Contains(log, "IKE SA failed") {
+		t.Errorf("an IKE SA failed during the rekeys")
+	}
+}
