@@ -37,6 +37,10 @@ const (
 	KindWireGuardGo                 // two wireguard-go binaries: the reference
 	KindUDP                         // two switchyard daemons, udp protocol
 	KindWireGuard                   // two switchyard daemons, wireguard protocol
+	// IPsec (issue 17), PSK, AES-GCM-256 ESP in UDP:
+	KindIPsecStrongSwan           // two strongSwan charons with kernel-libipsec: the reference pair
+	KindIPsecSwitchyardStrongSwan // a switchyard daemon (ipsec initiator) ↔ strongSwan
+	KindIPsecPair                 // two switchyard daemons, ipsec protocol
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -86,6 +90,9 @@ func Cases() []Case {
 		{Key: "wireguard-b128", Label: "switchyard wireguard, in-process, batch 128", Kind: KindWireGuard, Batch: 128},
 		{Key: "wireguard-oop-b128", Label: "switchyard wireguard, out of process (shm), batch 128", Kind: KindWireGuard, Batch: 128,
 			OutOfProcess: true, InProcess: "wireguard-b128"},
+		{Key: "ipsec-strongswan", Label: "strongSwan ↔ strongSwan, kernel-libipsec, PSK, AES-GCM-256 (reference)", Kind: KindIPsecStrongSwan},
+		{Key: "ipsec-sy-strongswan", Label: "switchyard ipsec ↔ strongSwan, PSK, AES-GCM-256", Kind: KindIPsecSwitchyardStrongSwan},
+		{Key: "ipsec-b128", Label: "switchyard ipsec pair, in-process, batch 128, PSK, AES-GCM-256", Kind: KindIPsecPair, Batch: 128},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 	}
 }
@@ -368,6 +375,9 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return procs, l.B.TUN4, nil, err
 	case KindWireGuard, KindWireGuardGo:
 		return startWireGuardPair(ctx, l, c, o)
+	case KindIPsecStrongSwan, KindIPsecSwitchyardStrongSwan, KindIPsecPair:
+		procs, stops, err := startIPsecCase(ctx, l, c)
+		return procs, l.B.TUN4, stops, err
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
