@@ -31,7 +31,6 @@ package ipsec
 
 import (
 	"crypto/ecdh"
-	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -43,6 +42,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"go.uber.org/zap"
 
 	"switchyard/protocols"
@@ -138,6 +138,7 @@ type ikeSA struct {
 	oldIn   *esp.Inbound  // a rekeyed CHILD SA's inbound half, until its Delete is done
 	holdOut *esp.Outbound // rekey responder: the old outbound half, used until the peer deletes it
 	retired bool          // rekeyed: only its Delete is awaited
+	vip     netip.Addr    // the virtual IP assigned to the initiator (configuration payload)
 }
 
 func newController(a *ipsecActor, c500 *net.UDPConn) *controller {
@@ -265,6 +266,7 @@ func (c *controller) sendInit(sa *ikeSA, now time.Time) error {
 		ike.Payload{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyNATDetectionSourceIP, randBytes(sha1.Size))},
 		ike.Payload{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyNATDetectionDestIP,
 			natHash(sa.spii, 0, netip.AddrPortFrom(c.set.Remote, c.set.RemotePort)))},
+		ike.Payload{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifySignatureHashAlgorithms, signatureHashes)},
 	)
 	msg := ike.Encode(ike.Header{SPIi: sa.spii, Exchange: ike.IKE_SA_INIT, Flags: ike.FlagInitiator}, ps)
 	sa.initReq = msg
@@ -627,17 +629,30 @@ func selectors(ps []netip.Prefix) []ike.Selector {
 func (c *controller) sendAuth(sa *ikeSA, now time.Time) {
 	prf := ike.PRF(sa.prop.PRF)
 	idi := ike.IDBody(c.set.LocalID.Type, c.set.LocalID.Data)
-	auth := pskAuth(prf, c.set.PSK, sa.initReq, sa.nr, sa.keys.skpi, idi)
-	sa.inSPI = randESPSPI()
-	inner := []ike.Payload{
-		{Type: ike.PayloadIDi, Body: idi},
-		{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyInitialContact, nil)},
-		{Type: ike.PayloadIDr, Body: ike.IDBody(c.set.RemoteID.Type, c.set.RemoteID.Data)},
-		{Type: ike.PayloadAUTH, Body: ike.AUTHBody(ike.AuthPSK, auth)},
-		{Type: ike.PayloadSA, Body: ike.AppendSA(nil, c.espProposals(sa.inSPI))},
-		{Type: ike.PayloadTSi, Body: ike.AppendTS(nil, selectors(c.set.LocalTS))},
-		{Type: ike.PayloadTSr, Body: ike.AppendTS(nil, selectors(c.set.RemoteTS))},
+	auth, err := c.ourAuth(prf, sa.initReq, sa.nr, sa.keys.skpi, idi)
+	if err != nil {
+		c.fail(now, fmt.Sprintf("sign AUTH: %v", err))
+		return
 	}
+	sa.inSPI = randESPSPI()
+	inner := []ike.Payload{{Type: ike.PayloadIDi, Body: idi}}
+	if pk := c.set.Pubkey; pk != nil {
+		inner = append(inner, pk.certPayloads()...)
+	}
+	inner = append(inner, ike.Payload{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyInitialContact, nil)})
+	if pk := c.set.Pubkey; pk != nil {
+		inner = append(inner, pk.certReq())
+	}
+	inner = append(inner,
+		ike.Payload{Type: ike.PayloadIDr, Body: ike.IDBody(c.set.RemoteID.Type, c.set.RemoteID.Data)},
+		ike.Payload{Type: ike.PayloadAUTH, Body: auth},
+	)
+	inner = append(inner, c.cpRequest()...)
+	inner = append(inner,
+		ike.Payload{Type: ike.PayloadSA, Body: ike.AppendSA(nil, c.espProposals(sa.inSPI))},
+		ike.Payload{Type: ike.PayloadTSi, Body: ike.AppendTS(nil, selectors(c.initiatorTSi()))},
+		ike.Payload{Type: ike.PayloadTSr, Body: ike.AppendTS(nil, selectors(c.set.RemoteTS))},
+	)
 	c.request(sa, ike.IKE_AUTH, inner, now, func(h ike.Header, ps []ike.Payload) { c.onAuthResponse(sa, ps, time.Now()) })
 }
 
@@ -659,14 +674,8 @@ func (c *controller) onAuthResponse(sa *ikeSA, ps []ike.Payload, now time.Time) 
 		c.authFailed(sa, now, fmt.Sprintf("responder identity %q, want %q", Identity{Type: idr.Body[0], Data: idr.Body[4:]}, c.set.RemoteID))
 		return
 	}
-	method, data, err := ike.ParseAUTH(authP.Body)
-	if err != nil || method != ike.AuthPSK {
-		c.authFailed(sa, now, fmt.Sprintf("responder AUTH method %d, want PSK", method))
-		return
-	}
-	want := pskAuth(ike.PRF(sa.prop.PRF), c.set.PSK, sa.initResp, sa.ni, sa.keys.skpr, idr.Body)
-	if !hmac.Equal(data, want) {
-		c.authFailed(sa, now, "responder's AUTH does not verify (wrong PSK?)")
+	if err := c.checkAuth(ike.PRF(sa.prop.PRF), ps, c.set.RemoteID, authP.Body, sa.initResp, sa.ni, sa.keys.skpr, idr.Body); err != nil {
+		c.authFailed(sa, now, "responder's AUTH: "+err.Error())
 		return
 	}
 	// The IKE SA is up; now the CHILD SA.
@@ -724,7 +733,13 @@ func (c *controller) installChild(sa *ikeSA, ps []ike.Payload) error {
 	}
 	var local []netip.Prefix
 	if isel, err := ike.ParseTS(tsi.Body); err == nil {
-		local = narrow(c.set.LocalTS, isel)
+		local = narrow(c.initiatorTSi(), isel)
+	}
+	if vip, ok := cpReplyAddr(ps); ok {
+		sa.vip = vip
+		local = []netip.Prefix{netip.PrefixFrom(vip, vip.BitLen())}
+	} else if len(c.set.Vips) > 0 {
+		return errors.New("asked for a virtual IP, got none")
 	}
 	if len(local) == 0 {
 		local = c.set.LocalTS
@@ -752,8 +767,17 @@ func (c *controller) publishChild(sa *ikeSA, ch *child) {
 	sa.child = ch
 	c.failures = 0
 	c.publish(sa)
+	allowed := new(bart.Lite)
+	for _, p := range ch.remote {
+		allowed.Insert(p)
+	}
+	c.a.allowed.Store(allowed)
 	if first {
-		c.a.env.ReportSession(protocols.Session{Routes: ch.remote})
+		var addrs []netip.Prefix
+		if sa.vip.IsValid() {
+			addrs = []netip.Prefix{netip.PrefixFrom(sa.vip, sa.vip.BitLen())}
+		}
+		c.a.env.ReportSession(protocols.Session{Addrs: addrs, Routes: ch.remote})
 	}
 	c.log.Info("ipsec: CHILD SA established",
 		zap.String("ike", fmt.Sprintf("%s/%s/%s", encrName(sa.prop.Encr, sa.prop.KeyLen), prfName(sa.prop.PRF), dhName(sa.prop.DH))),

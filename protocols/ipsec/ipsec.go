@@ -76,7 +76,10 @@ type Settings struct {
 	RemoteNATT   uint16 // the peer's NAT-T port: always 4500 (RFC 3948)
 	LocalID      Identity
 	RemoteID     Identity
-	PSK          []byte
+	PSK          []byte       // auth: psk
+	Pubkey       *pubkeyAuth  // auth: pubkey (certificates, RFC 7427)
+	Vips         []netip.Addr // initiator: virtual IPs asked for (0.0.0.0: any)
+	Pool         netip.Prefix // responder: where the initiator's virtual IP comes from
 	Proposals    []IKEProposal
 	ESPProposals []ESPProposal
 	LocalTS      []netip.Prefix
@@ -158,6 +161,11 @@ type rawSettings struct {
 	RemoteID       string           `yaml:"remote_id"`
 	Auth           string           `yaml:"auth"`
 	PSKFile        string           `yaml:"psk_file"`
+	CertFile       string           `yaml:"cert_file"`
+	KeyFile        string           `yaml:"key_file"`
+	CAFile         string           `yaml:"ca_file"`
+	Vips           []string         `yaml:"vips"`
+	Pool           string           `yaml:"pool"`
 	Proposals      []string         `yaml:"proposals"`
 	ESPProposals   []string         `yaml:"esp_proposals"`
 	LocalTS        []string         `yaml:"local_ts"`
@@ -242,9 +250,53 @@ func parse(s config.Settings) (any, error) {
 			set.PSK = psk
 		}
 	case "pubkey":
-		fail("auth", "pubkey (certificates) is not implemented yet; use psk")
+		switch {
+		case raw.CertFile == "":
+			fail("cert_file", "is required with auth: pubkey")
+		case raw.KeyFile == "":
+			fail("key_file", "is required with auth: pubkey")
+		case raw.CAFile == "":
+			fail("ca_file", "is required with auth: pubkey (the CA the peer's certificate must chain to)")
+		default:
+			pk, err := loadPubkey(resolve(base, raw.CertFile), resolve(base, raw.KeyFile), resolve(base, raw.CAFile))
+			if err != nil {
+				field, msg, _ := strings.Cut(err.Error(), ": ")
+				fail(field, "%s", msg)
+			} else {
+				set.Pubkey = pk
+			}
+		}
 	default:
-		fail("auth", "must be psk, got %q", raw.Auth)
+		fail("auth", "must be psk or pubkey, got %q", raw.Auth)
+	}
+	if raw.Auth != "pubkey" {
+		for _, f := range []struct{ name, v string }{{"cert_file", raw.CertFile}, {"key_file", raw.KeyFile}, {"ca_file", raw.CAFile}} {
+			if f.v != "" {
+				fail(f.name, "is for auth: pubkey")
+			}
+		}
+	}
+	for i, v := range raw.Vips {
+		a, err := netip.ParseAddr(strings.TrimSpace(v))
+		if err != nil || !a.Is4() {
+			fail(fmt.Sprintf("vips[%d]", i), "must be an IPv4 address (0.0.0.0: any), got %q", v)
+			continue
+		}
+		set.Vips = append(set.Vips, a)
+	}
+	if len(set.Vips) > 0 && set.Mode != "initiator" {
+		fail("vips", "is for mode: initiator")
+	}
+	if raw.Pool != "" {
+		p, err := netip.ParsePrefix(strings.TrimSpace(raw.Pool))
+		switch {
+		case err != nil || !p.Addr().Is4() || p.Bits() > 30:
+			fail("pool", "must be an IPv4 prefix of at least 4 addresses, such as 10.3.0.0/24, got %q", raw.Pool)
+		case set.Mode != "responder":
+			fail("pool", "is for mode: responder")
+		default:
+			set.Pool = p.Masked()
+		}
 	}
 	if len(raw.Proposals) == 0 {
 		raw.Proposals = []string{"aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"}
@@ -415,27 +467,9 @@ func resolve(base, path string) string {
 // readPSK reads a pre-shared key file: a regular file that group and others
 // cannot access. Its first line is the key; "0x…" is hex.
 func readPSK(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := readFileLimited(path, pskFileMaxBytes, true)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, pskFileMaxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > pskFileMaxBytes {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, pskFileMaxBytes)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	line = strings.TrimSuffix(line, "\r")
@@ -450,6 +484,34 @@ func readPSK(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is empty (the key is its first line)", path)
 	}
 	return []byte(line), nil
+}
+
+// readFileLimited reads a regular file of at most limit bytes; a private
+// one must not be accessible to group or others.
+func readFileLimited(path string, limit int64, private bool) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s is accessible to group or others (mode %04o); chmod 600 it", path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 func newActor(inst protocols.Instance) actor.Actor {

@@ -6,6 +6,11 @@ import "time"
 const (
 	// pskFileMaxBytes (4 KiB) bounds what is read of a psk_file.
 	pskFileMaxBytes = 4 << 10
+	// certFileMaxBytes (64 KiB) bounds a cert_file, key_file or ca_file.
+	certFileMaxBytes = 64 << 10
+	// maxPeerCerts (4) bounds the CERT payloads of the peer looked at:
+	// its certificate and up to three intermediates.
+	maxPeerCerts = 4
 	// maxProposals (16) bounds the combinations offered in one SA payload.
 	maxProposals = 16
 	// maxSelectors (16) bounds local_ts and remote_ts.

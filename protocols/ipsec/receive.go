@@ -109,6 +109,7 @@ func (r *reader) deliver(n int) {
 	if p := a.inbound.Load(); p != nil {
 		sas = *p
 	}
+	allowed := a.allowed.Load()
 	var locked *esp.Inbound
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
@@ -165,7 +166,7 @@ func (r *reader) deliver(n int) {
 			r.drops[stats.Malformed]++
 			continue
 		}
-		if src, _ := packet.Source(inner); !a.allowed.Contains(src) {
+		if src, _ := packet.Source(inner); !allowed.Contains(src) {
 			r.drops[SourceNotAllowed]++
 			continue
 		}

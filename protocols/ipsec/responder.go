@@ -161,14 +161,15 @@ func (c *controller) onInitRequest(h ike.Header, d ikeDatagram, now time.Time) {
 		return
 	}
 	chosen.SPI = nil
-	resp := ike.Encode(ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: ike.IKE_SA_INIT, Flags: ike.FlagResponse}, []ike.Payload{
+	resp := ike.Encode(ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: ike.IKE_SA_INIT, Flags: ike.FlagResponse}, append([]ike.Payload{
 		{Type: ike.PayloadSA, Body: ike.AppendSA(nil, []ike.Proposal{chosen})},
 		{Type: ike.PayloadKE, Body: ike.KEBody(group, ourPub)},
 		{Type: ike.PayloadNonce, Body: sa.nr},
 		// A source hash that matches nothing: both ends encapsulate.
 		{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyNATDetectionSourceIP, randBytes(20))},
 		{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifyNATDetectionDestIP, natHash(sa.spii, sa.spir, d.from))},
-	})
+		{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, ike.NotifySignatureHashAlgorithms, signatureHashes)},
+	}, c.certReqs()...))
 	sa.initResp = resp
 	sa.established = now // half-open since
 	c.halfOpen[sa.spii] = sa
@@ -306,19 +307,28 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 		return
 	}
 	peerID := Identity{Type: idi.Body[0], Data: idi.Body[4:]}
-	method, data, err := ike.ParseAUTH(authP.Body)
 	prf := ike.PRF(sa.prop.PRF)
-	if !peerID.Equal(c.set.RemoteID) || err != nil || method != ike.AuthPSK ||
-		!hmac.Equal(data, pskAuth(prf, c.set.PSK, sa.initReq, sa.nr, sa.keys.skpi, idi.Body)) {
+	if !peerID.Equal(c.set.RemoteID) {
 		c.a.ike.AuthFailures.Add(1)
-		fail(ike.NotifyAuthenticationFailed, fmt.Sprintf("initiator %q did not authenticate as %q with the PSK", peerID, c.set.RemoteID))
+		fail(ike.NotifyAuthenticationFailed, fmt.Sprintf("initiator is %q, want %q", peerID, c.set.RemoteID))
+		return
+	}
+	if err := c.checkAuth(prf, ps, peerID, authP.Body, sa.initReq, sa.nr, sa.keys.skpi, idi.Body); err != nil {
+		c.a.ike.AuthFailures.Add(1)
+		fail(ike.NotifyAuthenticationFailed, fmt.Sprintf("initiator %q: %v", peerID, err))
 		return
 	}
 	idr := ike.IDBody(c.set.LocalID.Type, c.set.LocalID.Data)
-	resp := []ike.Payload{
-		{Type: ike.PayloadIDr, Body: idr},
-		{Type: ike.PayloadAUTH, Body: ike.AUTHBody(ike.AuthPSK, pskAuth(prf, c.set.PSK, sa.initResp, sa.ni, sa.keys.skpr, idr))},
+	auth, err := c.ourAuth(prf, sa.initResp, sa.ni, sa.keys.skpr, idr)
+	if err != nil {
+		fail(ike.NotifyAuthenticationFailed, fmt.Sprintf("sign AUTH: %v", err))
+		return
 	}
+	resp := []ike.Payload{{Type: ike.PayloadIDr, Body: idr}}
+	if pk := c.set.Pubkey; pk != nil {
+		resp = append(resp, pk.certPayloads()...)
+	}
+	resp = append(resp, ike.Payload{Type: ike.PayloadAUTH, Body: auth})
 	// The IKE SA is up; an older one with this peer goes.
 	if old := c.sa; old != nil {
 		c.sendDelete(old)
@@ -354,7 +364,20 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 		childErr(ike.NotifyNoProposalChosen, "no ESP proposal in common")
 		return
 	}
-	remote, local := narrow(c.set.RemoteTS, isel), narrow(c.set.LocalTS, rsel)
+	remoteTS := c.set.RemoteTS
+	var cpReply []ike.Payload
+	if c.set.Pool.IsValid() {
+		vip, ok := c.assignVIP(ps)
+		if !ok {
+			childErr(ike.NotifyFailedCPRequired, "the initiator asked for no virtual IP, and pool is set")
+			return
+		}
+		sa.vip = vip
+		remoteTS = []netip.Prefix{netip.PrefixFrom(vip, vip.BitLen())}
+		cpReply = []ike.Payload{{Type: ike.PayloadCP, Body: ike.AppendCP(nil, ike.CFGReply, []ike.CPAttr{
+			{Type: ike.AttrInternalIP4Address, Value: vip.AsSlice()}})}}
+	}
+	remote, local := narrow(remoteTS, isel), narrow(c.set.LocalTS, rsel)
 	if len(remote) == 0 || len(local) == 0 {
 		childErr(ike.NotifyTSUnacceptable, "traffic selectors outside local_ts/remote_ts")
 		return
@@ -368,6 +391,7 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 		return
 	}
 	chosen.SPI = binary.BigEndian.AppendUint32(nil, sa.inSPI)
+	resp = append(resp, cpReply...)
 	resp = append(resp,
 		ike.Payload{Type: ike.PayloadSA, Body: ike.AppendSA(nil, []ike.Proposal{chosen})},
 		ike.Payload{Type: ike.PayloadTSi, Body: ike.AppendTS(nil, selectors(remote))},

@@ -59,7 +59,7 @@ type ipsecActor struct {
 	env        protocols.Env
 	maxBatch   int
 	maxPayload int
-	allowed    *bart.Lite // remote_ts: inner sources accepted from the peer
+	allowed    atomic.Pointer[bart.Lite] // the CHILD SA's remote selectors: inner sources accepted from the peer
 
 	bind     conn.Bind
 	peerNATT atomic.Pointer[udpbind.Endpoint] // remote:4500, or where a responder's peer sends from
@@ -92,12 +92,10 @@ func newIPsecActor(name string, set Settings, env protocols.Env) *ipsecActor {
 	if set.Remote.Is6() {
 		maxPayload = maxIPv6Payload
 	}
-	allowed := new(bart.Lite)
-	for _, p := range set.RemoteTS {
-		allowed.Insert(p)
-	}
-	return &ipsecActor{name: name, set: set, env: env, maxBatch: maxBatch, maxPayload: maxPayload,
-		allowed: allowed, scratch: make([][]byte, 0, packet.MaxBatch)}
+	a := &ipsecActor{name: name, set: set, env: env, maxBatch: maxBatch, maxPayload: maxPayload,
+		scratch: make([][]byte, 0, packet.MaxBatch)}
+	a.allowed.Store(new(bart.Lite))
+	return a
 }
 
 // Receive implements actor.Actor.
