@@ -124,6 +124,12 @@ type charonConn struct {
 	LocalTS, RemoteTS string
 	Extra             string // more lines inside the connection
 	ChildExtra        string // more lines inside the child
+	// Certificates (auth = pubkey) instead of the PSK: absolute paths.
+	Cert, Key, CA string
+	// Pool, when set, is a responder's virtual IP pool; VIP makes an
+	// initiator ask for one (vips = 0.0.0.0).
+	Pool string
+	VIP  bool
 }
 
 // startCharon starts charon in ns with its own /run and vici socket under
@@ -133,7 +139,6 @@ func startCharon(t testing.TB, ns, dir string, conn charonConn) *charon {
 	c := &charon{t: t, dir: dir, ns: ns, done: make(chan struct{}), vici: "unix://" + filepath.Join(dir, "charon.vici")}
 	conf := fmt.Sprintf(`charon {
   load = %s
-  install_virtual_ip = no
   retransmit_timeout = 1.0
   retransmit_tries = 3
   filelog {
@@ -155,7 +160,40 @@ func startCharon(t testing.TB, ns, dir string, conn charonConn) *charon {
 	if err := os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	swan := fmt.Sprintf(`connections {
+	auth := func(local bool) string {
+		if conn.Cert == "" {
+			return "auth = psk"
+		}
+		if local {
+			return "auth = pubkey\n      certs = " + conn.Cert
+		}
+		return "auth = pubkey\n      cacerts = " + conn.CA
+	}
+	extra := conn.Extra
+	pools := ""
+	if conn.Pool != "" {
+		extra += "\n    pools = p"
+		pools = "pools {\n  p {\n    addrs = " + conn.Pool + "\n  }\n}\n"
+	}
+	if conn.VIP {
+		extra += "\n    vips = 0.0.0.0"
+	}
+	secret := fmt.Sprintf("ike-t {\n    id-l = %s\n    id-r = %s\n    secret = \"%s\"\n  }", conn.LocalID, conn.RemoteID, conn.PSK)
+	if conn.Cert != "" {
+		// swanctl loads private keys from private/ beside its config file.
+		secret = ""
+		key, err := os.ReadFile(conn.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "private"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "private", "charon.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swan := pools + fmt.Sprintf(`connections {
   t {
     version = 2
     local_addrs = %s
@@ -164,11 +202,11 @@ func startCharon(t testing.TB, ns, dir string, conn charonConn) *charon {
     proposals = %s
     %s
     local {
-      auth = psk
+      %s
       id = %s
     }
     remote {
-      auth = psk
+      %s
       id = %s
     }
     children {
@@ -182,14 +220,10 @@ func startCharon(t testing.TB, ns, dir string, conn charonConn) *charon {
   }
 }
 secrets {
-  ike-t {
-    id-l = %s
-    id-r = %s
-    secret = "%s"
-  }
+  %s
 }
-`, conn.Local, conn.Remote, conn.Proposals, conn.Extra, conn.LocalID, conn.RemoteID, conn.LocalTS, conn.RemoteTS, conn.ESP,
-		conn.ChildExtra, conn.LocalID, conn.RemoteID, conn.PSK)
+`, conn.Local, conn.Remote, conn.Proposals, extra, auth(true), conn.LocalID, auth(false), conn.RemoteID, conn.LocalTS, conn.RemoteTS, conn.ESP,
+		conn.ChildExtra, secret)
 	swanPath := filepath.Join(dir, "swanctl.conf")
 	if err := os.WriteFile(swanPath, []byte(swan), 0o600); err != nil {
 		t.Fatal(err)

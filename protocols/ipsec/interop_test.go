@@ -1,8 +1,11 @@
 package ipsec
 
 import (
+	"net/netip"
+
 	"fmt"
 	"strings"
+	"switchyard/packet/packettest"
 	"testing"
 	"time"
 )
@@ -197,4 +200,112 @@ func TestCharonRekey(t *testing.T) {
 			h.coll.Release()
 		})
 	}
+}
+
+// TestCharonCertificates: certificates with RFC 7427 ECDSA signatures
+// against strongSwan, in both roles, with a virtual IP from the responder's
+// pool: the SAs come up, the initiator gets the VIP, and an echo through
+// the tunnel is answered.
+func TestCharonCertificates(t *testing.T) {
+	needCharon(t)
+	t.Run("charon responds with a pool", func(t *testing.T) {
+		l := newNetLab(t)
+		pki := newTestPKI(t, l.dir, "ca")
+		cc, ck := pki.issue(t, "a.example", false)
+		oc, ok := pki.issue(t, "b.example", false)
+		ch := startCharon(t, l.ns, l.dir, charonConn{
+			Local: l.far, Remote: l.ip, LocalID: "a.example", RemoteID: "b.example",
+			Proposals: "aes256gcm16-prfsha256-x25519", ESP: "aes256gcm16",
+			LocalTS: l.innerFar.String() + "/32", RemoteTS: "dynamic",
+			Cert: cc, Key: ck, CA: pki.caFile, Pool: "10.100.7.0/24",
+		})
+		h := newHarness(t)
+		h.spawn(mustParse(t, fmt.Sprintf(`local_addrs: %s
+remote_addrs: %s
+local_port: %d
+natt_port: %d
+local_id: b.example
+remote_id: a.example
+auth: pubkey
+cert_file: %s
+key_file: %s
+ca_file: %s
+vips: [0.0.0.0]
+remote_ts: [%s/32]
+`, l.ip, l.far, packettest.FreeUDPPort(t), packettest.FreeUDPPort(t), oc, ok, pki.caFile, l.innerFar)))
+		defer h.stop()
+		waitFor(t, "CHILD SA", 15*time.Second, func() bool { return h.act.out.Load() != nil })
+		s, _ := h.lastSession()
+		if len(s.Addrs) != 1 || !netip.MustParsePrefix("10.100.7.0/24").Contains(s.Addrs[0].Addr()) {
+			t.Fatalf("session %+v: no VIP from 10.100.7.0/24", s)
+		}
+		vip := s.Addrs[0].Addr()
+		h.send(icmpEcho(8, vip, l.innerFar, 5, 1, 120))
+		waitFor(t, "the echo reply to the VIP", 5*time.Second, func() bool {
+			for _, p := range h.coll.Packets() {
+				if isICMP(p, 0, l.innerFar) {
+					return true
+				}
+			}
+			return false
+		})
+		if !strings.Contains(ch.log(), "authentication of 'b.example' with ECDSA_WITH_SHA256_DER successful") &&
+			!strings.Contains(ch.log(), "authentication of 'b.example' with ECDSA-256 signature successful") {
+			t.Logf("charon's log does not name the ECDSA authentication")
+		}
+		h.stop()
+		h.coll.Release()
+	})
+	t.Run("charon initiates for a VIP", func(t *testing.T) {
+		l := newNetLab(t)
+		pki := newTestPKI(t, l.dir, "ca")
+		cc, ck := pki.issue(t, "a.example", false)
+		oc, ok := pki.issue(t, "b.example", false)
+		h := newHarness(t)
+		h.spawn(mustParse(t, fmt.Sprintf(`mode: responder
+local_addrs: %s
+remote_addrs: %s
+local_port: %d
+natt_port: %d
+local_id: b.example
+remote_id: a.example
+auth: pubkey
+cert_file: %s
+key_file: %s
+ca_file: %s
+pool: 10.100.8.0/24
+local_ts: [%s/32]
+remote_ts: [10.100.8.0/24]
+`, l.ip, l.far, 500, 4500, oc, ok, pki.caFile, l.innerNear)))
+		defer h.stop()
+		ch := startCharon(t, l.ns, l.dir, charonConn{
+			Local: l.far, Remote: l.ip, LocalID: "a.example", RemoteID: "b.example",
+			Proposals: "aes256gcm16-prfsha256-x25519", ESP: "aes256gcm16",
+			LocalTS: "dynamic", RemoteTS: l.innerNear.String() + "/32",
+			Cert: cc, Key: ck, CA: pki.caFile, VIP: true,
+		})
+		if out, err := ch.swanctl("--initiate", "--child", "net", "--timeout", "15"); err != nil {
+			t.Fatalf("swanctl --initiate: %v\n%s", err, out)
+		}
+		waitFor(t, "CHILD SA", 5*time.Second, func() bool { return h.act.out.Load() != nil })
+		out, _ := ch.swanctl("--list-sas")
+		if !strings.Contains(out, "local  10.100.8.1/32") {
+			t.Errorf("charon's SA does not use the VIP 10.100.8.1:\n%s", out)
+		}
+		if s, _ := h.lastSession(); fmt.Sprint(s.Routes) != "[10.100.8.1/32]" {
+			t.Errorf("responder session %+v, want routes [10.100.8.1/32]", s)
+		}
+		vip := netip.MustParseAddr("10.100.8.1")
+		h.send(icmpEcho(8, l.innerNear, vip, 6, 1, 120))
+		waitFor(t, "the echo reply from charon's VIP", 5*time.Second, func() bool {
+			for _, p := range h.coll.Packets() {
+				if isICMP(p, 0, vip) {
+					return true
+				}
+			}
+			return false
+		})
+		h.stop()
+		h.coll.Release()
+	})
 }
