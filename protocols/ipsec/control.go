@@ -789,6 +789,7 @@ func (c *controller) publishChild(sa *ikeSA, ch *child) {
 // publish puts sa's ESP halves on the data path: the current inbound and
 // the one being retired; the held outbound half, or the current one.
 func (c *controller) publish(sa *ikeSA) {
+	c.snapshot(sa)
 	if sa.child == nil {
 		c.a.out.Store(nil)
 		c.a.inbound.Store(nil)
@@ -871,6 +872,7 @@ func (c *controller) down(sa *ikeSA) {
 	c.a.out.Store(nil)
 	c.a.inbound.Store(nil)
 	sa.child, sa.oldIn, sa.holdOut = nil, nil, nil
+	c.snapshot(nil)
 	c.a.env.ReportSession(protocols.Session{})
 }
 

@@ -103,6 +103,17 @@ func TestPair(t *testing.T) {
 					t.Fatalf("packet %d changed on the way", i)
 				}
 			}
+			iInfo, _ := ii.stats.Info().(Info)
+			rInfo, _ := ri.stats.Info().(Info)
+			if iInfo.State != "established" || iInfo.Child == nil || iInfo.Child.OutPackets != 100 || iInfo.IKE == nil || !iInfo.IKE.Initiator {
+				t.Errorf("initiator info %+v (child %+v)", iInfo, iInfo.Child)
+			}
+			if rInfo.Child == nil || rInfo.Child.InPackets != 100 || rInfo.Child.SPIIn != iInfo.Child.SPIOut {
+				t.Errorf("responder info %+v (child %+v)", rInfo, rInfo.Child)
+			}
+			if g := iInfo.Gauges(); len(g) < 4 || g[0].Name != "ipsec_sa_up" || g[0].Value != 1 {
+				t.Errorf("gauges %+v", g)
+			}
 			// A packet from outside remote_ts is dropped.
 			ri.send(icmpEcho(0, netip.MustParseAddr("10.99.0.1"), a, 1, 3, 84))
 			waitFor(t, "the spoofed source counted", 5*time.Second, func() bool {

@@ -111,6 +111,7 @@ func (r *reader) deliver(n int) {
 	}
 	allowed := a.allowed.Load()
 	var locked *esp.Inbound
+	runPackets, runBytes := 0, 0 // opened on locked since it was locked
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
 		inBytes += size
@@ -145,6 +146,8 @@ func (r *reader) deliver(n int) {
 		if sa != locked {
 			if locked != nil {
 				locked.Mu.Unlock()
+				locked.Count(runPackets, runBytes)
+				runPackets, runBytes = 0, 0
 			}
 			sa.Mu.Lock()
 			locked = sa
@@ -172,9 +175,12 @@ func (r *reader) deliver(n int) {
 		}
 		r.sizes[i] = m
 		good = append(good, i)
+		runPackets++
+		runBytes += m
 	}
 	if locked != nil {
 		locked.Mu.Unlock()
+		locked.Count(runPackets, runBytes)
 	}
 	clear(r.eps[:n])
 	r.good = good[:0]

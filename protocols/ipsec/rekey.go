@@ -339,6 +339,7 @@ func (c *controller) replaceIKESA(old *ikeSA, initiator bool, spii, spir uint64,
 	c.sa = sa
 	c.retiring = old
 	c.a.ike.IKERekeys.Add(1)
+	c.snapshot(sa)
 	c.log.Info("ipsec: IKE SA rekeyed", zap.String("spi_i", fmt.Sprintf("%016x", spii)), zap.String("spi_r", fmt.Sprintf("%016x", spir)))
 	if initiator {
 		c.request(old, ike.INFORMATIONAL, []ike.Payload{{Type: ike.PayloadDelete, Body: ike.DeleteBody(ike.ProtoIKE)}}, now,

@@ -69,6 +69,7 @@ type ipsecActor struct {
 	out     atomic.Pointer[esp.Outbound] // set by the IKE goroutine; sealed with by Receive only
 	inbound atomic.Pointer[inboundSAs]   // set by the IKE goroutine; read by the readers
 	lastIn  atomic.Int64                 // unix nanoseconds of the last authenticated ESP batch
+	snap    atomic.Pointer[saSnapshot]   // what the IKE goroutine negotiated, for info
 
 	closing   atomic.Bool
 	readers   sync.WaitGroup
@@ -159,6 +160,7 @@ func (a *ipsecActor) start() {
 		a.readers.Add(1)
 		go r.run()
 	}
+	a.env.ToNetwork.SetInfo(a.info)
 	a.ctl.start()
 	a.env.Log.Info("ipsec started", zap.String("instance", a.name), zap.Stringer("local", a.set.Local),
 		zap.Stringer("remote", a.set.Remote), zap.String("mode", a.set.Mode))
@@ -188,7 +190,7 @@ func (a *ipsecActor) send(b *packet.Batch) {
 			bytes += n
 		}
 	}
-	out.Publish()
+	out.Publish(bytes)
 	a.env.ToNetwork.Drop(stats.Malformed, malformed)
 	a.env.ToNetwork.Drop(SeqExhausted, exhausted)
 	if exhausted > 0 {
@@ -232,6 +234,7 @@ func (a *ipsecActor) stop() {
 		return
 	}
 	a.ctl.shutdown()
+	a.env.ToNetwork.SetInfo(nil)
 	a.closeBind()
 	a.readers.Wait()
 	a.out.Store(nil)

@@ -76,6 +76,7 @@ type Outbound struct {
 	salt  [4]byte
 	seq   uint64        // the last sequence number used
 	pub   atomic.Uint64 // seq as of the last Publish, for other goroutines
+	bytes atomic.Uint64 // inner bytes sealed, added by Publish
 	nonce [12]byte
 	aad   [12]byte
 }
@@ -88,9 +89,15 @@ func NewOutbound(spi uint32, aead cipher.AEAD, salt []byte, esn bool) *Outbound 
 	return o
 }
 
-// Publish makes the sequence number visible to Seq; the sealing goroutine
-// calls it once per batch.
-func (o *Outbound) Publish() { o.pub.Store(o.seq) }
+// Publish makes the sequence number visible to Seq and adds the batch's
+// inner bytes to Bytes; the sealing goroutine calls it once per batch.
+func (o *Outbound) Publish(bytes int) {
+	o.pub.Store(o.seq)
+	o.bytes.Add(uint64(bytes))
+}
+
+// Bytes is the inner bytes sealed as of the last Publish.
+func (o *Outbound) Bytes() uint64 { return o.bytes.Load() }
 
 // Seq is the last sequence number published. Any goroutine may call it.
 func (o *Outbound) Seq() uint64 { return o.pub.Load() }
@@ -154,6 +161,9 @@ type Inbound struct {
 	aead cipher.AEAD
 	salt [4]byte
 
+	// Counted by the readers once per run of datagrams (Count).
+	packets, bytes atomic.Uint64
+
 	// Guarded by Mu.
 	top    uint64                    // highest sequence number accepted
 	bitmap [ReplayWindow / 64]uint64 // bit (seq mod ReplayWindow) set: seen
@@ -168,6 +178,16 @@ func NewInbound(spi uint32, aead cipher.AEAD, salt []byte, esn bool) *Inbound {
 	copy(in.nonce[:4], salt)
 	return in
 }
+
+// Count adds a run of opened packets (inner bytes) to the SA's counters.
+func (in *Inbound) Count(packets, bytes int) {
+	in.packets.Add(uint64(packets))
+	in.bytes.Add(uint64(bytes))
+}
+
+// Packets and Bytes are the inner packets and bytes opened so far.
+func (in *Inbound) Packets() uint64 { return in.packets.Load() }
+func (in *Inbound) Bytes() uint64   { return in.bytes.Load() }
 
 // SPIOf returns the SPI of an ESP datagram (0 for a short one or a
 // non-ESP marker).
