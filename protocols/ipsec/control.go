@@ -63,6 +63,7 @@ type ikeCounters struct {
 	Failures     atomic.Uint64 // IKE SAs failed for any reason
 	BadMessages  atomic.Uint64 // IKE messages that did not parse or decrypt
 	Retransmits  atomic.Uint64
+	QueueFull    atomic.Uint64 // IKE messages on the IKE port dropped: the IKE goroutine's queue was full
 	// Responder.
 	HalfOpenDropped atomic.Uint64 // IKE_SA_INIT requests dropped: maxHalfOpen half-open SAs
 	CookiesSent     atomic.Uint64 // COOKIE demanded (past cookieThreshold half-open SAs)
@@ -202,7 +203,9 @@ func (c *controller) read500() {
 			c.log.Debug("ipsec: IKE datagram from a stranger", zap.Stringer("from", from))
 			continue
 		}
-		c.deliver(buf[:n], from, false)
+		if !c.deliver(buf[:n], from, false) {
+			c.a.ike.QueueFull.Add(1)
+		}
 	}
 }
 

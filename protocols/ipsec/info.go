@@ -27,6 +27,7 @@ type Info struct {
 	Failures     uint64         `json:"failures"`
 	Retransmits  uint64         `json:"retransmits"`
 	BadMessages  uint64         `json:"bad_ike_messages"`
+	QueueFull    uint64         `json:"ike_queue_full"` // on the IKE port; on 4500 see the drops
 	CookiesSent  uint64         `json:"cookies_sent"`
 	ChildRekeys  uint64         `json:"child_rekeys"`
 	IKERekeys    uint64         `json:"ike_rekeys"`
@@ -92,7 +93,7 @@ func (c *controller) snapshot(sa *ikeSA) {
 func (a *ipsecActor) info() any {
 	in := Info{Mode: a.set.Mode, State: "down", Peer: a.set.Remote,
 		Established: a.ike.Established.Load(), AuthFailures: a.ike.AuthFailures.Load(), Failures: a.ike.Failures.Load(),
-		Retransmits: a.ike.Retransmits.Load(), BadMessages: a.ike.BadMessages.Load(), CookiesSent: a.ike.CookiesSent.Load(),
+		Retransmits: a.ike.Retransmits.Load(), BadMessages: a.ike.BadMessages.Load(), QueueFull: a.ike.QueueFull.Load(), CookiesSent: a.ike.CookiesSent.Load(),
 		ChildRekeys: a.ike.ChildRekeys.Load(), IKERekeys: a.ike.IKERekeys.Load()}
 	if s := a.snap.Load(); s != nil {
 		in.State, in.IKE, in.VIP, in.Routes = s.state, s.ike, s.vip, s.routes

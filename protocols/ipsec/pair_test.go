@@ -338,3 +338,65 @@ func TestPairCertificates(t *testing.T) {
 		}
 	})
 }
+
+// TestPairHostile: garbage on both ports of an established pair — short
+// datagrams, non-ESP markers with bad IKE, IKE with broken payload chains,
+// unknown SPIs, replayed and tampered ESP — is counted and dropped; the SA
+// stays up and still carries traffic.
+func TestPairHostile(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	iset, rset := pairSettings(t, "", "", "")
+	ri := newHarness(t)
+	ri.spawn(rset)
+	defer ri.stop()
+	ii := newHarness(t)
+	ii.spawn(iset)
+	defer ii.stop()
+	waitFor(t, "CHILD SAs", 10*time.Second, func() bool { return ii.act.out.Load() != nil && ri.act.out.Load() != nil })
+
+	// Datagrams from the initiator's address (127.0.0.1) to the
+	// responder's ports.
+	nat, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(rset.Local, rset.NATTPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nat.Close()
+	ike500, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(rset.Local, rset.LocalPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ike500.Close()
+	broken := ike.Encode(ike.Header{SPIi: 7, Exchange: ike.IKE_SA_INIT, Flags: ike.FlagInitiator},
+		[]ike.Payload{{Type: ike.PayloadNonce, Body: make([]byte, 16)}})
+	broken[ike.HeaderLen+3] = 0xff // payload length beyond the message
+	garbage := [][]byte{
+		{1}, {0, 0}, {0xff},
+		{0, 0, 0, 0, 1, 2, 3},                                 // marker, then a short IKE header
+		append([]byte{0, 0, 0, 0}, broken...),                 // marker, broken payload chain
+		append([]byte{0, 0, 0x12, 0x34}, make([]byte, 60)...), // unknown SPI
+	}
+	for _, g := range garbage {
+		_, _ = nat.Write(g)
+	}
+	for range 50 {
+		_, _ = ike500.Write(broken)
+		_, _ = ike500.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	}
+	// Tampered ESP for the live SPI: fails authentication.
+	spi := ri.act.inbound.Load()
+	live := (*spi)[0].SPI
+	tampered := append(spiBytes(live), make([]byte, 60)...)
+	tampered[7] = 9
+	_, _ = nat.Write(tampered)
+	waitFor(t, "the garbage counted", 5*time.Second, func() bool {
+		d := ri.recvStats.Snapshot().Drops
+		return d["malformed"] >= 2 && d["no_sa"] >= 1 && d["auth_failed"] >= 1 &&
+			ri.act.ike.BadMessages.Load()+ri.act.ike.QueueFull.Load() >= 100
+	})
+	// Still up: a packet crosses.
+	a, b := netip.MustParseAddr("10.61.0.5"), netip.MustParseAddr("10.62.0.7")
+	ii.send(icmpEcho(8, a, b, 1, 1, 100))
+	waitFor(t, "a packet after the garbage", 5*time.Second, func() bool { return ri.coll.Count() == 1 })
+	ri.checkBalance()
+	ri.coll.Release()
+}
