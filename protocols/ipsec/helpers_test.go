@@ -210,3 +210,19 @@ func fixICMP(p []byte) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// icmp6Echo returns an ICMPv6 echo request from src to dst.
+func icmp6Echo(src, dst netip.Addr, id, seq uint16, size int) []byte {
+	p := make([]byte, size)
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:6], uint16(size-40))
+	p[6], p[7] = packet.ProtoICMPv6, 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:24], s[:])
+	copy(p[24:40], d[:])
+	p[40] = 128
+	binary.BigEndian.PutUint16(p[44:46], id)
+	binary.BigEndian.PutUint16(p[46:48], seq)
+	binary.BigEndian.PutUint16(p[42:44], packet.Checksum(p[40:], packet.PseudoHeaderSum(src, dst, packet.ProtoICMPv6, size-40)))
+	return p
+}

@@ -400,3 +400,52 @@ func TestPairHostile(t *testing.T) {
 	ri.checkBalance()
 	ri.coll.Release()
 }
+
+// TestPairIPv6: IKE and ESP over IPv6 (::1) carrying IPv6 traffic between
+// IPv6 selectors.
+func TestPairIPv6(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	psk := pskFile(t, dir, "psk", testPSK)
+	r500, r4500 := packettest.FreeUDPPort(t), packettest.FreeUDPPort(t)
+	iset := mustParse(t, fmt.Sprintf("local_addrs: \"::1\"\nremote_addrs: \"::1\"\nlocal_port: %d\nnatt_port: %d\nremote_port: %d\n"+
+		"local_id: i\nremote_id: r\npsk_file: %s\nlocal_ts: [\"fd61::/64\"]\nremote_ts: [\"fd62::/64\"]\n",
+		packettest.FreeUDPPort(t), packettest.FreeUDPPort(t), r500, psk))
+	iset.RemoteNATT = r4500
+	rset := mustParse(t, fmt.Sprintf("mode: responder\nlocal_addrs: \"::1\"\nremote_addrs: \"::1\"\nlocal_port: %d\nnatt_port: %d\n"+
+		"local_id: r\nremote_id: i\npsk_file: %s\nlocal_ts: [\"fd62::/64\"]\nremote_ts: [\"fd61::/64\"]\n", r500, r4500, psk))
+	ri := newHarness(t)
+	ri.spawn(rset)
+	defer ri.stop()
+	ii := newHarness(t)
+	ii.spawn(iset)
+	defer ii.stop()
+	waitFor(t, "CHILD SAs", 10*time.Second, func() bool { return ii.act.out.Load() != nil && ri.act.out.Load() != nil })
+	a, b := netip.MustParseAddr("fd61::5"), netip.MustParseAddr("fd62::7")
+	ii.send(icmp6Echo(a, b, 1, 1, 200), icmp6Echo(a, b, 1, 2, 1300))
+	ri.send(icmp6Echo(b, a, 2, 1, 90))
+	waitFor(t, "IPv6 packets both ways", 5*time.Second, func() bool { return ri.coll.Count() == 2 && ii.coll.Count() == 1 })
+	if s, _ := ii.lastSession(); fmt.Sprint(s.Routes) != "[fd62::/64]" {
+		t.Errorf("routes %v", s.Routes)
+	}
+	ii.coll.Release()
+	ri.coll.Release()
+}
+
+// TestPairRetransmit: the initiator starts before the responder; its
+// IKE_SA_INIT is retransmitted (after 1 s) until the responder answers.
+func TestPairRetransmit(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	iset, rset := pairSettings(t, "", "", "")
+	ii := newHarness(t)
+	ii.spawn(iset)
+	defer ii.stop()
+	time.Sleep(1500 * time.Millisecond)
+	ri := newHarness(t)
+	ri.spawn(rset)
+	defer ri.stop()
+	waitFor(t, "CHILD SAs", 10*time.Second, func() bool { return ii.act.out.Load() != nil && ri.act.out.Load() != nil })
+	if n := ii.act.ike.Retransmits.Load(); n < 1 {
+		t.Errorf("%d retransmissions, want at least 1", n)
+	}
+}
