@@ -293,9 +293,12 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 	}
 	delete(c.halfOpen, sa.spii)
 	sa.natt = true
-	c.a.peerNATT.Store(udpbind.NewEndpoint(d.from))
 	fail := func(code uint16, why string) {
-		c.respond(sa, ike.IKE_AUTH, h.MessageID, []ike.Payload{{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, code, nil)}})
+		// Answered where the request came from: ESP (and an SA already
+		// up) keep their address until an AUTH verifies.
+		msg := sa.sendKey().Seal(ike.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: ike.IKE_AUTH, Flags: ike.FlagResponse,
+			MessageID: h.MessageID}, []ike.Payload{{Type: ike.PayloadNotify, Body: ike.NotifyBody(0, nil, code, nil)}})
+		c.sendTo(msg, d.from, true)
 		c.a.ike.Failures.Add(1)
 		c.log.Warn("ipsec: IKE_AUTH refused", zap.String("why", why), zap.String("notify", notifyName(code)))
 	}
@@ -329,11 +332,13 @@ func (c *controller) onAuthRequest(sa *ikeSA, h ike.Header, d ikeDatagram, now t
 		resp = append(resp, pk.certPayloads()...)
 	}
 	resp = append(resp, ike.Payload{Type: ike.PayloadAUTH, Body: auth})
-	// The IKE SA is up; an older one with this peer goes.
+	// The IKE SA is up; an older one with this peer goes, and ESP goes
+	// where this one's IKE_AUTH came from.
 	if old := c.sa; old != nil {
 		c.sendDelete(old)
 		c.down(old)
 	}
+	c.a.peerNATT.Store(udpbind.NewEndpoint(d.from))
 	c.sa = sa
 	sa.state = stateEstablished
 	sa.established = now
