@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -196,5 +197,8 @@ func startIPsecCase(ctx context.Context, l *Lab, c Case) (procs []benchProc, sto
 	default:
 		return nil, nil, errors.New("not an IPsec case")
 	}
+	// Side a's process first: reports and the profile (--profile) take it
+	// as side a's.
+	slices.Reverse(procs)
 	return procs, stops, nil
 }
