@@ -61,7 +61,10 @@ const (
 	// keep sending on the old SA until the peer deletes it, at most this
 	// long. rekeyRetry (30 s): a refused rekey is tried again after it.
 	rekeyHoldTimeout = 5 * time.Second
-	rekeyRetry       = 30 * time.Second
+	// rekeyJitter (10 %): a rekey happens up to this share of rekey_time
+	// or child_rekey_time early, different for each SA (RFC 7296 §2.8.1).
+	rekeyJitter = 0.1
+	rekeyRetry  = 30 * time.Second
 	// seqRekeyAt: a CHILD SA with 32-bit sequence numbers is rekeyed when
 	// its counter passes this (2^32 - 2^24, ~16 M packets before the end).
 	seqRekeyAt = 1<<32 - 1<<24

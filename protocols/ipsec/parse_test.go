@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"switchyard/config"
 	"switchyard/protocols/ipsec/ike"
@@ -90,5 +91,17 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if ParseIdentity("10.0.0.1").Type != ike.IDIPv4 || ParseIdentity("@#0a0b").Type != ike.IDKeyID {
 		t.Error("identity types")
+	}
+}
+
+func TestJittered(t *testing.T) {
+	for _, seed := range []uint64{0, 1, 0xdeadbeef, ^uint64(0)} {
+		got := jittered(time.Hour, seed)
+		if got > time.Hour || got < 54*time.Minute {
+			t.Errorf("jittered(1h, %#x) = %v, want within [54m, 1h]", seed, got)
+		}
+	}
+	if jittered(time.Hour, 1) == jittered(time.Hour, 2) {
+		t.Error("two SAs got the same jitter")
 	}
 }

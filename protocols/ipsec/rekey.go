@@ -20,9 +20,11 @@ package ipsec
 //     deleted (its answer awaited as `retiring`).
 //  4. IKE SA, the peer's: the same, answered; the peer deletes the old one.
 //
-// Not handled: simultaneous rekeys of the same SA by both ends (RFC 7296
-// §2.8.1); the later one is refused with TEMPORARY_FAILURE while one of
-// ours is outstanding, and retried at the next timer.
+// Rekey times are jittered (up to rekeyJitter earlier, per SA) so that both
+// ends rarely rekey at once. Simultaneous rekeys are not resolved by nonces
+// (RFC 7296 §2.8.1, §2.25.1): a peer's rekey that arrives while a request
+// of ours is outstanding is refused with TEMPORARY_FAILURE, and the peer
+// retries later (§2.25).
 
 import (
 	"encoding/binary"
@@ -45,7 +47,7 @@ func (c *controller) rekeyTimers(sa *ikeSA, now time.Time) {
 	if sa.req != nil || sa.state != stateEstablished {
 		return
 	}
-	if now.Sub(sa.established) >= c.set.RekeyTime {
+	if now.Sub(sa.established) >= jittered(c.set.RekeyTime, sa.spii) {
 		c.rekeyIKESA(sa, now)
 		return
 	}
@@ -53,9 +55,18 @@ func (c *controller) rekeyTimers(sa *ikeSA, now time.Time) {
 	if ch == nil || sa.oldIn != nil || sa.holdOut != nil {
 		return
 	}
-	if now.Sub(ch.since) >= c.set.ChildRekey || (!ch.out.ESN && ch.out.Seq() > seqRekeyAt) {
+	if now.Sub(ch.since) >= jittered(c.set.ChildRekey, uint64(ch.in.SPI)) || (!ch.out.ESN && ch.out.Seq() > seqRekeyAt) {
 		c.rekeyChild(sa, now)
 	}
+}
+
+// jittered is d less up to rekeyJitter of it, picked by seed (an SPI, so
+// the same for one SA and different at the two ends): RFC 7296 §2.8.1 asks
+// for jittered rekey times, so that both ends rarely rekey at once.
+func jittered(d time.Duration, seed uint64) time.Duration {
+	seed ^= seed >> 31
+	seed *= 0x9e3779b97f4a7c15
+	return d - time.Duration(float64(d)*rekeyJitter*float64(seed>>11)/float64(1<<53))
 }
 
 func spiBytes(spi uint32) []byte { return binary.BigEndian.AppendUint32(nil, spi) }
