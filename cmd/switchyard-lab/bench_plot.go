@@ -130,7 +130,7 @@ func e2eBars(rep *benchReport) []bar {
 			continue
 		}
 		c := colorSY
-		if r.Kind == lab.KindVeth || r.Kind == lab.KindWireGuardGo || r.Kind == lab.KindBare {
+		if r.Kind == lab.KindVeth || r.Kind == lab.KindWireGuardGo || r.Kind == lab.KindBare || r.Kind == lab.KindIPsecStrongSwan {
 			c = colorRef
 		}
 		bars = append(bars, bar{label: shortLabel(r.Case), s: r.Gbps, color: c})

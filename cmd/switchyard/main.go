@@ -10,6 +10,7 @@ import (
 	"os"
 
 	// The protocols this binary carries; each registers itself in init.
+	_ "switchyard/protocols/ipsec"
 	_ "switchyard/protocols/openconnect"
 	_ "switchyard/protocols/openvpn"
 	_ "switchyard/protocols/udp"

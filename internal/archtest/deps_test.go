@@ -123,6 +123,9 @@ var dynamicSites = map[string][]string{
 	"node/tun_bsd.go: path":                                                          nil, // /sbin/ifconfig, /sbin/route: macOS and FreeBSD, not Debian
 	"protocols/openconnect/lab_test.go: args[0]":                                     nil, // run(t, …): its callers are checked
 	"protocols/openconnect/lab_test.go: p":                                           {"ocserv", "ocpasswd", "openconnect", "iptables", "ping"},
+	"protocols/ipsec/charon_test.go: args[0]":                                        nil, // run(t, …): its callers are checked
+	"protocols/ipsec/helpers_test.go: args[0]":                                       nil, // execOut(…): its callers are checked
+	"protocols/ipsec/charon_test.go: p":                                              {"ip", "swanctl"},
 }
 
 // notDebian are commands the code runs that no Debian package of the list

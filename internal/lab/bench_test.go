@@ -198,7 +198,8 @@ func TestCases(t *testing.T) {
 	// wireguard-go (issue 14).
 	wantRef := map[CaseKind]CaseKind{KindUDP: KindBare, KindWireGuard: KindWireGuardGo,
 		KindOCClient: KindOCRef, KindOCServer: KindOCRef, KindOCPair: KindOCRef,
-		KindOpenVPNClient: KindOpenVPNRef, KindOpenVPN: KindOpenVPNRef}
+		KindOpenVPNClient: KindOpenVPNRef, KindOpenVPN: KindOpenVPNRef,
+		KindIPsecSwitchyardStrongSwan: KindIPsecStrongSwan, KindIPsecPair: KindIPsecStrongSwan}
 	for _, c := range seen {
 		if c.Ref == "" {
 			continue

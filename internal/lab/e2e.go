@@ -47,6 +47,10 @@ const (
 	KindOpenVPNRef                    // two openvpn 2.6 processes: the OpenVPN reference (openvpn.go)
 	KindOpenVPNClient                 // switchyard's openvpn client against an openvpn 2.6 server
 	KindOpenVPN                       // two switchyard daemons, openvpn server and client
+	// IPsec (issue 17), PSK, AES-GCM-256 ESP in UDP:
+	KindIPsecStrongSwan           // two strongSwan charons with kernel-libipsec: the reference pair
+	KindIPsecSwitchyardStrongSwan // a switchyard daemon (ipsec initiator) ↔ strongSwan
+	KindIPsecPair                 // two switchyard daemons, ipsec protocol
 )
 
 // Case is one configuration of the end-to-end benchmark.
@@ -119,6 +123,9 @@ func Cases() []Case {
 		{Key: "openvpn", Label: "openvpn 2.6 pair, AES-256-GCM, tls-crypt, DCO off (reference)", Kind: KindOpenVPNRef},
 		{Key: "openvpn-sy-client", Label: "switchyard openvpn client ↔ openvpn 2.6 server", Kind: KindOpenVPNClient, Batch: 128, Ref: "openvpn"},
 		{Key: "openvpn-sy-pair", Label: "switchyard openvpn server ↔ switchyard openvpn client", Kind: KindOpenVPN, Batch: 128, Ref: "openvpn"},
+		{Key: "ipsec-strongswan", Label: "strongSwan ↔ strongSwan, kernel-libipsec, PSK, AES-GCM-256 (reference)", Kind: KindIPsecStrongSwan},
+		{Key: "ipsec-sy-strongswan", Label: "switchyard ipsec ↔ strongSwan, PSK, AES-GCM-256", Kind: KindIPsecSwitchyardStrongSwan, Ref: "ipsec-strongswan"},
+		{Key: "ipsec-b128", Label: "switchyard ipsec pair, in-process, batch 128, PSK, AES-GCM-256", Kind: KindIPsecPair, Batch: 128, Ref: "ipsec-strongswan"},
 		{Key: "udp-flood", Label: "switchyard udp, in-process, batch 128, UDP flood", Kind: KindUDP, Batch: 128, Flood: true},
 		{Key: "openconnect-ref", Label: "ocserv ↔ openconnect (SSL VPN reference pair)", Kind: KindOCRef},
 		{Key: "openconnect-client", Label: "switchyard openconnect client ↔ ocserv", Kind: KindOCClient, Ref: "openconnect-ref"},
@@ -583,6 +590,9 @@ func startCase(ctx context.Context, l *Lab, c Case, o E2EOptions) (procs []bench
 		return startOpenconnectPair(ctx, l, c)
 	case KindOpenVPNRef, KindOpenVPNClient, KindOpenVPN:
 		return startOpenVPNCase(ctx, l, c)
+	case KindIPsecStrongSwan, KindIPsecSwitchyardStrongSwan, KindIPsecPair:
+		procs, stops, err := startIPsecCase(ctx, l, c)
+		return procs, l.B.TUN4, stops, err
 	}
 	return nil, target, nil, fmt.Errorf("case %s: unknown kind %d", c.Key, c.Kind)
 }
