@@ -212,9 +212,11 @@ func hostile(ctx context.Context, addr, which string, target *protoactor.PID, cr
 		ConnectRequest: &protoremote.ConnectRequest{ConnectionType: &protoremote.ConnectRequest_ServerConnection{
 			ServerConnection: &protoremote.ServerConnection{SystemId: "hostile-" + hex.EncodeToString(id), Address: "hostile:0"},
 		}},
-	}}); err != nil {
+	}}); err != nil && !errors.Is(err, io.EOF) {
 		return rep, fmt.Errorf("%w: send ConnectRequest: %v", errConnect, err)
 	}
+	// io.EOF from Send: the server already ended the stream (a refusal
+	// can arrive before the first message is sent); Recv has its status.
 	resp, err := stream.Recv()
 	if status.Code(err) == codes.Unauthenticated {
 		rep.Outcome = "refused: Unauthenticated: " + status.Convert(err).Message()
