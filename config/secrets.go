@@ -107,14 +107,24 @@ func ReadTokenFile(path, configFile string) (string, error) {
 		return "", err
 	}
 	token := strings.TrimSpace(string(b))
-	switch {
-	case token == "":
+	if token == "" {
 		return "", fmt.Errorf("%s is empty; put a token in it, e.g. openssl rand -hex 32", path)
-	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }):
-		return "", fmt.Errorf("%s: the token must be one word of printable ASCII (no spaces or line breaks)", path)
-	case len(token) < MinTokenBytes:
-		return "", fmt.Errorf("%s: the token has %d characters, want at least %d (e.g. openssl rand -hex 32)",
-			path, len(token), MinTokenBytes)
+	}
+	if err := CheckToken(token); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return token, nil
+}
+
+// CheckToken checks a non-empty token or secret, already trimmed: one word
+// of printable ASCII, at least MinTokenBytes long. The admin token file
+// and the remote secret (a file or a spawned host's pipe) follow it.
+func CheckToken(token string) error {
+	switch {
+	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }):
+		return errors.New("the token must be one word of printable ASCII (no spaces or line breaks)")
+	case len(token) < MinTokenBytes:
+		return fmt.Errorf("the token has %d characters, want at least %d (e.g. openssl rand -hex 32)", len(token), MinTokenBytes)
+	}
+	return nil
 }

@@ -86,16 +86,12 @@ func ReadSecretFD(fd int) (string, error) {
 	return s, nil
 }
 
+// checkSecret checks a secret by the rules of a token (config.CheckToken).
 func checkSecret(s string) error {
-	switch {
-	case s == "":
+	if s == "" {
 		return errors.New("empty")
-	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }):
-		return errors.New("not one word of printable ASCII")
-	case len(s) < config.MinTokenBytes:
-		return fmt.Errorf("%d characters, want at least %d", len(s), config.MinTokenBytes)
 	}
-	return nil
+	return config.CheckToken(s)
 }
 
 // authorized reports whether the stream's metadata carries secret.

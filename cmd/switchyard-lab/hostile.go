@@ -75,9 +75,6 @@ const (
 	hostileUnknownType = "switchyard.hostile.NoSuchType"
 )
 
-// hostileOpenName is the instance the open case re-opens (--open-name).
-var hostileOpenName = "peer"
-
 // hostileCases are the cases, in the order of the usage text.
 var hostileCases = []string{"unknown-type", "garbage-msgpack", "oversized-envelope", "oversized-grpc", "unary", "open"}
 
@@ -137,9 +134,8 @@ func runHostile(args []string) int {
 	tgt := &protoactor.PID{Address: *pidAddr, Id: *target}
 	if *which == "open" {
 		tgt.Id = remote.HostActorID
-		hostileOpenName = *openName
 	}
-	rep, err := hostile(ctx, *addr, *which, tgt, creds)
+	rep, err := hostile(ctx, *addr, *which, *openName, tgt, creds)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "switchyard-lab hostile %s: %v\n", *which, err)
 		return 1
@@ -178,7 +174,7 @@ func hostileCreds(ca, cert, key string) (credentials.TransportCredentials, error
 }
 
 // hostile connects to addr and sends case which.
-func hostile(ctx context.Context, addr, which string, target *protoactor.PID, creds credentials.TransportCredentials) (lab.HostileReport, error) {
+func hostile(ctx context.Context, addr, which, openName string, target *protoactor.PID, creds credentials.TransportCredentials) (lab.HostileReport, error) {
 	rep := lab.HostileReport{Case: which, Addr: addr}
 	conn, err := grpc.DialContext(ctx, addr,
 		grpc.WithTransportCredentials(creds),
@@ -193,7 +189,7 @@ func hostile(ctx context.Context, addr, which string, target *protoactor.PID, cr
 		return hostileUnary(ctx, client, target, rep)
 	}
 	rep.Target = target.Id
-	mb, err := hostileBatch(which, target)
+	mb, err := hostileBatch(which, openName, target)
 	if err != nil {
 		return rep, err
 	}
@@ -285,7 +281,8 @@ func hostileUnary(ctx context.Context, client protoremote.RemotingClient, target
 }
 
 // hostileBatch builds the MessageBatch of a stream case.
-func hostileBatch(which string, target *protoactor.PID) (*protoremote.MessageBatch, error) {
+// openName is the instance the open case re-opens.
+func hostileBatch(which, openName string, target *protoactor.PID) (*protoremote.MessageBatch, error) {
 	envelopeType := string(proto.MessageName(&wire.Envelope{}))
 	var typeName string
 	var datas [][]byte
@@ -328,7 +325,7 @@ func hostileBatch(which string, target *protoactor.PID) (*protoremote.MessageBat
 		// A udp instance under the live one's name, bound to port 53, its
 		// peer the attacker: what a take-over would look like.
 		typeName = envelopeType
-		o, err := msgpack.Marshal(remote.Open{Name: hostileOpenName, Type: "udp",
+		o, err := msgpack.Marshal(remote.Open{Name: openName, Type: "udp",
 			Settings: []byte("listen: 0.0.0.0:53\npeer: 192.0.2.66:53\n"), SettingsPath: "protocols[0].settings",
 			MaxBatch: 128, Capacity: 64, Policy: "drop_newest", Window: 32, MaxRestarts: 3})
 		if err != nil {

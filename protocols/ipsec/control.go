@@ -48,6 +48,7 @@ import (
 	"switchyard/protocols"
 	"switchyard/protocols/ipsec/esp"
 	"switchyard/protocols/ipsec/ike"
+	"switchyard/protocols/udpbind"
 )
 
 type ikeDatagram struct {
@@ -195,7 +196,7 @@ func (c *controller) read500() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			time.Sleep(recvErrorPause)
+			time.Sleep(udpbind.RecvErrorPause)
 			continue
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())

@@ -100,15 +100,7 @@ func (h *harness) stop() {
 // send sends packets (copied into pool buffers) to the actor as one batch.
 func (h *harness) send(pkts ...[]byte) {
 	h.t.Helper()
-	b := h.pool.GetBatch()
-	bufs := make([][]byte, len(pkts))
-	if !h.pool.GetBufs(bufs) {
-		h.t.Fatal("pool exhausted")
-	}
-	for i, p := range pkts {
-		n := copy(bufs[i][packet.Headroom:], p)
-		b.Append(bufs[i], n)
-	}
+	b := packettest.BatchOf(h.t, h.pool, pkts...)
 	h.stats.In(b.Len(), b.Bytes())
 	h.system.Root.Send(h.pid, b)
 }

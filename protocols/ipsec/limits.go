@@ -84,7 +84,4 @@ const (
 	// sealed packets above it are dropped (malformed).
 	maxIPv4Payload = 65535 - 20 - 8
 	maxIPv6Payload = 65535 - 8
-	// recvErrorPause (10 ms): a reader sleeps after a second receive error
-	// in a row, so a persistent socket error cannot spin a core.
-	recvErrorPause = 10 * time.Millisecond
 )

@@ -26,8 +26,6 @@ package ipsec
 // keepalives as the drops "ike" and "keepalive"), so In = Out + drops.
 
 import (
-	"errors"
-	"net"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -77,23 +75,8 @@ func newReader(a *ipsecActor, recv conn.ReceiveFunc) (*reader, bool) {
 func (r *reader) run() {
 	defer r.a.readers.Done()
 	defer r.release()
-	failures := 0
-	for {
-		n, err := r.recv(r.pkts, r.sizes, r.eps)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || r.a.closing.Load() {
-				return
-			}
-			r.a.recvLog.Event(r.a.env.Log, r.failMsg, r.a.name, 1, err)
-			failures++
-			if failures > 1 {
-				time.Sleep(recvErrorPause)
-			}
-			continue
-		}
-		failures = 0
-		r.deliver(n)
-	}
+	udpbind.Loop(r.recv, r.pkts, r.sizes, r.eps, r.a.closing.Load,
+		func(err error) { r.a.recvLog.Event(r.a.env.Log, r.failMsg, r.a.name, 1, err) }, r.deliver)
 }
 
 // deliver handles the n datagrams just received (borrowed slots).

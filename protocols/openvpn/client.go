@@ -338,22 +338,8 @@ func newReader(a *clientActor, fn conn.ReceiveFunc) (*reader, bool) {
 func (r *reader) run() {
 	defer r.a.readers.Done()
 	defer r.h.Release()
-	failures := 0
-	for {
-		n, err := r.recv(r.bufs, r.sizes, r.eps)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || r.a.closing.Load() {
-				return
-			}
-			r.a.recvLog.Event(r.a.env.Log, "openvpn receive failed", r.a.name, 1, err)
-			if failures++; failures > 1 {
-				time.Sleep(recvErrorPause)
-			}
-			continue
-		}
-		failures = 0
-		r.deliver(n)
-	}
+	udpbind.Loop(r.recv, r.bufs, r.sizes, r.eps, r.a.closing.Load,
+		func(err error) { r.a.recvLog.Event(r.a.env.Log, "openvpn receive failed", r.a.name, 1, err) }, r.deliver)
 }
 
 // deliver handles the n datagrams just received (see the flow above).

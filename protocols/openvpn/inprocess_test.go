@@ -53,15 +53,7 @@ func newEnd(t *testing.T, mk func(protocols.Env) actor.Actor) *end {
 }
 
 func (e *end) send(pkts ...[]byte) {
-	b := e.pool.GetBatch()
-	bufs := make([][]byte, len(pkts))
-	if !e.pool.GetBufs(bufs) {
-		e.t.Fatal("pool exhausted")
-	}
-	for i, p := range pkts {
-		n := copy(bufs[i][packet.Headroom:], p)
-		b.Append(bufs[i], n)
-	}
+	b := packettest.BatchOf(e.t, e.pool, pkts...)
 	e.out.In(b.Len(), b.Bytes())
 	e.system.Root.Send(e.pid, b)
 }

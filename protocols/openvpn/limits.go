@@ -102,8 +102,4 @@ const (
 	// minRenegSec (5 s) is the shortest reneg_sec: a key exchange takes a
 	// few round trips and the old key lives on for transitionWindow.
 	minRenegSec = 5
-
-	// recvErrorPause (10 ms) is the pause after a second receive error in a
-	// row, so a broken socket does not spin.
-	recvErrorPause = 10 * time.Millisecond
 )

@@ -1,7 +1,5 @@
 package udp
 
-import "time"
-
 // Limits of the udp protocol. Every number has its unit and its reason.
 const (
 	// maxIPv4Payload (65 507 bytes) is the largest UDP payload an IPv4
@@ -14,9 +12,4 @@ const (
 	// datagram without jumbograms: the payload length field excludes the
 	// IPv6 header, so only the 8-byte UDP header counts.
 	maxIPv6Payload = 65535 - 8
-
-	// recvErrorPause (10 ms) is how long a reader sleeps after a second
-	// receive error in a row, so a persistent socket error cannot spin a
-	// core. A single transient error is retried at once.
-	recvErrorPause = 10 * time.Millisecond
 )

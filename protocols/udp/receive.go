@@ -24,10 +24,7 @@ package udp
 // drops exactly.
 
 import (
-	"errors"
-	"net"
 	"net/netip"
-	"time"
 
 	"github.com/gaissmai/bart"
 	"golang.zx2c4.com/wireguard/conn"
@@ -86,23 +83,8 @@ func newReader(a *udpActor, recv conn.ReceiveFunc) (*reader, bool) {
 func (r *reader) run() {
 	defer r.a.readers.Done()
 	defer r.release()
-	failures := 0 // receive errors in a row
-	for {
-		n, err := r.recv(r.pkts, r.sizes, r.eps)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || r.a.closing.Load() {
-				return
-			}
-			r.a.recvLog.Event(r.a.env.Log, r.failMsg, r.a.name, 1, err)
-			failures++
-			if failures > 1 {
-				time.Sleep(recvErrorPause)
-			}
-			continue
-		}
-		failures = 0
-		r.deliver(n)
-	}
+	udpbind.Loop(r.recv, r.pkts, r.sizes, r.eps, r.a.closing.Load,
+		func(err error) { r.a.recvLog.Event(r.a.env.Log, r.failMsg, r.a.name, 1, err) }, r.deliver)
 }
 
 // deliver checks the n datagrams just received and sends the good ones to

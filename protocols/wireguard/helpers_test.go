@@ -48,16 +48,7 @@ func ipv6Packet(src, dst [16]byte, seq, size int) []byte {
 // batchOf copies pkts into a batch from pool.
 func batchOf(t testing.TB, pool *packet.Pool, pkts [][]byte) *packet.Batch {
 	t.Helper()
-	bufs := make([][]byte, len(pkts))
-	if !pool.GetBufs(bufs) {
-		t.Fatal("pool exhausted")
-	}
-	b := pool.GetBatch()
-	for i, p := range pkts {
-		n := copy(bufs[i][packet.Headroom:], p)
-		b.Append(bufs[i], n)
-	}
-	return b
+	return packettest.BatchOf(t, pool, pkts...)
 }
 
 func quietSystem() *actor.ActorSystem {
